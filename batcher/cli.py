@@ -1,0 +1,391 @@
+"""The command line: a thin layer over the library. ``main(argv) -> exit code``.
+
+Exit codes: 0 all rows succeeded/unchanged · 1 some rows failed · 2 usage,
+configuration or invalid input (nothing sent) · 3 stopped early (401/403,
+--max-failures) · 130 interrupted, resumable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import signal
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__
+from .config import (
+    DEFAULT_BASE_URL,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_RATE,
+    DEFAULT_TIMEOUT_S,
+    JobConfig,
+    parse_rate,
+    read_token,
+)
+from .errors import BatcherError, UsageError
+from .model import Row, RowError
+
+EXAMPLES = {
+    "run": """examples:
+  batcher validate inputs/french-transcription.csv
+  batcher plan inputs/french-transcription.csv --out plan.jsonl
+  CLOUDFLARE_API_TOKEN=... batcher run inputs/french-transcription.csv --account-id ACCOUNT
+  cat rows.jsonl | batcher run - --state job.state.db --account-id ACCOUNT
+  batcher rollback --state inputs/french-transcription.csv.state.db""",
+    "fake-api": """examples:
+  batcher fake-api --seed inputs/seed-meetings.jsonl --port 8787
+  batcher fake-api --meetings 10000 --rate-limit 40/10 --fail-rate 0.05""",
+}
+
+
+def _job_options(p: argparse.ArgumentParser, *, with_input: bool = True) -> None:
+    env = os.environ
+    if with_input:
+        p.add_argument("input", metavar="INPUT", help="a .csv, .jsonl/.ndjson file, or - for JSONL on stdin")
+        p.add_argument(
+            "--format",
+            dest="input_format",
+            choices=("csv", "jsonl"),
+            help="override the format implied by INPUT's name",
+        )
+        p.add_argument(
+            "--mode",
+            choices=("merge", "replace", "patch"),
+            default="merge",
+            help="merge (default): GET, deep-merge, PUT the whole document; replace: PUT the row as the whole document; patch: PATCH the row",
+        )
+        p.add_argument(
+            "--skip-invalid",
+            action="store_true",
+            help="record invalid rows as failed and go on (default: exit 2 before sending anything)",
+        )
+        p.add_argument(
+            "--retry-failed", action="store_true", help="on resume, send rows that failed in earlier runs again"
+        )
+        p.add_argument(
+            "--force",
+            action="store_true",
+            help="reuse a state file made by a different input/options (done rows with the same patch are not resent)",
+        )
+        p.add_argument(
+            "--report",
+            dest="report_path",
+            metavar="FILE",
+            help="failure report (default INPUT.failures.jsonl; .csv gives CSV)",
+        )
+        p.add_argument(
+            "--results", dest="results_path", metavar="FILE", help="one JSON line per finished row (- for stdout)"
+        )
+    p.add_argument(
+        "--base-url",
+        default=env.get("BATCHER_BASE_URL", DEFAULT_BASE_URL),
+        help=f"API base URL (env BATCHER_BASE_URL; default {DEFAULT_BASE_URL})",
+    )
+    p.add_argument(
+        "--app-id",
+        default=env.get("BATCHER_APP_ID") or None,
+        help="use the /realtime/kit/{app_id}/ path (env BATCHER_APP_ID)",
+    )
+    p.add_argument(
+        "--account-id",
+        default=env.get("CLOUDFLARE_ACCOUNT_ID") or None,
+        help="account for rows without account_id (env CLOUDFLARE_ACCOUNT_ID)",
+    )
+    p.add_argument(
+        "--token-file", metavar="FILE", help="read the API token from FILE (default: env CLOUDFLARE_API_TOKEN)"
+    )
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        help=f"requests in flight at most (default {DEFAULT_CONCURRENCY})",
+    )
+    p.add_argument(
+        "--rate",
+        default=DEFAULT_RATE,
+        help=f"N/SECONDS: at most N requests start in any SECONDS window (default {DEFAULT_RATE}); 'none'; 'auto[:N/S]'",
+    )
+    p.add_argument(
+        "--max-attempts",
+        type=int,
+        default=DEFAULT_MAX_ATTEMPTS,
+        help=f"attempts per request (default {DEFAULT_MAX_ATTEMPTS})",
+    )
+    p.add_argument(
+        "--timeout",
+        dest="timeout_s",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        help=f"seconds per request (default {DEFAULT_TIMEOUT_S:g})",
+    )
+    p.add_argument("--max-failures", type=int, help="stop (exit 3) once more than N rows have failed in this run")
+    p.add_argument(
+        "--allow-credential-reset", action="store_true", help="PUT even when it erases stored storage credentials"
+    )
+    p.add_argument(
+        "--state",
+        dest="state_path",
+        metavar="FILE",
+        help="SQLite state file (default INPUT.state.db; required with stdin)",
+    )
+    p.add_argument("--summary-json", dest="summary_path", metavar="FILE", help="write the summary as JSON")
+    p.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (prints a warning)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    p.add_argument("--verbose", "-v", action="store_true", help="tracebacks on errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every command."""
+    parser = argparse.ArgumentParser(
+        prog="batcher", description="Safe, resumable mass updates of Cloudflare RealtimeKit meetings."
+    )
+    parser.add_argument("--version", action="version", version=f"batcher {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    run = sub.add_parser("run", help="apply every row of INPUT", epilog=EXAMPLES["run"], formatter_class=fmt)
+    _job_options(run)
+
+    plan = sub.add_parser(
+        "plan", help="show what run would change, without any PUT", epilog=EXAMPLES["run"], formatter_class=fmt
+    )
+    _job_options(plan)
+    plan.add_argument("--out", default="-", metavar="FILE", help="one JSON line per row (default stdout)")
+
+    validate = sub.add_parser(
+        "validate", help="check INPUT offline: no token, no network", epilog=EXAMPLES["run"], formatter_class=fmt
+    )
+    validate.add_argument("input", metavar="INPUT")
+    validate.add_argument("--format", dest="input_format", choices=("csv", "jsonl"))
+    validate.add_argument("--account-id", default=os.environ.get("CLOUDFLARE_ACCOUNT_ID") or None)
+    validate.add_argument("--verbose", "-v", action="store_true")
+
+    rollback = sub.add_parser(
+        "rollback",
+        help="PUT back the before-state of every meeting a job changed",
+        epilog=EXAMPLES["run"],
+        formatter_class=fmt,
+    )
+    _job_options(rollback, with_input=False)
+    rollback.add_argument("--force", action="store_true", help="overwrite meetings that changed again after the job")
+    rollback.add_argument("--report", dest="report_path", metavar="FILE", help="default STATE.rollback.failures.jsonl")
+    rollback.add_argument("--results", dest="results_path", metavar="FILE")
+
+    fake = sub.add_parser(
+        "fake-api", help="serve a local RealtimeKit-compatible API", epilog=EXAMPLES["fake-api"], formatter_class=fmt
+    )
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, default=8787)
+    fake.add_argument("--port-file", help="write the bound port here (useful with --port 0)")
+    group = fake.add_mutually_exclusive_group()
+    group.add_argument("--seed", metavar="FILE", help="JSONL of meetings: {account_id, id, ...fields}")
+    group.add_argument("--meetings", type=int, help="make N meetings with random ids")
+    fake.add_argument("--account-id", default="demo-account", help="account of --meetings (default demo-account)")
+    fake.add_argument("--ids-out", metavar="FILE", help="where --meetings writes the ids (default fake-meetings.csv)")
+    fake.add_argument("--token", help="accept only this bearer token (default: any non-empty one)")
+    fake.add_argument("--rate-limit", help="N/SECONDS: answer 429 + Retry-After beyond it")
+    fake.add_argument("--fail-rate", type=float, default=0.0, help="share of requests answered 500/502/503 or dropped")
+    fake.add_argument("--latency-ms", type=float, default=0.0)
+    return parser
+
+
+def _config(args: argparse.Namespace, *, needs_token: bool) -> JobConfig:
+    token, warnings = read_token(args.token_file)
+    for warning in warnings:
+        print(f"batcher: {warning}", file=sys.stderr)
+    if needs_token and not token:
+        raise UsageError("no API token: set CLOUDFLARE_API_TOKEN or pass --token-file FILE")
+    if args.insecure:
+        print("batcher: warning: --insecure: TLS certificates are NOT verified", file=sys.stderr)
+    fields = {k: v for k, v in vars(args).items() if k in JobConfig.__dataclass_fields__}
+    fields["rate"] = parse_rate(args.rate)
+    fields.setdefault("input", getattr(args, "input", None) or args.state_path or "")
+    return JobConfig(token=token, **fields)
+
+
+def _print_row_error(err: RowError) -> None:
+    for problem in err.errors:
+        print(f"row {err.number}: {problem.field}: {problem.reason}", file=sys.stderr)
+
+
+def _install_signals(control: Any, on_second: Any) -> None:
+    loop = asyncio.get_running_loop()
+    control.on_second_interrupt = on_second
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, control.interrupt)
+
+
+def _resume_line(argv: Sequence[str]) -> str:
+    return "resume with: " + shlex.join(["batcher", *argv])
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """``batcher validate``: offline, exit 0 clean, 2 otherwise."""
+    from .engine import validate_input
+
+    good = bad = 0
+    for result in validate_input(args.input, args.input_format, args.account_id):
+        if isinstance(result, Row):
+            good += 1
+        else:
+            bad += 1
+            _print_row_error(result)
+    print(f"batcher: {good + bad} rows: {good} valid, {bad} invalid", file=sys.stderr)
+    return 0 if bad == 0 else 2
+
+
+def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """``batcher run``."""
+    from .engine import Control, Job
+    from .progress import Progress
+
+    config = _config(args, needs_token=True)
+    if config.account_id is None and config.input_format != "jsonl" and config.input.lower().endswith(".csv"):
+        _require_account_column(config.input)
+
+    async def go() -> int:
+        control = Control(float(os.environ.get("BATCHER_TIME_SCALE", "1")))
+        job = Job(config, control, Progress(quiet=args.quiet), _print_row_error)
+
+        def second() -> None:
+            if hasattr(job, "store"):
+                job.flush()
+            print(f"\nbatcher: interrupted again: stopped at once; state saved.\n{_resume_line(argv)}", file=sys.stderr)
+            os._exit(130)
+
+        _install_signals(control, second)
+        result = await job.run()
+        print(result.message, file=sys.stderr)
+        if result.exit_code == 130:
+            print(f"batcher: interrupted; state saved.\n{_resume_line(argv)}", file=sys.stderr)
+        elif result.exit_code == 3:
+            print(_resume_line(argv), file=sys.stderr)
+        return result.exit_code
+
+    return _run_async(go())
+
+
+def _require_account_column(path: str) -> None:
+    import csv
+
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            header = next(csv.reader(fh), [])
+    except (OSError, UnicodeDecodeError):
+        return  # the Source reports it properly
+    if "account_id" not in [h.strip() for h in header]:
+        raise UsageError("no account: pass --account-id, set CLOUDFLARE_ACCOUNT_ID, or add an account_id column")
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """``batcher plan``."""
+    from .engine import Control
+    from .plan import plan_job
+
+    config = _config(args, needs_token=True)
+
+    async def go() -> int:
+        control = Control()
+        _install_signals(control, lambda: os._exit(130))
+        result = await plan_job(config, args.out, control=control, quiet=args.quiet)
+        print(result.message, file=sys.stderr)
+        return result.exit_code
+
+    return _run_async(go())
+
+
+def cmd_rollback(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """``batcher rollback --state FILE``."""
+    from .engine import Control
+    from .rollback import rollback_job
+
+    if not args.state_path:
+        raise UsageError("rollback needs --state FILE (the state file of the job to undo)")
+    if not os.path.exists(args.state_path):
+        raise UsageError(f"no state file at {args.state_path}")
+    config = _config(args, needs_token=True)
+
+    async def go() -> int:
+        control = Control(float(os.environ.get("BATCHER_TIME_SCALE", "1")))
+        _install_signals(control, lambda: os._exit(130))
+        result = await rollback_job(config, control=control, quiet=args.quiet)
+        print(result.message, file=sys.stderr)
+        if result.exit_code == 130:
+            print(f"batcher: interrupted; state saved.\n{_resume_line(argv)}", file=sys.stderr)
+        return result.exit_code
+
+    return _run_async(go())
+
+
+def cmd_fake_api(args: argparse.Namespace) -> int:
+    """``batcher fake-api``: serve until interrupted."""
+    from .fake_api import FakeApi, start
+
+    rate = None
+    if args.rate_limit:
+        spec = parse_rate(args.rate_limit)
+        rate = (spec.max_requests, spec.window_s) if spec else None
+    api = FakeApi(token=args.token, rate_limit=rate, fail_rate=args.fail_rate, latency_ms=args.latency_ms)
+    if args.seed:
+        with open(args.seed, "rb") as fh:
+            count = api.load_seed(fh.readlines())
+        print(f"fake-api: loaded {count} meetings from {args.seed}", file=sys.stderr)
+    elif args.meetings:
+        ids_out = args.ids_out or "fake-meetings.csv"
+        with open(ids_out, "w", encoding="utf-8") as out:
+            out.write("meeting_id,account_id\n")
+            for _ in range(args.meetings):
+                out.write(f"{api.add_meeting(args.account_id)},{args.account_id}\n")
+        print(f"fake-api: made {args.meetings} meetings under {args.account_id}; ids in {ids_out}", file=sys.stderr)
+
+    async def serve() -> None:
+        runner, port = await start(api, args.host, args.port)
+        if args.port_file:
+            with open(args.port_file, "w") as fh:
+                fh.write(str(port))
+        print(f"fake-api: listening on http://{args.host}:{port}", file=sys.stderr, flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await runner.cleanup()
+
+    return _run_async(serve()) or 0
+
+
+def _run_async(coro: Any) -> Any:
+    try:
+        import uvloop  # optional: faster event loop when installed
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: parse, dispatch, map errors to exit codes."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "validate":
+            return cmd_validate(args)
+        if args.command == "run":
+            return cmd_run(args, argv)
+        if args.command == "plan":
+            return cmd_plan(args)
+        if args.command == "rollback":
+            return cmd_rollback(args, argv)
+        return cmd_fake_api(args)
+    except BatcherError as exc:
+        if getattr(args, "verbose", False):
+            traceback.print_exc()
+        print(f"batcher: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,174 @@
+"""The HTTP client: GET / PUT / PATCH a meeting, with retries and pacing.
+
+This is the only module that touches aiohttp, and the only place its
+exceptions are caught: everything above sees a ``CallResult`` value. Every
+attempt (retries included) first awaits the shared ``Pacer``, so ``--rate``
+counts every request the job makes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+
+from . import __version__
+from .config import JobConfig
+from .limiter import Pacer, Sleep
+from .retry import Verdict, backoff_s, classify, parse_ratelimit, parse_retry_after
+
+_TAGS = re.compile(r"<[^>]+>")
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass(slots=True)
+class CallResult:
+    """How one logical call ended, after all its attempts."""
+
+    status: int | None
+    data: dict[str, Any] | None = None
+    error: str | None = None  # None on success; else not_found, http_error, rate_limited, network, timeout, auth ...
+    message: str = ""
+    attempts: int = 1
+
+    @property
+    def is_ok(self) -> bool:
+        """True when the API answered 2xx with ``success`` not false."""
+        return self.error is None
+
+
+@dataclass
+class Stats:
+    """Counters shared by every worker of a job."""
+
+    requests: int = 0
+    retries: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+
+
+def error_message(status: int, body: bytes) -> str:
+    """A one-line message from any of the API's error shapes, or a non-JSON body."""
+    try:
+        doc = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        doc = None
+    if isinstance(doc, dict):
+        err = doc.get("error")
+        if isinstance(err, dict) and err.get("message"):
+            code = f" (code {err['code']})" if err.get("code") not in (None, status) else ""
+            return f"{err['message']}{code}"
+        if isinstance(err, str) and err:
+            return err
+        errors = doc.get("errors")
+        if isinstance(errors, list) and errors:
+            parts = [
+                f"{e.get('message', '')} (code {e['code']})" if isinstance(e, dict) and "code" in e else str(e)
+                for e in errors[:3]
+            ]
+            return "; ".join(parts)
+        return f"HTTP {status}: {orjson.dumps(doc)[:200].decode(errors='replace')}"
+    text = _SPACE.sub(" ", _TAGS.sub(" ", body[:2000].decode("utf-8", errors="replace"))).strip()
+    return f"HTTP {status}: non-JSON body: {text[:160]}" if text else f"HTTP {status} with an empty body"
+
+
+def _error_kind(status: int) -> str:
+    if status == 404:
+        return "not_found"
+    if status == 429:
+        return "rate_limited"
+    if status in (401, 403):
+        return "auth"
+    return "http_error"
+
+
+class Client:
+    """GET/PUT/PATCH meetings over one keep-alive session sized to the concurrency."""
+
+    def __init__(self, config: JobConfig, pacer: Pacer, sleep: Sleep = asyncio.sleep, rng: random.Random | None = None):
+        self.config = config
+        self.pacer = pacer
+        self.stats = Stats()
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Client:
+        connector = aiohttp.TCPConnector(
+            limit=self.config.concurrency,
+            limit_per_host=self.config.concurrency,
+            ssl=False if self.config.insecure else True,
+            ttl_dns_cache=300,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=self.config.timeout_s),
+            headers={
+                "Authorization": f"Bearer {self.config.token.reveal()}",
+                "User-Agent": f"batcher/{__version__}",
+            },
+            raise_for_status=False,
+            skip_auto_headers=("Accept-Encoding",),
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def call(self, method: str, url: str, body: dict[str, Any] | None = None) -> CallResult:
+        """One logical call with retries; never raises for HTTP or network trouble."""
+        payload = orjson.dumps(body) if body is not None else None
+        headers = {"Content-Type": "application/json"} if payload is not None else None
+        attempt = 0
+        while True:
+            attempt += 1
+            await self.pacer.acquire()
+            result, retry_after = await self._attempt(method, url, payload, headers)
+            result.attempts = attempt
+            verdict = classify(result.status) if result.error != "api_error" else Verdict.FAIL
+            if verdict is not Verdict.RETRY or attempt >= self.config.max_attempts:
+                return result
+            self.stats.retries += 1
+            if retry_after is None:  # with Retry-After the shared gate does the waiting
+                await self._sleep(backoff_s(attempt, self._rng))
+
+    async def _attempt(
+        self, method: str, url: str, payload: bytes | None, headers: dict[str, str] | None
+    ) -> tuple[CallResult, float | None]:
+        assert self._session is not None, "use Client as an async context manager"
+        self.stats.requests += 1
+        try:
+            async with self._session.request(method, url, data=payload, headers=headers) as resp:
+                body = await resp.read()
+                status = resp.status
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                ratelimit = parse_ratelimit(resp.headers.get("Ratelimit"))
+        except asyncio.TimeoutError:
+            self._count("timeout")
+            self.pacer.on_response(None, None, None)
+            return CallResult(None, error="timeout", message=f"no answer within {self.config.timeout_s:g} s"), None
+        except aiohttp.ClientError as exc:
+            self._count("network")
+            self.pacer.on_response(None, None, None)
+            # str(exc) of aiohttp errors names host and port, never headers
+            return CallResult(None, error="network", message=f"{type(exc).__name__}: {exc}"[:300]), None
+        self._count(str(status))
+        self.pacer.on_response(status, retry_after, ratelimit)
+        if 200 <= status < 300:
+            try:
+                doc = orjson.loads(body) if body else {}
+            except orjson.JSONDecodeError:
+                return CallResult(status, error="api_error", message=error_message(status, body)), None
+            if isinstance(doc, dict) and doc.get("success") is False:
+                return CallResult(status, error="api_error", message=error_message(status, body)), None
+            data = doc.get("data", doc.get("result")) if isinstance(doc, dict) else None
+            return CallResult(status, data=data if isinstance(data, dict) else None), None
+        return CallResult(status, error=_error_kind(status), message=error_message(status, body)), retry_after
+
+    def _count(self, key: str) -> None:
+        self.stats.by_status[key] = self.stats.by_status.get(key, 0) + 1

@@ -1,0 +1,144 @@
+"""Job configuration: one frozen value object, its defaults, and the token as a secret."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import UsageError
+
+DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
+DEFAULT_CONCURRENCY = 8
+DEFAULT_RATE = "1200/300"  # Cloudflare's global API limit per token
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_TIMEOUT_S = 30.0
+MODES = ("merge", "replace", "patch")
+
+
+class Secret:
+    """A string that never shows itself: not in repr, str, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself, for the one place that must send it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True)
+class RateSpec:
+    """At most ``max_requests`` request starts in any window of ``window_s`` seconds."""
+
+    max_requests: int
+    window_s: float
+    is_auto: bool = False
+
+    def __str__(self) -> str:
+        text = f"{self.max_requests}/{self.window_s:g}"
+        return f"auto (ceiling {text})" if self.is_auto else text
+
+
+def parse_rate(text: str | None) -> RateSpec | None:
+    """Parse ``--rate``: ``N/SECONDS``, ``none`` (no pacing) or ``auto[:N/SECONDS]``."""
+    text = (text or DEFAULT_RATE).strip().lower()
+    if text == "none":
+        return None
+    is_auto = text.startswith("auto")
+    if is_auto:
+        text = text[5:] if text.startswith("auto:") else "50/1"
+    match = re.fullmatch(r"(\d+)\s*/\s*(\d+(?:\.\d*)?|\.\d+)", text)
+    if not match or int(match[1]) < 1 or float(match[2]) <= 0:
+        raise UsageError(f"--rate must look like 1200/300 (requests/seconds), 'auto' or 'none', not {text!r}")
+    return RateSpec(int(match[1]), float(match[2]), is_auto)
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """Everything a job needs to know, fixed before it starts."""
+
+    input: str
+    token: Secret = field(default_factory=lambda: Secret(""))
+    base_url: str = DEFAULT_BASE_URL
+    app_id: str | None = None
+    account_id: str | None = None
+    mode: str = "merge"
+    input_format: str | None = None
+    concurrency: int = DEFAULT_CONCURRENCY
+    rate: RateSpec | None = field(default_factory=lambda: parse_rate(DEFAULT_RATE))
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    max_failures: int | None = None
+    allow_credential_reset: bool = False
+    skip_invalid: bool = False
+    retry_failed: bool = False
+    force: bool = False
+    state_path: str | None = None
+    report_path: str | None = None
+    results_path: str | None = None
+    summary_path: str | None = None
+    insecure: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.concurrency < 1:
+            raise UsageError("--concurrency must be at least 1")
+        if self.max_attempts < 1:
+            raise UsageError("--max-attempts must be at least 1")
+        if self.timeout_s <= 0:
+            raise UsageError("--timeout must be more than 0 seconds")
+        if self.mode == "patch" and not self.app_id:
+            pass  # allowed: a server may offer PATCH on the seed path too
+        if self.input == "-" and not self.state_path:
+            raise UsageError("reading from stdin needs --state FILE, so the job can be resumed")
+
+    @property
+    def state_file(self) -> str:
+        """``--state`` or ``INPUT.state.db``."""
+        return self.state_path or f"{self.input}.state.db"
+
+    @property
+    def report_file(self) -> str:
+        """``--report`` or ``INPUT.failures.jsonl``."""
+        if self.report_path:
+            return self.report_path
+        base = self.input if self.input != "-" else self.state_file
+        return f"{base}.failures.jsonl"
+
+    def meeting_url(self, account_id: str, meeting_id: str) -> str:
+        """The URL of one meeting; ids are validated before they get here."""
+        root = self.base_url.rstrip("/")
+        if self.app_id:
+            return f"{root}/accounts/{account_id}/realtime/kit/{self.app_id}/meetings/{meeting_id}"
+        return f"{root}/accounts/{account_id}/realtimekit/meetings/{meeting_id}"
+
+
+def read_token(token_file: str | None, environ: dict[str, str] | None = None) -> tuple[Secret, list[str]]:
+    """The API token from ``--token-file`` or ``CLOUDFLARE_API_TOKEN``, plus warnings."""
+    env = os.environ if environ is None else environ
+    warnings = []
+    if token_file:
+        path = Path(token_file)
+        try:
+            mode = path.stat().st_mode
+            value = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise UsageError(f"cannot read --token-file {token_file}: {exc.strerror}") from None
+        if mode & (stat.S_IRGRP | stat.S_IROTH):
+            warnings.append(f"warning: {token_file} is readable by other users; chmod 600 it")
+        return Secret(value), warnings
+    return Secret(env.get("CLOUDFLARE_API_TOKEN", "").strip()), warnings

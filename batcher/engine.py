@@ -1,0 +1,537 @@
+"""The engine: the only module that wires the stages together.
+
+    Source --(row numbers to do, from the Store)--> bounded queue --> N workers
+        worker: Pacer -> Client (GET / merge / guard / snapshot / PUT) -> Store, results, progress
+
+The queue holds at most ``concurrency`` rows, so memory is flat whatever the
+input size, and the reader only runs ahead of the workers by that much. Every
+``concurrency`` finished rows are committed as a group, so a ``kill -9`` can
+lose at most that many outcomes plus those in flight: 2 x concurrency rows
+sent again, at most.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import orjson
+
+from .client import CallResult, Client
+from .config import JobConfig
+from .errors import AuthError, HaltError, Interrupted, ValidationFailed
+from .limiter import Pacer
+from .merge import deep_merge, missing_credentials, project, strip_secrets
+from .model import FieldError, Row, RowError, parse_row
+from .progress import Progress
+from .report import (
+    ResultsStream,
+    human_summary,
+    redacted_patch_json,
+    scrub,
+    secret_values,
+    summary,
+    write_failure_report,
+)
+from .source import STDIN, Source
+from .store import KeySet, Store, file_digest, patch_hash, row_key
+
+T = TypeVar("T")
+HEARTBEAT_S = 0.25
+_TICK = object()  # yielded by row iterators during long skip stretches
+_END = object()
+
+
+class Control:
+    """Shared stop state and the job's notion of time.
+
+    ``time_scale`` < 1 makes every wait shorter (tests and rehearsals of a
+    5-minute lockout); ``clock`` runs correspondingly faster so deadlines agree.
+    Sleeps wake early when the job is stopping, raising ``Interrupted``.
+    """
+
+    def __init__(self, time_scale: float = 1.0) -> None:
+        self.stop = asyncio.Event()
+        self.time_scale = time_scale
+        self.interrupted = False
+        self.halt: HaltError | None = None
+        self.crash: BaseException | None = None
+        self._t0 = time.monotonic()
+        self.on_second_interrupt: Callable[[], None] | None = None
+
+    @property
+    def stopping(self) -> bool:
+        """True once the job must take no more rows."""
+        return self.stop.is_set()
+
+    def clock(self) -> float:
+        """Monotonic seconds, scaled."""
+        return self._t0 + (time.monotonic() - self._t0) / self.time_scale
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds`` (scaled); raise ``Interrupted`` if the job stops meanwhile."""
+        if self.stop.is_set():
+            raise Interrupted("stopping")
+        try:
+            await asyncio.wait_for(self.stop.wait(), max(0.0, seconds) * self.time_scale)
+        except TimeoutError:
+            return
+        raise Interrupted("stopping")
+
+    def interrupt(self) -> None:
+        """First SIGINT/SIGTERM: stop taking rows. A second one calls ``on_second_interrupt``."""
+        if self.interrupted and self.on_second_interrupt is not None:
+            self.on_second_interrupt()
+        self.interrupted = True
+        self.stop.set()
+
+    def halt_with(self, error: HaltError) -> None:
+        """Stop on purpose (auth, max failures): exit 3."""
+        if self.halt is None:
+            self.halt = error
+        self.stop.set()
+
+
+async def pump(
+    items: Iterator[Any], handle: Callable[[Any], Awaitable[None]], concurrency: int, control: Control
+) -> None:
+    """Feed ``items`` through a bounded queue to ``concurrency`` workers running ``handle``."""
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=concurrency)
+
+    async def worker() -> None:
+        while (item := await queue.get()) is not _END:
+            if control.stopping:
+                continue  # drain: queued rows stay unfinished (skipped, resumable)
+            try:
+                await handle(item)
+            except Interrupted:
+                pass
+            except Exception as exc:  # a bug: stop cleanly, keep the state, re-raise later
+                control.crash = control.crash or exc
+                control.stop.set()
+
+    workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    try:
+        for item in items:
+            if control.stopping:
+                break
+            if item is _TICK:
+                await asyncio.sleep(0)
+                continue
+            await queue.put(item)
+    finally:
+        for _ in workers:
+            await queue.put(_END)
+        await asyncio.gather(*workers)
+    if control.crash is not None:
+        raise control.crash
+
+
+def check_row(
+    number: int,
+    data: dict[str, Any],
+    problems: list[FieldError],
+    default_account: str | None,
+    keys: KeySet | None,
+    require_account: bool,
+) -> Row | RowError:
+    """``parse_row`` plus the job-level rules: an account is known, no duplicate meeting."""
+    result = parse_row(number, data, default_account, problems)
+    if isinstance(result, RowError):
+        return result
+    if require_account and result.account_id is None:
+        fix = "add an account_id column/key, or pass --account-id / set CLOUDFLARE_ACCOUNT_ID"
+        return RowError(number, result.meeting_id, None, [FieldError("account_id", f"missing: {fix}")], result.patch)
+    if keys is not None and (first := keys.first_row(row_key(result.account_id, result.meeting_id), number)):
+        reason = f"duplicate of row {first} (same account and meeting); combine them into one row"
+        return RowError(number, result.meeting_id, result.account_id, [FieldError("meeting_id", reason)], result.patch)
+    return result
+
+
+def iter_checked(
+    source: Source, default_account: str | None, keys: KeySet | None, require_account: bool
+) -> Iterator[Row | RowError]:
+    """Every row of ``source``, decoded and checked, in order."""
+    decode = source.decode
+    for number, raw in source.records():
+        data, problems = decode(raw)
+        yield check_row(number, data, problems, default_account, keys, require_account)
+
+
+@dataclass
+class JobResult:
+    """What a finished (or stopped) job reports."""
+
+    exit_code: int
+    summary: dict[str, Any]
+    message: str = ""
+    invalid: list[RowError] = field(default_factory=list)
+
+
+class Job:
+    """One ``batcher run``: prepare the state, send the rows, write the reports."""
+
+    def __init__(
+        self,
+        config: JobConfig,
+        control: Control,
+        progress: Progress | None = None,
+        on_invalid: Callable[[RowError], None] | None = None,
+        stdin: IO[bytes] | None = None,
+    ) -> None:
+        self.config = config
+        self.control = control
+        self.progress = progress or Progress(quiet=True)
+        self.on_invalid = on_invalid or (lambda err: None)
+        self.stdin = stdin
+        self.failures_this_run = 0
+        self.is_stdin = config.input == STDIN
+
+    # -- preparing the state ---------------------------------------------------
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What makes this job this job: the input and the options that change meaning."""
+        cfg = self.config
+        fp: dict[str, Any] = {
+            "input": "-" if self.is_stdin else str(Path(cfg.input).resolve()),
+            "mode": cfg.mode,
+            "base_url": cfg.base_url.rstrip("/"),
+            "app_id": cfg.app_id,
+            "account_id": cfg.account_id,
+            "format": cfg.input_format,
+        }
+        if not self.is_stdin:
+            try:
+                fp["size"] = os.path.getsize(cfg.input)
+                fp["content"] = file_digest(cfg.input)
+            except OSError:
+                pass  # Source raises the clear error
+        return fp
+
+    def load_rows(self, store: Store) -> None:
+        """First pass over a file: validate every row into the state (nothing sent yet)."""
+        try:
+            with Source(self.config.input, self.config.input_format) as source:
+                self.preflight(store, source)
+        except ValidationFailed:
+            if store.is_new:
+                store.close()
+                _remove_state(self.config.state_file)
+            raise
+
+    def preflight(self, store: Store, source: Source) -> int:
+        """Validate every row into the state (one transaction); returns the invalid count.
+
+        Without ``--skip-invalid`` an invalid row aborts with nothing stored.
+        """
+        invalid = 0
+        batch: list[tuple[Any, ...]] = []
+        store.begin()
+        try:
+            for result in iter_checked(source, self.config.account_id, store.keys, require_account=True):
+                if isinstance(result, RowError):
+                    invalid += 1
+                    self.on_invalid(result)
+                    batch.append(self._invalid_tuple(result))
+                else:
+                    batch.append(
+                        (
+                            result.number,
+                            result.account_id,
+                            result.meeting_id,
+                            patch_hash(result.patch),
+                            "pending",
+                            None,
+                            None,
+                            None,
+                        )
+                    )
+                if len(batch) >= 10000:
+                    store.add_rows(batch)
+                    batch.clear()
+            store.add_rows(batch)
+            if invalid and not self.config.skip_invalid:
+                raise ValidationFailed(f"{invalid} invalid row(s); nothing was sent. Fix them, or pass --skip-invalid")
+            store.carry_over()
+        except BaseException:
+            store.rollback_tx()
+            raise
+        store.commit()
+        return invalid
+
+    @staticmethod
+    def _invalid_tuple(err: RowError) -> tuple[Any, ...]:
+        return (
+            err.number,
+            err.account_id,
+            err.meeting_id,
+            None,
+            "failed",
+            "invalid",
+            err.message,
+            redacted_patch_json(err.patch),
+        )
+
+    def rows_to_send(self, store: Store, source: Source) -> Iterator[Any]:
+        """File input: the rows the state says are not done, decoded on demand (merge join)."""
+        todo = store.todo_rows(retry_failed=self.config.retry_failed)
+        next_row = next(todo, None)
+        skipped = 0
+        for number, raw in source.records():
+            if next_row is None:
+                return
+            if number < next_row:
+                skipped += 1
+                if skipped % 4096 == 0:
+                    yield _TICK
+                continue
+            next_row = next(todo, None)
+            data, problems = source.decode(raw)
+            yield check_row(number, data, problems, self.config.account_id, None, require_account=True)
+
+    def rows_from_stdin(self, store: Store, source: Source) -> Iterator[Any]:
+        """Stdin: check and record rows as they stream; skip what an earlier run finished."""
+        for result in iter_checked(source, self.config.account_id, store.keys, require_account=True):
+            known = store.row_state(result.number)
+            if isinstance(result, Row):
+                digest = patch_hash(result.patch)
+                if (
+                    known
+                    and known[1] == digest
+                    and (
+                        known[0] in ("succeeded", "unchanged")
+                        or (known[0] == "failed" and not self.config.retry_failed and known[2] != "auth")
+                    )
+                ):
+                    continue
+                store.add_rows(
+                    [(result.number, result.account_id, result.meeting_id, digest, "pending", None, None, None)]
+                )
+            else:
+                store.add_rows([self._invalid_tuple(result)])
+            yield result
+
+    # -- sending ----------------------------------------------------------------
+
+    async def handle(self, item: Row | RowError) -> None:
+        """One row from start to outcome."""
+        if isinstance(item, RowError):
+            self.finish(
+                item.number,
+                item.meeting_id,
+                item.account_id,
+                "failed",
+                error="invalid",
+                message=item.message,
+                patch=item.patch,
+            )
+            return
+        cfg, row = self.config, item
+        url = cfg.meeting_url(row.account_id or "", row.meeting_id)
+        if cfg.mode == "replace":
+            return self.finish_call(row, await self.client.call("PUT", url, row.patch))
+        if cfg.mode == "patch":
+            return self.finish_call(row, await self.client.call("PATCH", url, row.patch))
+        got = await self.client.call("GET", url)
+        if not got.is_ok or got.data is None:
+            if got.is_ok:
+                got.error, got.message = "api_error", "GET returned no meeting object"
+            return self.finish_call(row, got)
+        current = project(got.data)
+        merged = deep_merge(current, row.patch)
+        if merged == current:
+            return self.finish(
+                row.number, row.meeting_id, row.account_id, "unchanged", status=got.status, attempts=got.attempts
+            )
+        missing = missing_credentials(merged, row.patch)
+        if missing and not cfg.allow_credential_reset:
+            message = (
+                f"the meeting has recording_config.storage_config; a PUT without {', '.join(missing)} would erase "
+                "the stored credentials (GET never returns them). Add them to the row, or pass --allow-credential-reset"
+            )
+            return self.finish(
+                row.number,
+                row.meeting_id,
+                row.account_id,
+                "failed",
+                error="credential_guard",
+                message=message,
+                attempts=got.attempts,
+                patch=row.patch,
+            )
+        # The way back is durable before the change is made.
+        self.store.save_snapshot(
+            row.account_id or "", row.meeting_id, row.number, orjson.dumps(current), orjson.dumps(strip_secrets(merged))
+        )
+        put = await self.client.call("PUT", url, merged)
+        put.attempts += got.attempts
+        self.finish_call(row, put)
+
+    def finish_call(self, row: Row, result: CallResult) -> None:
+        """Record a row whose outcome is the result of its last request."""
+        if result.is_ok:
+            self.finish(
+                row.number, row.meeting_id, row.account_id, "succeeded", status=result.status, attempts=result.attempts
+            )
+            return
+        message = scrub(result.message, secret_values(row.patch))
+        self.finish(
+            row.number,
+            row.meeting_id,
+            row.account_id,
+            "failed",
+            error=result.error,
+            status=result.status,
+            message=message,
+            attempts=result.attempts,
+            patch=row.patch,
+        )
+        if result.error == "auth":
+            self.control.halt_with(
+                AuthError(
+                    f"HTTP {result.status} on row {row.number} (meeting {row.meeting_id}): {message}. Check the token and its Realtime permission; the job is resumable"
+                )
+            )
+
+    def finish(
+        self,
+        number: int,
+        meeting_id: str | None,
+        account_id: str | None,
+        outcome: str,
+        *,
+        error: str | None = None,
+        status: int | None = None,
+        message: str | None = None,
+        attempts: int = 0,
+        patch: dict[str, Any] | None = None,
+    ) -> None:
+        """Record one row's outcome (group-committed), stream it, count it."""
+        waiting = self.store.record(
+            number,
+            outcome,
+            error=error,
+            status=status,
+            message=message,
+            attempts=attempts,
+            patch=redacted_patch_json(patch) if outcome == "failed" else None,
+        )
+        if waiting >= self.config.concurrency:
+            self.flush()
+        self.results.emit(number, meeting_id, account_id, outcome, status, attempts)
+        self.progress.advance(outcome)
+        if outcome == "failed" and error != "auth":
+            self.failures_this_run += 1
+            limit = self.config.max_failures
+            if limit is not None and self.failures_this_run > limit:
+                self.control.halt_with(
+                    HaltError(
+                        f"stopped: more than {limit} rows failed (--max-failures); see the report, fix the cause and re-run to resume"
+                    )
+                )
+
+    def flush(self) -> None:
+        """Group commit: outcomes become durable, results reach their file."""
+        self.store.flush()
+        self.results.flush()
+
+    async def heartbeat(self) -> None:
+        """Commit stragglers and redraw progress a few times a second."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            self.flush()
+            left = self.pacer.gate.remaining_s
+            self.progress.paused_until = time.time() + left * self.control.time_scale if left > 0 else None
+            self.progress.tick()
+
+    # -- the whole job ------------------------------------------------------------
+
+    async def run(self) -> JobResult:
+        """Prepare, send, report. Raises BatcherError for usage errors and halts."""
+        cfg = self.config
+        started = time.monotonic()
+        self.store = store = Store.open(cfg.state_file)
+        self.results = ResultsStream(cfg.results_path)
+        try:
+            fingerprint = self.fingerprint()
+            if store.check_identity(fingerprint, force=cfg.force):
+                if not store.is_new:
+                    store.archive_rows()
+                if not self.is_stdin:
+                    self.load_rows(store)
+                store.set_meta("fingerprint", fingerprint)
+            with Source(cfg.input, cfg.input_format, self.stdin) as source:
+                if self.is_stdin:
+                    rows = self.rows_from_stdin(store, source)
+                else:
+                    self.progress.total = store.count_todo(cfg.retry_failed)
+                    rows = self.rows_to_send(store, source)
+                self.pacer = Pacer(cfg.rate, self.control.clock, self.control.sleep)
+                async with Client(cfg, self.pacer, self.control.sleep) as self.client:
+                    beat = asyncio.create_task(self.heartbeat())
+                    try:
+                        await pump(rows, self.handle, cfg.concurrency, self.control)
+                    finally:
+                        beat.cancel()
+                        self.flush()
+            return self.wrap_up(started)
+        finally:
+            self.results.close()
+            self.progress.close()
+            store.close()
+
+    def wrap_up(self, started: float) -> JobResult:
+        """Mark what was not reached, write the report and summary, choose the exit code."""
+        cfg, store = self.config, self.store
+        elapsed = time.monotonic() - started
+        if self.control.stopping:
+            store.mark_unfinished_skipped()
+        totals = store.add_run_stats(self.client.stats.requests, self.client.stats.retries, elapsed)
+        write_failure_report(store, cfg.report_file)
+        doc = summary(store, totals)
+        if cfg.summary_path:
+            Path(cfg.summary_path).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+        text = human_summary(doc, store, cfg.report_file, elapsed)
+        if self.control.halt is not None:
+            return JobResult(self.control.halt.exit_code, doc, f"{text}\n{self.control.halt}")
+        if self.control.interrupted:
+            return JobResult(Interrupted.exit_code, doc, text)
+        is_complete = doc["succeeded"] + doc["unchanged"] == doc["total"]
+        return JobResult(0 if is_complete else 1, doc, text)
+
+
+def _remove_state(path: str) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            os.remove(path + suffix)
+        except FileNotFoundError:
+            pass
+
+
+async def run_job(
+    config: JobConfig,
+    *,
+    control: Control | None = None,
+    progress: Progress | None = None,
+    on_invalid: Callable[[RowError], None] | None = None,
+    stdin: IO[bytes] | None = None,
+) -> JobResult:
+    """Run one migration job (the library entry point behind ``batcher run``)."""
+    job = Job(config, control or Control(), progress, on_invalid, stdin)
+    return await job.run()
+
+
+def validate_input(
+    path: str, fmt: str | None = None, default_account: str | None = None, stdin: IO[bytes] | None = None
+) -> Iterator[Row | RowError]:
+    """Offline validation of every row (``batcher validate``): yields each checked row."""
+    from .store import scratch_keyset
+
+    keys = scratch_keyset()
+    with Source(path, fmt, stdin) as source:
+        yield from iter_checked(source, default_account, keys, require_account=False)

@@ -1,0 +1,316 @@
+"""A local RealtimeKit-compatible API for demos, tests and rehearsals.
+
+It behaves like the real one where it matters to batcher: both paths, GET /
+PUT / PATCH with the real envelopes, PUT as *replace* (a field left out goes
+back to its default), write-only storage credentials hidden on GET, 404 for
+unknown meetings, 400 from the same schema, a rate limit answered with 429 and
+``Retry-After``, random failures (``fail_rate``) and latency.
+
+Tests script faults through ``FakeApi.faults`` (or ``POST /__faults``): each
+entry answers the next matching request with a status, a dropped connection,
+a hang, a truncated or non-JSON body. ``GET /__stats`` and ``GET /__meetings``
+let a test (or a test driving a subprocess) see what the server saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections import Counter, deque
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from .merge import deep_merge, strip_secrets
+from .model import DEFAULT_DOCUMENT, check_account_id, check_meeting_id, validate_body
+
+JSON = "application/json"
+
+
+def _json(status: int, doc: Any, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(doc), content_type=JSON, headers=headers)
+
+
+def service_error(status: int, message: str) -> web.Response:
+    """The meetings service's error shape."""
+    return _json(status, {"success": False, "error": {"code": status, "message": message}})
+
+
+def gateway_error(status: int, code: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    """Cloudflare's gateway error shape (auth, rate limits)."""
+    return _json(
+        status,
+        {"success": False, "errors": [{"code": code, "message": message}], "messages": [], "result": None},
+        headers,
+    )
+
+
+class FakeApi:
+    """The server's state and behaviour; ``app()`` makes the aiohttp application."""
+
+    def __init__(
+        self,
+        *,
+        token: str | None = None,
+        rate_limit: tuple[int, float] | None = None,
+        fail_rate: float = 0.0,
+        latency_ms: float = 0.0,
+        seed: int | None = None,
+        record_arrivals: bool = False,
+    ) -> None:
+        self.token = token
+        self.rate_limit = rate_limit
+        self.fail_rate = fail_rate
+        self.latency_s = latency_ms / 1000
+        self.rng = random.Random(seed)
+        self.meetings: dict[tuple[str, str], dict[str, Any]] = {}
+        self.meta: dict[tuple[str, str], dict[str, Any]] = {}
+        self.faults: deque[dict[str, Any]] = deque()
+        self.requests: Counter[str] = Counter()
+        self.statuses: Counter[int] = Counter()
+        self.puts: Counter[str] = Counter()  # applied PUTs per meeting id
+        self.arrivals: list[float] | None = [] if record_arrivals else None
+        self._window: deque[float] = deque()
+
+    # -- data -----------------------------------------------------------------
+
+    def add_meeting(self, account_id: str, meeting_id: str | None = None, **fields: Any) -> str:
+        """Create a meeting from body fields (defaults for the rest); returns its id."""
+        meeting_id = meeting_id or str(uuid.uuid4())
+        self.meetings[(account_id, meeting_id)] = deep_merge(DEFAULT_DOCUMENT, fields)
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        self.meta[(account_id, meeting_id)] = {"created_at": now, "updated_at": now, "status": "ACTIVE"}
+        return meeting_id
+
+    def load_seed(self, lines: list[bytes]) -> int:
+        """Add meetings from JSONL lines ``{"account_id", "id", ...fields}``."""
+        count = 0
+        for line in lines:
+            if line.strip():
+                doc = orjson.loads(line)
+                account, meeting = doc.pop("account_id"), doc.pop("id")
+                self.add_meeting(account, meeting, **doc)
+                count += 1
+        return count
+
+    def public(self, account_id: str, meeting_id: str) -> dict[str, Any]:
+        """A meeting as GET shows it: no write-only credentials, plus read-only fields."""
+        doc = strip_secrets(self.meetings[(account_id, meeting_id)])
+        return {"id": meeting_id, **doc, **self.meta[(account_id, meeting_id)]}
+
+    # -- the application ----------------------------------------------------------
+
+    def app(self) -> web.Application:
+        """The aiohttp application serving both API paths and the test endpoints."""
+        app = web.Application(middlewares=[self._gate], client_max_size=8 << 20)
+        for prefix in (
+            "/accounts/{account}/realtimekit/meetings/{meeting}",
+            "/accounts/{account}/realtime/kit/{app_id}/meetings/{meeting}",
+        ):
+            app.router.add_route("GET", prefix, self.get_meeting)
+            app.router.add_route("PUT", prefix, self.put_meeting)
+            app.router.add_route("PATCH", prefix, self.patch_meeting)
+        app.router.add_get("/__stats", self.stats)
+        app.router.add_get("/__meetings", self.dump)
+        app.router.add_post("/__faults", self.add_faults)
+        return app
+
+    def _is_api(self, request: web.Request) -> bool:
+        return request.path.startswith("/accounts/")
+
+    @web.middleware
+    async def _gate(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if not self._is_api(request):
+            return await handler(request)
+        self.requests[request.method] += 1
+        now = time.monotonic()
+        if self.arrivals is not None:
+            self.arrivals.append(now)
+        response = await self._screen(request, now)
+        if response is None:
+            response = await handler(request)
+        self.statuses[response.status] += 1
+        return response
+
+    async def _screen(self, request: web.Request, now: float) -> web.StreamResponse | None:
+        """Auth, rate limit, scripted faults, random faults, latency: None lets the request through."""
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or not auth[7:].strip() or (self.token and auth[7:] != self.token):
+            return gateway_error(401, 10000, "Authentication error")
+        if self.rate_limit is not None:
+            limit, window_s = self.rate_limit
+            while self._window and now - self._window[0] >= window_s:
+                self._window.popleft()
+            if len(self._window) >= limit:
+                wait = max(1, int(self._window[0] + window_s - now + 0.999))
+                return gateway_error(
+                    429, 971, "Please wait and consider throttling your request speed", {"Retry-After": str(wait)}
+                )
+            self._window.append(now)
+        fault = self._next_fault(request)
+        if fault is not None:
+            return await self._apply_fault(request, fault)
+        if self.fail_rate and self.rng.random() < self.fail_rate:
+            choice = self.rng.choice([500, 502, 503, "drop"])
+            if choice == "drop":
+                return self._drop(request)
+            return (
+                service_error(choice, "injected failure")
+                if choice == 500
+                else web.Response(
+                    status=choice, text="<html><body><h1>Bad gateway</h1></body></html>", content_type="text/html"
+                )
+            )
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
+        return None
+
+    def _next_fault(self, request: web.Request) -> dict[str, Any] | None:
+        for fault in self.faults:
+            if fault.get("method") in (None, request.method) and fault.get("meeting") in (
+                None,
+                request.match_info.get("meeting"),
+            ):
+                fault["times"] = fault.get("times", 1) - 1
+                if fault["times"] <= 0:
+                    self.faults.remove(fault)
+                return fault
+        return None
+
+    async def _apply_fault(self, request: web.Request, fault: dict[str, Any]) -> web.StreamResponse:
+        kind = fault.get("kind", "status")
+        if kind == "drop":
+            return self._drop(request)
+        if kind == "apply_then_drop":
+            await self.route(request)
+            return self._drop(request)
+        if kind == "hang":
+            await asyncio.sleep(fault.get("seconds", 3600))
+            return service_error(504, "hung")
+        if kind == "truncated":
+            resp = web.StreamResponse(status=200, headers={"Content-Type": JSON, "Content-Length": "500"})
+            await resp.prepare(request)
+            await resp.write(b'{"success": true, "data": {')
+            request.transport.close()  # type: ignore[union-attr]
+            return resp
+        headers = {"Retry-After": str(fault["retry_after"])} if "retry_after" in fault else None
+        if "body" in fault:
+            return web.Response(
+                status=fault.get("status", 500),
+                text=fault["body"],
+                headers=headers,
+                content_type=fault.get("content_type", "text/html"),
+            )
+        status = fault.get("status", 500)
+        if status == 429:
+            return gateway_error(429, 971, "Please wait and consider throttling your request speed", headers)
+        return _json(
+            status,
+            {"success": status < 400, "error": {"code": status, "message": fault.get("message", "scripted fault")}},
+            headers,
+        )
+
+    def _drop(self, request: web.Request) -> web.StreamResponse:
+        if request.transport is not None:
+            request.transport.abort()
+        return web.Response(status=599)  # never reaches the client
+
+    async def route(self, request: web.Request) -> web.StreamResponse:
+        """Dispatch to the handler for the request's method (used by apply_then_drop)."""
+        handler = {"GET": self.get_meeting, "PUT": self.put_meeting, "PATCH": self.patch_meeting}[request.method]
+        return await handler(request)
+
+    def _find(self, request: web.Request) -> tuple[tuple[str, str] | None, web.Response | None]:
+        account, meeting = request.match_info["account"], request.match_info["meeting"]
+        if check_account_id(account) or check_meeting_id(meeting):
+            return None, service_error(400, "invalid account or meeting id")
+        key = (account, meeting.lower())
+        if key not in self.meetings:
+            return None, service_error(404, f"Meeting {meeting} not found")
+        return key, None
+
+    async def _body(self, request: web.Request) -> tuple[dict[str, Any] | None, web.Response | None]:
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return None, service_error(400, "body is not JSON")
+        if not isinstance(body, dict):
+            return None, service_error(400, "body must be a JSON object")
+        return body, None
+
+    async def get_meeting(self, request: web.Request) -> web.Response:
+        """GET: the meeting without write-only fields."""
+        key, error = self._find(request)
+        if error:
+            return error
+        return _json(200, {"success": True, "data": self.public(*key)})
+
+    async def put_meeting(self, request: web.Request) -> web.Response:
+        """PUT: validate, then *replace*: everything not named returns to its default."""
+        key, error = self._find(request)
+        body, body_error = await self._body(request)
+        if error or body_error:
+            return error or body_error  # type: ignore[return-value]
+        problems = validate_body(body)
+        if problems:
+            return service_error(400, "; ".join(str(p) for p in problems))
+        self.meetings[key] = deep_merge(DEFAULT_DOCUMENT, body)
+        self._touch(key)
+        return _json(200, {"success": True, "data": self.public(*key)})
+
+    async def patch_meeting(self, request: web.Request) -> web.Response:
+        """PATCH: merge the body into the meeting (``status`` is settable only here)."""
+        key, error = self._find(request)
+        body, body_error = await self._body(request)
+        if error or body_error:
+            return error or body_error  # type: ignore[return-value]
+        status = body.pop("status", None)
+        if status not in (None, "ACTIVE", "INACTIVE"):
+            return service_error(400, "status: must be ACTIVE or INACTIVE")
+        problems = validate_body(body)
+        if problems:
+            return service_error(400, "; ".join(str(p) for p in problems))
+        self.meetings[key] = deep_merge(self.meetings[key], body)
+        if status:
+            self.meta[key]["status"] = status
+        self._touch(key)
+        return _json(200, {"success": True, "data": self.public(*key)})
+
+    def _touch(self, key: tuple[str, str]) -> None:
+        self.puts[key[1]] += 1
+        self.meta[key]["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+
+    async def stats(self, request: web.Request) -> web.Response:
+        """Test endpoint: what the server has seen."""
+        return _json(
+            200,
+            {
+                "requests": sum(self.requests.values()),
+                "by_method": self.requests,
+                "statuses": {str(k): v for k, v in self.statuses.items()},
+                "puts": self.puts,
+            },
+        )
+
+    async def dump(self, request: web.Request) -> web.Response:
+        """Test endpoint: every stored meeting (secrets included: this is the test's view of the server)."""
+        return _json(200, [{"account_id": a, "id": m, **doc} for (a, m), doc in self.meetings.items()])
+
+    async def add_faults(self, request: web.Request) -> web.Response:
+        """Test endpoint: queue scripted faults (a JSON list)."""
+        faults = orjson.loads(await request.read())
+        self.faults.extend(faults)
+        return _json(200, {"queued": len(self.faults)})
+
+
+async def start(api: FakeApi, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, int]:
+    """Serve ``api``; returns the runner (``await runner.cleanup()`` to stop) and the bound port."""
+    runner = web.AppRunner(api.app(), access_log=None, handle_signals=False, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024)
+    await site.start()
+    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # noqa: SLF001
+    return runner, bound

@@ -1,0 +1,167 @@
+"""Request pacing: a hard window limit, an adaptive (AIMD) rate, and the pause gate.
+
+``--rate N/T`` promises that *in any window of T seconds at most N requests
+start*. A leaky bucket (aiolimiter's ``AsyncLimiter(N, T)``) cannot keep that
+promise: it starts empty, so it admits a burst of N and then N more as it
+drains during the first window - 2N in T. Shrinking the bucket until the
+promise holds (capacity c, leak (N-c)/T) costs the opening burst, and with it
+up to half the allowed requests on a short job. So the hard limit is a sliding
+log instead: remember the start times of the last N requests; the next may
+start once the oldest of them is T old. That is exact (never N+1 in a window)
+and wastes nothing (N at once, then one per expiry).
+
+``--rate auto`` is different: there is no promise to keep, only a server limit
+to discover. There a leaky bucket is the right tool, and aiolimiter provides
+it; ``AdaptiveRate`` moves its rate by AIMD on 429s and ``Ratelimit`` headers.
+
+``PauseGate`` is the one place a ``Retry-After`` pauses *every* worker: a 429
+with ``Retry-After: 300`` means the token is locked out, and a worker that
+kept sending would only extend the lockout.
+
+Time comes from injected ``clock``/``sleep`` so tests control it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from aiolimiter import AsyncLimiter
+
+from .config import RateSpec
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+# A request is "started" when granted, but reaches the wire a little later
+# (the event loop may be busy). Leave a few ms so arrivals at the server never
+# bunch into N+1 within its window.
+GRACE_S = 0.005
+
+
+class WindowLimiter:
+    """At most ``max_requests`` grants in any ``window_s`` seconds (sliding log)."""
+
+    def __init__(self, max_requests: int, window_s: float, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep):
+        self.max_requests = max_requests
+        self.window_s = window_s
+        self._clock = clock
+        self._sleep = sleep
+        self._starts: deque[float] = deque(maxlen=max_requests)
+        self._lock = asyncio.Lock()  # FIFO: waiters are granted in arrival order
+
+    async def acquire(self) -> None:
+        """Wait until one more request may start, and count it."""
+        async with self._lock:
+            if len(self._starts) == self.max_requests:
+                wait = self._starts[0] + self.window_s + GRACE_S - self._clock()
+                if wait > 0:
+                    await self._sleep(wait)
+            self._starts.append(self._clock())  # maxlen drops the oldest
+
+
+class PauseGate:
+    """Holds every worker until a shared deadline (from ``Retry-After``)."""
+
+    def __init__(self, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep):
+        self._clock = clock
+        self._sleep = sleep
+        self.until = 0.0  # monotonic deadline; 0 when open
+
+    def pause_for(self, seconds: float) -> None:
+        """Close the gate for ``seconds`` (never shortens an existing pause)."""
+        self.until = max(self.until, self._clock() + seconds)
+
+    @property
+    def remaining_s(self) -> float:
+        """Seconds left in the current pause (0 when open)."""
+        return max(0.0, self.until - self._clock())
+
+    async def wait(self) -> None:
+        """Return once the gate is open; re-checks, since a pause can be extended."""
+        while (left := self.until - self._clock()) > 0:
+            await self._sleep(left)
+
+
+class AdaptiveRate:
+    """AIMD pacing for ``--rate auto``: halve on 429, creep up after successes.
+
+    Starts at the ceiling's rate; a 429 multiplies the rate by ``decrease``
+    (at most once per ``cooldown_s``, so a burst of 429s from requests already
+    in flight counts once); every success adds ``increase_per_s / rate`` so the
+    rate climbs about ``increase_per_s`` requests/s each second. A ``Ratelimit``
+    header with few requests remaining slows to what fits before its reset.
+    """
+
+    def __init__(
+        self, ceiling: RateSpec, clock: Clock = time.monotonic, decrease: float = 0.7, cooldown_s: float = 1.0
+    ):
+        self.ceiling_per_s = ceiling.max_requests / ceiling.window_s
+        self.rate_per_s = self.ceiling_per_s
+        self._decrease = decrease
+        self._cooldown_s = cooldown_s
+        self._clock = clock
+        self._last_cut = -1e9
+        self._bucket = AsyncLimiter(1, 1 / self.rate_per_s)
+
+    def _apply(self) -> None:
+        # aiolimiter reads these on every acquire; capacity 1 keeps it smooth
+        self._bucket.time_period = 1 / self.rate_per_s
+        self._bucket._rate_per_sec = self.rate_per_s  # noqa: SLF001 - no public setter
+
+    async def acquire(self) -> None:
+        """Wait for the current rate to allow one more request."""
+        await self._bucket.acquire()
+
+    def on_throttled(self) -> None:
+        """A 429: back off multiplicatively (once per cooldown)."""
+        now = self._clock()
+        if now - self._last_cut >= self._cooldown_s:
+            self._last_cut = now
+            self.rate_per_s = max(0.1, self.rate_per_s * self._decrease)
+            self._apply()
+
+    def on_success(self, ratelimit: tuple[int, float] | None = None) -> None:
+        """A success: recover additively; respect a ``Ratelimit`` header if given."""
+        if ratelimit is not None:
+            remaining, reset_s = ratelimit
+            fits = max(0.1, remaining / max(reset_s, 0.001))
+            if fits < self.rate_per_s:
+                self.rate_per_s = fits
+                self._apply()
+                return
+        if self._clock() - self._last_cut >= self._cooldown_s:
+            self.rate_per_s = min(self.ceiling_per_s, self.rate_per_s + 1.0 / self.rate_per_s)
+            self._apply()
+
+
+class Pacer:
+    """What every HTTP attempt awaits first: the pause gate, then the rate."""
+
+    def __init__(self, rate: RateSpec | None, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep):
+        self.gate = PauseGate(clock, sleep)
+        self.window = (
+            WindowLimiter(rate.max_requests, rate.window_s, clock, sleep) if rate and not rate.is_auto else None
+        )
+        self.adaptive = AdaptiveRate(rate, clock) if rate and rate.is_auto else None
+
+    async def acquire(self) -> None:
+        """Wait until one request may start."""
+        await self.gate.wait()
+        if self.window is not None:
+            await self.window.acquire()
+        elif self.adaptive is not None:
+            await self.adaptive.acquire()
+        await self.gate.wait()  # a Retry-After may have arrived while queued
+
+    def on_response(self, status: int | None, retry_after_s: float | None, ratelimit: tuple[int, float] | None) -> None:
+        """Feed one outcome back: pauses everyone on Retry-After, adapts the auto rate."""
+        if retry_after_s is not None and status in (429, 503):
+            self.gate.pause_for(retry_after_s)
+        if self.adaptive is not None:
+            if status == 429:
+                self.adaptive.on_throttled()
+            elif status is not None and status < 400:
+                self.adaptive.on_success(ratelimit)

@@ -1,0 +1,155 @@
+"""``batcher plan``: GET every meeting and show the change a run would make, never PUT.
+
+One JSON line per row, in completion order (each carries its ``row``):
+``{"row", "meeting_id", "account_id", "action", "changes": [{"path", "before", "after"}]}``
+with ``action`` one of update / unchanged / invalid / error; secrets show as ``"***"``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from typing import IO, Any
+
+import orjson
+
+from .client import Client
+from .config import JobConfig
+from .engine import Control, iter_checked, pump
+from .errors import AuthError
+from .limiter import Pacer
+from .merge import deep_merge, diff, missing_credentials, project, redact
+from .model import DEFAULT_DOCUMENT, Row, RowError
+from .progress import Progress
+from .report import scrub, secret_values
+from .source import Source
+from .store import scratch_keyset
+
+PREVIEW_ROWS = 5
+
+
+@dataclass
+class PlanResult:
+    """Exit code, counts by action, the summary text."""
+
+    exit_code: int
+    counts: Counter[str]
+    message: str
+
+
+def target_document(mode: str, current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """What the meeting would look like after the row, in each mode."""
+    if mode == "replace":
+        return deep_merge(DEFAULT_DOCUMENT, patch)  # PUT resets what it does not name
+    return deep_merge(current, patch)
+
+
+class Planner:
+    """Computes and writes one plan line per row."""
+
+    def __init__(self, config: JobConfig, out: IO[bytes], control: Control, progress: Progress) -> None:
+        self.config = config
+        self.out = out
+        self.control = control
+        self.progress = progress
+        self.counts: Counter[str] = Counter()
+        self.previews: list[str] = []
+
+    def write(self, line: dict[str, Any]) -> None:
+        """Emit one plan line and count it."""
+        key = (
+            line.get("error")
+            if line["action"] == "error" and line.get("error") == "credential_guard"
+            else line["action"]
+        )
+        self.counts[key] += 1
+        self.out.write(orjson.dumps(line) + b"\n")
+        self.progress.advance("failed" if line["action"] in ("invalid", "error") else "succeeded")
+        if line["action"] == "update" and len(self.previews) < PREVIEW_ROWS:
+            changes = ", ".join(
+                f"{c['path']}: {orjson.dumps(c['before']).decode()} -> {orjson.dumps(c['after']).decode()}"
+                for c in line["changes"][:4]
+            )
+            self.previews.append(f"  row {line['row']} {line['meeting_id']}: {changes}")
+
+    async def handle(self, item: Row | RowError) -> None:
+        """Plan one row."""
+        base = {"row": item.number, "meeting_id": item.meeting_id, "account_id": item.account_id}
+        if isinstance(item, RowError):
+            return self.write({**base, "action": "invalid", "changes": [], "message": item.message})
+        url = self.config.meeting_url(item.account_id or "", item.meeting_id)
+        got = await self.client.call("GET", url)
+        if not got.is_ok or got.data is None:
+            message = scrub(got.message or "GET returned no meeting", secret_values(item.patch))
+            self.write(
+                {
+                    **base,
+                    "action": "error",
+                    "changes": [],
+                    "error": got.error or "api_error",
+                    "status": got.status,
+                    "message": message,
+                }
+            )
+            if got.error == "auth":
+                self.control.halt_with(AuthError(f"HTTP {got.status} on row {item.number}: {message}"))
+            return
+        current = project(got.data)
+        target = target_document(self.config.mode, current, item.patch)
+        changes = diff(redact(current), redact(target))
+        if not changes:
+            return self.write({**base, "action": "unchanged", "changes": []})
+        line = {**base, "action": "update", "changes": changes}
+        if (
+            self.config.mode == "merge"
+            and not self.config.allow_credential_reset
+            and (missing := missing_credentials(target, item.patch))
+        ):
+            line.update(
+                action="error",
+                error="credential_guard",
+                message=f"PUT would erase storage credentials: {', '.join(missing)} not in the row",
+            )
+        self.write(line)
+
+
+async def plan_job(
+    config: JobConfig,
+    out_path: str = "-",
+    *,
+    control: Control | None = None,
+    quiet: bool = True,
+    stdin: IO[bytes] | None = None,
+) -> PlanResult:
+    """Plan every row of ``config.input``; write lines to ``out_path`` (``-``: stdout)."""
+    control = control or Control()
+    progress = Progress(quiet=quiet, label="rows planned")
+    out: IO[bytes] = sys.stdout.buffer if out_path == "-" else open(out_path, "wb")  # noqa: SIM115
+    planner = Planner(config, out, control, progress)
+    try:
+        with Source(config.input, config.input_format, stdin) as source:
+            rows = iter_checked(source, config.account_id, scratch_keyset(), require_account=True)
+            async with Client(
+                config, Pacer(config.rate, control.clock, control.sleep), control.sleep
+            ) as planner.client:
+                await pump(rows, planner.handle, config.concurrency, control)
+    finally:
+        if out is not sys.stdout.buffer:
+            out.close()
+        else:
+            out.flush()
+        progress.close()
+    c = planner.counts
+    text = (
+        f"batcher plan: {sum(c.values())} rows - {c['update']} would change, {c['unchanged']} unchanged, "
+        f"{c['invalid']} invalid, {c['error']} errors (not found / HTTP), {c['credential_guard']} would trip the credential guard"
+    )
+    if planner.previews and sys.stderr.isatty():
+        text += "\nfirst changes:\n" + "\n".join(planner.previews)
+    if control.halt is not None:
+        return PlanResult(control.halt.exit_code, c, f"{text}\n{control.halt}")
+    if control.interrupted:
+        return PlanResult(130, c, text)
+    failed = c["invalid"] + c["error"] + c["credential_guard"]
+    return PlanResult(1 if failed else 0, c, text)

@@ -1,0 +1,358 @@
+"""The SQLite state file: job identity, one row per input row, snapshots, rollback.
+
+Durability with a bound: outcomes are buffered and committed in groups, and
+the engine flushes once ``flush_every`` outcomes are waiting, so after a
+``kill -9`` at most that many finished rows (plus those in flight) are sent
+again. WAL with ``synchronous=NORMAL`` makes a commit survive the death of the
+process (only a power cut could undo the last ones), at a few microseconds a
+commit instead of an fsync each.
+
+Secrets are never stored: patches are kept only as a hash (to match rows on
+``--force``) and, for failed rows, redacted.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
+
+import orjson
+
+from .errors import StateLockedError, StateMismatchError
+
+OUTCOMES = ("succeeded", "unchanged", "failed", "skipped")
+DONE = ("succeeded", "unchanged")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rows (
+    row INTEGER PRIMARY KEY,
+    account_id TEXT,
+    meeting_id TEXT,
+    patch_hash BLOB,
+    outcome TEXT NOT NULL,           -- pending | succeeded | unchanged | failed | skipped
+    error TEXT, status INTEGER, message TEXT, attempts INTEGER,
+    patch TEXT                       -- redacted, failed rows only
+);
+CREATE TABLE IF NOT EXISTS keys (key BLOB PRIMARY KEY, row INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS snapshots (
+    account_id TEXT NOT NULL, meeting_id TEXT NOT NULL, row INTEGER,
+    before TEXT NOT NULL,            -- the meeting before the job (as GET showed it)
+    after TEXT NOT NULL,             -- what the job PUT, secrets stripped
+    PRIMARY KEY (account_id, meeting_id)
+);
+CREATE INDEX IF NOT EXISTS snapshots_row ON snapshots (row);
+CREATE TABLE IF NOT EXISTS rollback (
+    account_id TEXT NOT NULL, meeting_id TEXT NOT NULL,
+    outcome TEXT NOT NULL, error TEXT, status INTEGER, message TEXT, attempts INTEGER,
+    PRIMARY KEY (account_id, meeting_id)
+);
+"""
+
+
+_UPDATE_ROW = "UPDATE rows SET outcome = ?, error = ?, status = ?, message = ?, attempts = ?, patch = ? WHERE row = ?"
+
+
+def row_key(account_id: str | None, meeting_id: str) -> bytes:
+    """16-byte identity of a meeting, for duplicate detection."""
+    return hashlib.blake2b(f"{account_id or ''}\0{meeting_id}".encode(), digest_size=16).digest()
+
+
+def patch_hash(patch: dict[str, Any]) -> bytes:
+    """16-byte digest of a patch's content (key order does not matter)."""
+    return hashlib.blake2b(orjson.dumps(patch, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
+
+
+def file_digest(path: str) -> str:
+    """Content hash of an input file, streamed."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class KeySet:
+    """Duplicate detection in SQLite, so memory stays flat at any input size."""
+
+    def __init__(self, db: sqlite3.Connection, table: str = "keys") -> None:
+        self._db = db
+        self._table = table
+        self._insert = f"INSERT OR IGNORE INTO {table} (key, row) VALUES (?, ?)"
+
+    def first_row(self, key: bytes, row: int) -> int | None:
+        """Record ``key`` at ``row``; return the earlier row that had it, if any."""
+        if self._db.execute(self._insert, (key, row)).rowcount:
+            return None
+        (first,) = self._db.execute(f"SELECT row FROM {self._table} WHERE key = ?", (key,)).fetchone()
+        return None if first == row else first
+
+
+def scratch_keyset() -> KeySet:
+    """A KeySet in a temporary on-disk database (for offline ``validate``)."""
+    db = sqlite3.connect("", isolation_level=None)
+    db.execute("PRAGMA journal_mode=OFF")
+    db.execute("CREATE TABLE keys (key BLOB PRIMARY KEY, row INTEGER NOT NULL) WITHOUT ROWID")
+    db.execute("BEGIN")
+    return KeySet(db)
+
+
+class Store:
+    """One job's state file. Open with ``Store.open(path)``; single writer (file lock)."""
+
+    def __init__(self, path: str, db: sqlite3.Connection, lock: IO[bytes], is_new: bool) -> None:
+        self.path = path
+        self.db = db
+        self.is_new = is_new
+        self._lock = lock
+        self._pending: list[tuple[Any, ...]] = []
+        self.keys = KeySet(db)
+
+    @classmethod
+    def open(cls, path: str) -> Store:
+        """Open (or create) the state file and take its lock."""
+        is_new = not os.path.exists(path)
+        lock = open(path, "ab")  # noqa: SIM115 - held for the Store's life
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise StateLockedError(
+                f"{path} is in use by another batcher process; wait for it to finish or stop it first"
+            ) from None
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+        return cls(path, db, lock, is_new)
+
+    def close(self) -> None:
+        """Flush, release the lock (safe to call twice)."""
+        if self._lock.closed:
+            return
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+        self.flush()
+        self.db.close()
+        self._lock.close()
+
+    # -- job identity -------------------------------------------------------
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        """A value from the meta table (JSON-decoded)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return orjson.loads(row[0]) if row else default
+
+    def set_meta(self, key: str, value: Any) -> None:
+        """Store a JSON value in the meta table."""
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, orjson.dumps(value).decode()))
+
+    def check_identity(self, fingerprint: dict[str, Any], *, force: bool) -> bool:
+        """Compare with the job that made this state. True when rows must be rebuilt.
+
+        Raises ``StateMismatchError`` naming every difference unless ``force``.
+        """
+        old = self.get_meta("fingerprint")
+        if old is None:
+            return True
+        differs = [f"{k}: was {old.get(k)!r}, now {v!r}" for k, v in fingerprint.items() if old.get(k) != v]
+        if not differs:
+            return False
+        if not force:
+            raise StateMismatchError(
+                f"{self.path} belongs to a different job ({'; '.join(differs)}). "
+                "Use another --state, or --force to reuse it (rows already done with the same patch are not resent)"
+            )
+        return True
+
+    # -- rows -----------------------------------------------------------------
+
+    def begin(self) -> None:
+        """Start a write transaction (for bulk loads)."""
+        self.db.execute("BEGIN")
+
+    def commit(self) -> None:
+        """Commit the current transaction."""
+        self.db.execute("COMMIT")
+
+    def rollback_tx(self) -> None:
+        """Abandon the current transaction."""
+        self.db.execute("ROLLBACK")
+
+    def archive_rows(self) -> None:
+        """Move rows aside before a ``--force`` rebuild, to carry done outcomes over."""
+        self.db.execute("DROP TABLE IF EXISTS rows_old")
+        self.db.execute("ALTER TABLE rows RENAME TO rows_old")
+        self.db.executescript(_SCHEMA)
+        self.db.execute("DELETE FROM keys")
+        self.db.execute("CREATE INDEX IF NOT EXISTS rows_old_meeting ON rows_old (meeting_id)")
+
+    def carry_over(self) -> int:
+        """After a rebuild: rows whose (account, meeting, patch) was already done stay done."""
+        if not self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'rows_old'").fetchone():
+            return 0
+        cur = self.db.execute(
+            """UPDATE rows SET outcome = o.outcome, status = o.status, attempts = o.attempts
+               FROM rows_old AS o
+               WHERE rows.outcome = 'pending' AND o.meeting_id = rows.meeting_id
+                 AND o.account_id IS rows.account_id AND o.patch_hash = rows.patch_hash
+                 AND o.outcome IN ('succeeded', 'unchanged')"""
+        )
+        self.db.execute("DROP TABLE rows_old")
+        return cur.rowcount
+
+    def add_rows(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Insert ``(row, account_id, meeting_id, patch_hash, outcome, error, message, patch)`` tuples."""
+        self.db.executemany(
+            "INSERT OR REPLACE INTO rows (row, account_id, meeting_id, patch_hash, outcome, error, message, patch)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    def row_state(self, row: int) -> tuple[str, bytes | None, str | None] | None:
+        """(outcome, patch_hash, error) of one row, or None if unknown."""
+        return self.db.execute("SELECT outcome, patch_hash, error FROM rows WHERE row = ?", (row,)).fetchone()
+
+    @staticmethod
+    def _todo_where(retry_failed: bool) -> str:
+        # failed rows come back with --retry-failed (never invalid ones: the input
+        # is the same, so they would fail the same way) and always when the job
+        # halted on a bad token (auth): that failure was the job's, not the row's.
+        retry = " OR error != 'invalid'" if retry_failed else ""
+        return f"(outcome IN ('pending', 'skipped') OR (outcome = 'failed' AND (error = 'auth'{retry})))"
+
+    def count_todo(self, retry_failed: bool) -> int:
+        """How many rows a run would send."""
+        return self.db.execute(f"SELECT COUNT(*) FROM rows WHERE {self._todo_where(retry_failed)}").fetchone()[0]
+
+    def todo_rows(self, retry_failed: bool, chunk: int = 20000) -> Iterator[int]:
+        """Row numbers still to send, ascending, read in chunks (memory stays flat)."""
+        where = self._todo_where(retry_failed)
+        last = 0
+        while True:
+            batch = self.db.execute(
+                f"SELECT row FROM rows WHERE row > ? AND {where} ORDER BY row LIMIT ?", (last, chunk)
+            ).fetchall()
+            if not batch:
+                return
+            for (row,) in batch:
+                yield row
+            last = batch[-1][0]
+
+    def record(
+        self,
+        row: int,
+        outcome: str,
+        *,
+        error: str | None = None,
+        status: int | None = None,
+        message: str | None = None,
+        attempts: int = 0,
+        patch: str | None = None,
+    ) -> int:
+        """Buffer one row's outcome; returns how many are waiting for ``flush``."""
+        self._pending.append((outcome, error, status, message, attempts, patch, row))
+        return len(self._pending)
+
+    def flush(self, also: tuple[str, tuple[Any, ...]] | None = None) -> None:
+        """Commit buffered outcomes (and ``also``, one more statement) in one transaction."""
+        if not self._pending and also is None:
+            return
+        pending, self._pending = self._pending, []
+        self.db.execute("BEGIN")
+        if pending:
+            self.db.executemany(_UPDATE_ROW, pending)
+        if also is not None:
+            self.db.execute(*also)
+        self.db.execute("COMMIT")
+
+    def mark_unfinished_skipped(self) -> int:
+        """Rows never finished (the job stopped first) become ``skipped``."""
+        self.flush()
+        return self.db.execute("UPDATE rows SET outcome = 'skipped' WHERE outcome = 'pending'").rowcount
+
+    def counts(self) -> dict[str, int]:
+        """Rows per outcome over the whole job (pending counts as skipped)."""
+        out = dict.fromkeys(OUTCOMES, 0)
+        for outcome, n in self.db.execute("SELECT outcome, COUNT(*) FROM rows GROUP BY outcome"):
+            key = "skipped" if outcome == "pending" else outcome
+            out[key] = out.get(key, 0) + n
+        out["total"] = sum(out[o] for o in OUTCOMES)
+        return out
+
+    def failures(self) -> Iterator[tuple[Any, ...]]:
+        """(row, meeting_id, account_id, error, status, message, attempts, patch) of failed rows."""
+        return self.db.execute(
+            "SELECT row, meeting_id, account_id, error, status, message, attempts, patch"
+            " FROM rows WHERE outcome = 'failed' ORDER BY row"
+        )
+
+    def add_run_stats(self, requests: int, retries: int, elapsed_s: float) -> dict[str, float]:
+        """Accumulate request counters over every run of the job."""
+        total = self.get_meta("run_stats", {"requests": 0, "retries": 0, "elapsed_s": 0.0})
+        total["requests"] += requests
+        total["retries"] += retries
+        total["elapsed_s"] = round(total["elapsed_s"] + elapsed_s, 3)
+        total["runs"] = total.get("runs", 0) + 1
+        total["last_run_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.set_meta("run_stats", total)
+        return total
+
+    # -- snapshots (merge mode) ----------------------------------------------
+
+    def save_snapshot(self, account_id: str, meeting_id: str, row: int, before: bytes, after: bytes) -> None:
+        """Keep the first before-state of a meeting and the latest after-state; durable on return.
+
+        Called *before* the PUT, so a crash between the two cannot lose the
+        way back. Commits the buffered outcomes with it.
+        """
+        self.flush(
+            (
+                "INSERT INTO snapshots (account_id, meeting_id, row, before, after) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (account_id, meeting_id) DO UPDATE SET after = excluded.after, row = excluded.row",
+                (account_id, meeting_id, row, before.decode(), after.decode()),
+            )
+        )
+
+    def snapshots(self) -> Iterator[tuple[str, str, int, str, str]]:
+        """(account_id, meeting_id, row, before, after) of every changed meeting."""
+        return self.db.execute("SELECT account_id, meeting_id, row, before, after FROM snapshots ORDER BY row")
+
+    # -- rollback progress ----------------------------------------------------
+
+    def rollback_todo(self, chunk: int = 1000) -> Iterator[tuple[str, str, int, str, str]]:
+        """Snapshots not yet restored (or found unchanged) by a rollback, in chunks."""
+        last = -1
+        while True:
+            batch = self.db.execute(
+                "SELECT s.account_id, s.meeting_id, s.row, s.before, s.after FROM snapshots s"
+                " LEFT JOIN rollback r USING (account_id, meeting_id)"
+                " WHERE s.row > ? AND (r.outcome IS NULL OR r.outcome NOT IN ('succeeded', 'unchanged'))"
+                " ORDER BY s.row LIMIT ?",
+                (last, chunk),
+            ).fetchall()
+            if not batch:
+                return
+            yield from batch
+            last = batch[-1][2]
+
+    def record_rollback(
+        self,
+        account_id: str,
+        meeting_id: str,
+        outcome: str,
+        error: str | None,
+        status: int | None,
+        message: str,
+        attempts: int,
+    ) -> None:
+        """Record one rollback outcome (committed at once: rollbacks are few)."""
+        self.db.execute(
+            "INSERT OR REPLACE INTO rollback VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (account_id, meeting_id, outcome, error, status, message, attempts),
+        )
