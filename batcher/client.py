@@ -101,7 +101,7 @@ class Client:
         connector = aiohttp.TCPConnector(
             limit=self.config.concurrency,
             limit_per_host=self.config.concurrency,
-            ssl=False if self.config.insecure else True,
+            ssl=not self.config.insecure,
             ttl_dns_cache=300,
         )
         self._session = aiohttp.ClientSession(
@@ -148,7 +148,7 @@ class Client:
                 status = resp.status
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                 ratelimit = parse_ratelimit(resp.headers.get("Ratelimit"))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._count("timeout")
             self.pacer.on_response(None, None, None)
             return CallResult(None, error="timeout", message=f"no answer within {self.config.timeout_s:g} s"), None

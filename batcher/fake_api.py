@@ -312,5 +312,5 @@ async def start(api: FakeApi, host: str = "127.0.0.1", port: int = 0) -> tuple[w
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
     await site.start()
-    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # noqa: SLF001
+    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     return runner, bound

@@ -109,7 +109,7 @@ class AdaptiveRate:
     def _apply(self) -> None:
         # aiolimiter reads these on every acquire; capacity 1 keeps it smooth
         self._bucket.time_period = 1 / self.rate_per_s
-        self._bucket._rate_per_sec = self.rate_per_s  # noqa: SLF001 - no public setter
+        self._bucket._rate_per_sec = self.rate_per_s
 
     async def acquire(self) -> None:
         """Wait for the current rate to allow one more request."""

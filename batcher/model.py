@@ -324,7 +324,7 @@ def _describe(err: dict[str, Any], path: str) -> str:
         "array": "a JSON array of strings",
         "object": "an object",
     }
-    if spec is not None and kind.endswith("_type") or kind in ("model_type", "model_attributes_type"):
+    if (spec is not None and kind.endswith("_type")) or kind in ("model_type", "model_attributes_type"):
         want = expected.get(spec.kind if spec else "object", "a valid value")
         return f"must be {want}{got}"
     return err["msg"] + got

@@ -54,7 +54,11 @@ def write_failure_report(store: Store, path: str) -> int:
             if writer:
                 writer.writerow([row, meeting, account, error, status, message, attempts, patch or ""])
             else:
-                entry = dict(zip(REPORT_FIELDS, (row, meeting, account, error, status, message, attempts, patch_obj)))
+                entry = dict(
+                    zip(
+                        REPORT_FIELDS, (row, meeting, account, error, status, message, attempts, patch_obj), strict=True
+                    )
+                )
                 out.write(orjson.dumps(entry).decode() + "\n")
             count += 1
     return count

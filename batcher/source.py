@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import csv
 import io
+import math
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -83,6 +85,7 @@ def unflatten(data: dict[str, Any], problems: list[FieldError]) -> dict[str, Any
 # -- CSV --------------------------------------------------------------------
 
 _TRUE, _FALSE = "true", "false"
+_INT = re.compile(r"^[+-]?\d+$")
 
 
 def _cell(kind: str, text: str) -> Any:
@@ -99,21 +102,19 @@ def _cell(kind: str, text: str) -> Any:
             return False
         raise ValueError(f"must be true or false, got {text!r}")
     if kind == "int":
-        try:
-            return int(text)
-        except ValueError:
-            raise ValueError(f"must be a whole number, got {text!r}") from None
+        if not _INT.match(text):
+            raise ValueError(f"must be a whole number, got {text!r}")
+        return int(text)
     if kind == "number":
-        try:
+        if _INT.match(text):
             return int(text)
+        try:
+            value = float(text)
         except ValueError:
-            try:
-                value = float(text)
-            except ValueError:
-                raise ValueError(f"must be a number, got {text!r}") from None
-            if value != value or value in (float("inf"), float("-inf")):
-                raise ValueError(f"must be a finite number, got {text!r}")
-            return value
+            raise ValueError(f"must be a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number, got {text!r}")
+        return value
     try:  # array / object: JSON in the cell
         value = orjson.loads(text)
     except orjson.JSONDecodeError:
@@ -252,7 +253,7 @@ class Source:
             binary = self._stdin or sys.stdin.buffer
         else:
             try:
-                binary = open(self.path, "rb")  # noqa: SIM115 - closed in __exit__
+                binary = open(self.path, "rb")
             except OSError as exc:
                 raise InputError(f"cannot open {self.path}: {exc.strerror}") from None
             self._file = binary

@@ -1,0 +1,75 @@
+"""Pacing on a controlled clock: the window promise, the opening burst, the pause gate."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+
+from batcher.config import RateSpec, parse_rate
+from batcher.limiter import AdaptiveRate, PauseGate, WindowLimiter
+
+
+class FakeTime:
+    """A clock that only moves when someone sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)
+        await asyncio.sleep(0)
+
+
+def worst_window(starts: list[float], window_s: float) -> int:
+    starts = sorted(starts)
+    return max(bisect.bisect_left(starts, s + window_s) - i for i, s in enumerate(starts))
+
+
+async def test_window_limiter_never_exceeds_n_in_any_window_and_opens_with_full_burst():
+    t = FakeTime()
+    limiter = WindowLimiter(10, 2.0, t.clock, t.sleep)
+    starts = []
+
+    async def worker():
+        for _ in range(25):
+            await limiter.acquire()
+            starts.append(t.now)
+
+    await asyncio.gather(*(worker() for _ in range(4)))
+    assert len(starts) == 100
+    assert worst_window(starts, 2.0) == 10
+    assert starts[:10] == [0.0] * 10, "the first N start at once"
+    assert max(starts) < 2.0 * 10 + 0.1, "and it wastes no window"
+
+
+async def test_pause_gate_holds_until_deadline_and_can_be_extended():
+    t = FakeTime()
+    gate = PauseGate(t.clock, t.sleep)
+    gate.pause_for(300)
+    gate.pause_for(10)  # a shorter pause never shortens the lockout
+    await gate.wait()
+    assert t.now >= 300
+
+
+async def test_adaptive_rate_halves_on_429_once_per_cooldown_and_recovers():
+    t = FakeTime()
+    rate = AdaptiveRate(RateSpec(100, 1.0, is_auto=True), t.clock)
+    rate.on_throttled()
+    rate.on_throttled()
+    assert abs(rate.rate_per_s - 70) < 1e-9
+    t.now += 2
+    for _ in range(50):
+        rate.on_success()
+    assert 70 < rate.rate_per_s <= 100
+    rate.on_success((5, 10.0))
+    assert rate.rate_per_s == 0.5
+
+
+def test_parse_rate():
+    assert parse_rate("1200/300") == RateSpec(1200, 300.0)
+    assert parse_rate("5/0.5") == RateSpec(5, 0.5)
+    assert parse_rate("none") is None
+    assert parse_rate("auto").is_auto
