@@ -10,14 +10,29 @@ from batcher.model import DEFAULT_DOCUMENT
 
 
 def test_project_drops_read_only_and_unknown_fields():
-    got = {"id": "x", "created_at": "t", "updated_at": "t", "status": "ACTIVE", "title": "a", "ai_config": {"transcription": {"language": "fr", "future": 1}}}
+    got = {
+        "id": "x",
+        "created_at": "t",
+        "updated_at": "t",
+        "status": "ACTIVE",
+        "title": "a",
+        "ai_config": {"transcription": {"language": "fr", "future": 1}},
+    }
     assert project(got) == {"title": "a", "ai_config": {"transcription": {"language": "fr"}}}
 
 
 def test_merge_objects_key_by_key_arrays_and_null_replace():
-    base = {"ai_config": {"transcription": {"language": "en-US", "keywords": ["a"]}}, "title": "t", "transcribe_on_end": True}
+    base = {
+        "ai_config": {"transcription": {"language": "en-US", "keywords": ["a"]}},
+        "title": "t",
+        "transcribe_on_end": True,
+    }
     patch = {"ai_config": {"transcription": {"keywords": ["b"]}}, "title": None}
-    assert deep_merge(base, patch) == {"ai_config": {"transcription": {"language": "en-US", "keywords": ["b"]}}, "title": None, "transcribe_on_end": True}
+    assert deep_merge(base, patch) == {
+        "ai_config": {"transcription": {"language": "en-US", "keywords": ["b"]}},
+        "title": None,
+        "transcribe_on_end": True,
+    }
     assert base["ai_config"]["transcription"]["keywords"] == ["a"], "inputs are not mutated"
 
 
@@ -31,14 +46,18 @@ def test_diff_lists_leaf_changes():
 def test_guard_requires_the_credentials_of_the_storage_type():
     stored = {"recording_config": {"storage_config": {"type": "aws", "bucket": "b"}}}
     assert missing_credentials(stored, {"title": "x"}) == ["access_key", "secret"]
-    assert missing_credentials(stored, {"recording_config": {"storage_config": {"type": "aws", "secret": "s"}}}) == ["access_key"]
+    assert missing_credentials(stored, {"recording_config": {"storage_config": {"type": "aws", "secret": "s"}}}) == [
+        "access_key"
+    ]
     both = {"recording_config": {"storage_config": {"type": "aws", "access_key": "a", "secret": "s"}}}
     assert missing_credentials(deep_merge(stored, both), both) == []
 
 
 def test_guard_sftp_accepts_password_or_key_and_gcs_secret_alone():
     sftp = {"recording_config": {"storage_config": {"type": "sftp"}}}
-    assert missing_credentials(sftp, {"recording_config": {"storage_config": {"type": "sftp", "private_key": "k"}}}) == []
+    assert (
+        missing_credentials(sftp, {"recording_config": {"storage_config": {"type": "sftp", "private_key": "k"}}}) == []
+    )
     assert missing_credentials(sftp, {}) == ["password or private_key"]
     gcs = {"recording_config": {"storage_config": {"type": "gcs"}}}
     assert missing_credentials(gcs, {"recording_config": {"storage_config": {"type": "gcs", "secret": "s"}}}) == []
@@ -51,7 +70,12 @@ def test_guard_is_quiet_without_storage():
 
 def test_redact_and_strip_secrets():
     doc = {"recording_config": {"storage_config": {"type": "aws", "access_key": "AK", "secret": "S", "bucket": "b"}}}
-    assert redact(doc)["recording_config"]["storage_config"] == {"type": "aws", "access_key": "***", "secret": "***", "bucket": "b"}
+    assert redact(doc)["recording_config"]["storage_config"] == {
+        "type": "aws",
+        "access_key": "***",
+        "secret": "***",
+        "bucket": "b",
+    }
     assert strip_secrets(doc)["recording_config"]["storage_config"] == {"type": "aws", "bucket": "b"}
     assert doc["recording_config"]["storage_config"]["secret"] == "S"
 

@@ -26,7 +26,9 @@ VALID = {
     "bucket enabled": {"recording_config": {"realtimekit_bucket_config": {"enabled": False}}},
     "watermark": {
         "recording_config": {
-            "video_config": {"watermark": {"url": "https://x/y.png", "size": {"width": 10, "height": 5}, "position": "left top"}}
+            "video_config": {
+                "watermark": {"url": "https://x/y.png", "size": {"width": 10, "height": 5}, "position": "left top"}
+            }
         }
     },
     "rtmp": {"recording_config": {"live_streaming_config": {"rtmp_url": "rtmp://live/app/key"}}},
@@ -36,18 +38,46 @@ VALID = {
 INVALID = {
     "string boolean": ({"persist_chat": "true"}, "persist_chat", "true or false"),
     "int for boolean": ({"summarize_on_end": 1}, "summarize_on_end", "true or false"),
-    "bad enum": ({"ai_config": {"transcription": {"language": "xx"}}}, "ai_config.transcription.language", "must be one of"),
-    "word limit low": ({"ai_config": {"summarization": {"word_limit": 149}}}, "ai_config.summarization.word_limit", "between 150 and 1000"),
-    "word limit float": ({"ai_config": {"summarization": {"word_limit": 200.5}}}, "ai_config.summarization.word_limit", "whole number"),
-    "keep alive low": ({"session_keep_alive_time_in_secs": 59}, "session_keep_alive_time_in_secs", "between 60 and 600"),
-    "max_seconds high": ({"recording_config": {"max_seconds": 86401}}, "recording_config.max_seconds", "between 60 and 86400"),
-    "width high": ({"recording_config": {"video_config": {"width": 1921}}}, "recording_config.video_config.width", "between 1 and 1920"),
+    "bad enum": (
+        {"ai_config": {"transcription": {"language": "xx"}}},
+        "ai_config.transcription.language",
+        "must be one of",
+    ),
+    "word limit low": (
+        {"ai_config": {"summarization": {"word_limit": 149}}},
+        "ai_config.summarization.word_limit",
+        "between 150 and 1000",
+    ),
+    "word limit float": (
+        {"ai_config": {"summarization": {"word_limit": 200.5}}},
+        "ai_config.summarization.word_limit",
+        "whole number",
+    ),
+    "keep alive low": (
+        {"session_keep_alive_time_in_secs": 59},
+        "session_keep_alive_time_in_secs",
+        "between 60 and 600",
+    ),
+    "max_seconds high": (
+        {"recording_config": {"max_seconds": 86401}},
+        "recording_config.max_seconds",
+        "between 60 and 86400",
+    ),
+    "width high": (
+        {"recording_config": {"video_config": {"width": 1921}}},
+        "recording_config.video_config.width",
+        "between 1 and 1920",
+    ),
     "watermark size zero": (
         {"recording_config": {"video_config": {"watermark": {"size": {"width": 0}}}}},
         "recording_config.video_config.watermark.size.width",
         "at least 1",
     ),
-    "storage without type": ({"recording_config": {"storage_config": {"bucket": "b"}}}, "recording_config.storage_config.type", "required"),
+    "storage without type": (
+        {"recording_config": {"storage_config": {"bucket": "b"}}},
+        "recording_config.storage_config.type",
+        "required",
+    ),
     "bucket config without enabled": (
         {"recording_config": {"realtimekit_bucket_config": {}}},
         "recording_config.realtimekit_bucket_config.enabled",
@@ -55,11 +85,27 @@ INVALID = {
     ),
     "null not nullable": ({"persist_chat": None}, "persist_chat", "null is not allowed"),
     "null object": ({"ai_config": None}, "ai_config", "null is not allowed"),
-    "unknown field": ({"ai_config": {"transcription": {"langauge": "fr"}}}, "ai_config.transcription.langauge", "ai_config.transcription.language"),
+    "unknown field": (
+        {"ai_config": {"transcription": {"langauge": "fr"}}},
+        "ai_config.transcription.langauge",
+        "ai_config.transcription.language",
+    ),
     "status is not a PUT field": ({"status": "INACTIVE"}, "status", "unknown field"),
-    "rtmp not uri": ({"recording_config": {"live_streaming_config": {"rtmp_url": "nope"}}}, "recording_config.live_streaming_config.rtmp_url", "URI"),
-    "keywords not list": ({"ai_config": {"transcription": {"keywords": "a,b"}}}, "ai_config.transcription.keywords", "array"),
-    "video codec": ({"recording_config": {"video_config": {"codec": "AV1"}}}, "recording_config.video_config.codec", "VP9"),
+    "rtmp not uri": (
+        {"recording_config": {"live_streaming_config": {"rtmp_url": "nope"}}},
+        "recording_config.live_streaming_config.rtmp_url",
+        "URI",
+    ),
+    "keywords not list": (
+        {"ai_config": {"transcription": {"keywords": "a,b"}}},
+        "ai_config.transcription.keywords",
+        "array",
+    ),
+    "video codec": (
+        {"recording_config": {"video_config": {"codec": "AV1"}}},
+        "recording_config.video_config.codec",
+        "VP9",
+    ),
 }
 
 

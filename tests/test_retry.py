@@ -11,9 +11,23 @@ from batcher.retry import Verdict, backoff_s, classify, parse_ratelimit, parse_r
 
 @pytest.mark.parametrize(
     ("status", "verdict"),
-    [(200, Verdict.OK), (204, Verdict.OK), (408, Verdict.RETRY), (429, Verdict.RETRY), (500, Verdict.RETRY), (502, Verdict.RETRY),
-     (503, Verdict.RETRY), (504, Verdict.RETRY), (None, Verdict.RETRY), (400, Verdict.FAIL), (404, Verdict.FAIL), (409, Verdict.FAIL),
-     (501, Verdict.FAIL), (401, Verdict.FATAL), (403, Verdict.FATAL)],
+    [
+        (200, Verdict.OK),
+        (204, Verdict.OK),
+        (408, Verdict.RETRY),
+        (429, Verdict.RETRY),
+        (500, Verdict.RETRY),
+        (502, Verdict.RETRY),
+        (503, Verdict.RETRY),
+        (504, Verdict.RETRY),
+        (None, Verdict.RETRY),
+        (400, Verdict.FAIL),
+        (404, Verdict.FAIL),
+        (409, Verdict.FAIL),
+        (501, Verdict.FAIL),
+        (401, Verdict.FATAL),
+        (403, Verdict.FATAL),
+    ],
 )
 def test_classify(status, verdict):
     assert classify(status) is verdict

@@ -56,7 +56,9 @@ def test_bom_crlf_quoted_newline_and_row_numbers(tmp_path):
     ids=["bool", "int float", "int underscore", "bad json"],
 )
 def test_bad_cells_are_named(tmp_path, cell, reason):
-    header = {"maybe": "persist_chat", "[1,": "ai_config.transcription.keywords"}.get(cell, "ai_config.summarization.word_limit")
+    header = {"maybe": "persist_chat", "[1,": "ai_config.transcription.keywords"}.get(
+        cell, "ai_config.summarization.word_limit"
+    )
     p = tmp_path / "in.csv"
     p.write_text(f'meeting_id,{header}\n{MID},"{cell}"\n', encoding="utf-8")
     [(_, _, problems)] = decode_all(p)
@@ -72,7 +74,9 @@ def test_ragged_row_is_an_error_not_a_shift(tmp_path):
 
 def test_non_utf8_and_nul_are_row_errors_and_reading_goes_on(tmp_path):
     p = tmp_path / "in.csv"
-    p.write_bytes(b"meeting_id,title\n" + MID.encode() + b",caf\xe9\n" + MID.encode() + b",a\x00b\n" + MID.encode() + b",ok\n")
+    p.write_bytes(
+        b"meeting_id,title\n" + MID.encode() + b",caf\xe9\n" + MID.encode() + b",a\x00b\n" + MID.encode() + b",ok\n"
+    )
     rows = decode_all(p)
     assert [bool(r[2]) for r in rows] == [True, True, False]
     assert "UTF-8" in rows[0][2][0].reason
@@ -85,7 +89,9 @@ def test_unknown_column_stops_before_anything_with_closest_name(tmp_path):
         decode_all(p)
 
 
-@pytest.mark.parametrize(("content", "match"), [("", "empty"), ("title\nx\n", "meeting_id")], ids=["empty", "no id column"])
+@pytest.mark.parametrize(
+    ("content", "match"), [("", "empty"), ("title\nx\n", "meeting_id")], ids=["empty", "no id column"]
+)
 def test_unusable_csv_header(tmp_path, content, match):
     p = tmp_path / "in.csv"
     p.write_text(content, encoding="utf-8")
@@ -113,7 +119,12 @@ def test_jsonl_dotted_keys_equal_nesting_and_blank_lines_count(tmp_path):
 
 @pytest.mark.parametrize(
     ("line", "reason"),
-    [(b"[1, 2]", "not an object"), (b"{nope", "not valid JSON"), (b'"text"', "not an object"), (b"\xff\xfe{}", "not valid JSON")],
+    [
+        (b"[1, 2]", "not an object"),
+        (b"{nope", "not valid JSON"),
+        (b'"text"', "not an object"),
+        (b"\xff\xfe{}", "not valid JSON"),
+    ],
     ids=["array", "broken", "string", "bad bytes"],
 )
 def test_bad_json_lines(tmp_path, line, reason):
@@ -135,7 +146,15 @@ def test_dotted_and_nested_keys_that_collide(tmp_path):
 
 def test_five_megabyte_line_is_one_row_error(tmp_path):
     p = tmp_path / "in.jsonl"
-    p.write_bytes(b'{"meeting_id": "' + MID.encode() + b'", "title": "' + b"x" * 5_000_000 + b'"}\n{"meeting_id": "' + MID.encode() + b'"}\n')
+    p.write_bytes(
+        b'{"meeting_id": "'
+        + MID.encode()
+        + b'", "title": "'
+        + b"x" * 5_000_000
+        + b'"}\n{"meeting_id": "'
+        + MID.encode()
+        + b'"}\n'
+    )
     rows = decode_all(p)
     assert "1 MiB" in rows[0][2][0].reason and rows[1][2] == []
 
@@ -147,6 +166,10 @@ def test_stdin_is_jsonl():
 
 
 def test_format_detection():
-    assert detect_format("x.CSV") == "csv" and detect_format("x.ndjson") == "jsonl" and detect_format("x.txt", "csv") == "csv"
+    assert (
+        detect_format("x.CSV") == "csv"
+        and detect_format("x.ndjson") == "jsonl"
+        and detect_format("x.txt", "csv") == "csv"
+    )
     with pytest.raises(InputError, match="--format"):
         detect_format("x.txt")
