@@ -114,6 +114,10 @@ class Client:
             raise_for_status=False,
             skip_auto_headers=("Accept-Encoding",),
         )
+        # aiohttp silently re-sends an idempotent request once when a kept-alive
+        # connection drops. That request would escape --rate and the retry
+        # counters; our own retry loop handles drops, so switch it off.
+        self._session._retry_connection = False
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -209,7 +209,10 @@ class FakeApi:
             return gateway_error(429, 971, "Please wait and consider throttling your request speed", headers)
         return _json(
             status,
-            {"success": status < 400, "error": {"code": status, "message": fault.get("message", "scripted fault")}},
+            {
+                "success": fault.get("success", status < 400),
+                "error": {"code": status, "message": fault.get("message", "scripted fault")},
+            },
             headers,
         )
 

@@ -85,7 +85,7 @@ def test_non_utf8_and_nul_are_row_errors_and_reading_goes_on(tmp_path):
 def test_unknown_column_stops_before_anything_with_closest_name(tmp_path):
     p = tmp_path / "in.csv"
     p.write_text(f"meeting_id,ai_config.transcription.langauge\n{MID},fr\n", encoding="utf-8")
-    with pytest.raises(InputError, match="ai_config.transcription.language"):
+    with pytest.raises(InputError, match=r"ai_config\.transcription\.language"):
         decode_all(p)
 
 

@@ -1,0 +1,128 @@
+"""Server faults, survived: 5xx storms, drops before/after apply, hangs, truncation, 429s."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from batcher.client import Client, error_message
+from batcher.config import Secret
+from batcher.engine import Control, run_job
+from batcher.limiter import Pacer
+
+from .conftest import config, read_jsonl, write_jsonl
+from .test_limiter import FakeTime
+
+
+async def run_one(server, tmp_path, faults, **overrides):
+    [mid] = server.add(title="old")
+    server.api.faults.extend(faults)
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "title": "new"}])
+    result = await run_job(config(tmp_path, server, src, **overrides), control=Control(time_scale=0.001))
+    return mid, result
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": "status", "status": 500, "times": 3},
+        {"kind": "status", "status": 502, "body": "<html><h1>502 Bad Gateway</h1></html>", "times": 2},
+        {"kind": "status", "status": 503, "retry_after": 2},
+        {"kind": "status", "status": 429, "times": 2},
+        {"kind": "status", "status": 408},
+        {"kind": "drop", "times": 2},
+        {"kind": "truncated"},
+    ],
+    ids=["500 storm", "html 502", "503 retry-after", "429 no retry-after", "408", "drops", "truncated body"],
+)
+async def test_transient_faults_are_retried_to_success(server, tmp_path, fault):
+    mid, result = await run_one(server, tmp_path, [{**fault, "method": "PUT"}])
+    assert result.exit_code == 0 and result.summary["succeeded"] == 1
+    assert result.summary["retries"] == fault.get("times", 1)
+    assert server.doc(mid)["title"] == "new" and server.api.puts[mid] == 1
+
+
+async def test_drop_after_the_server_applied_the_put_is_retried_safely(server, tmp_path):
+    mid, result = await run_one(server, tmp_path, [{"kind": "apply_then_drop", "method": "PUT"}])
+    assert result.exit_code == 0 and result.summary["succeeded"] == 1
+    assert server.api.puts[mid] == 2, "applied, dropped, re-sent: PUT of the whole document is idempotent"
+    assert server.doc(mid)["title"] == "new"
+
+
+async def test_hung_server_times_out_and_is_retried(server, tmp_path):
+    mid, result = await run_one(server, tmp_path, [{"kind": "hang", "method": "GET", "seconds": 30}], timeout_s=0.3)
+    assert result.exit_code == 0 and result.summary["retries"] == 1
+    assert server.doc(mid)["title"] == "new"
+
+
+async def test_exhausted_retries_fail_the_row_with_the_last_error(server, tmp_path):
+    mid, result = await run_one(
+        server, tmp_path, [{"kind": "status", "status": 429, "times": 3, "method": "GET"}], max_attempts=3
+    )
+    assert result.exit_code == 1
+    [entry] = read_jsonl(tmp_path / "failures.jsonl")
+    assert (entry["error"], entry["status"], entry["attempts"]) == ("rate_limited", 429, 3)
+    assert "throttling" in entry["message"] and server.api.puts[mid] == 0
+
+
+async def test_network_error_after_all_attempts_is_network(server, tmp_path):
+    mid, result = await run_one(server, tmp_path, [{"kind": "drop", "times": 2, "method": "GET"}], max_attempts=2)
+    [entry] = read_jsonl(tmp_path / "failures.jsonl")
+    assert (entry["error"], entry["status"], entry["attempts"]) == ("network", None, 2)
+    assert result.exit_code == 1 and server.doc(mid)["title"] == "old"
+
+
+async def test_200_with_success_false_is_a_failure_not_retried(server, tmp_path):
+    mid, result = await run_one(
+        server, tmp_path, [{"kind": "status", "status": 200, "success": False, "message": "quota", "method": "PUT"}]
+    )
+    [entry] = read_jsonl(tmp_path / "failures.jsonl")
+    assert (entry["error"], entry["status"], entry["attempts"]) == ("api_error", 200, 2)
+    assert result.exit_code == 1 and server.doc(mid)["title"] == "old"
+    assert "quota" in entry["message"]
+
+
+async def test_403_gateway_error_halts(server, tmp_path):
+    body = '{"success": false, "errors": [{"code": 10000, "message": "Authentication error"}], "messages": [], "result": null}'
+    mid, result = await run_one(
+        server, tmp_path, [{"kind": "status", "status": 403, "body": body, "content_type": "application/json"}]
+    )
+    assert result.exit_code == 3 and "Authentication error (code 10000)" in result.message
+    assert server.doc(mid)["title"] == "old"
+
+
+def test_error_message_reads_all_three_shapes():
+    assert (
+        error_message(404, b'{"success": false, "error": {"code": 404, "message": "Meeting not found"}}')
+        == "Meeting not found"
+    )
+    assert (
+        error_message(429, b'{"success": false, "errors": [{"code": 971, "message": "Please wait"}]}')
+        == "Please wait (code 971)"
+    )
+    assert (
+        error_message(502, b"<html><body><h1>Bad gateway</h1></body></html>") == "HTTP 502: non-JSON body: Bad gateway"
+    )
+    assert error_message(500, b"") == "HTTP 500 with an empty body"
+
+
+async def test_retry_after_pauses_every_worker_until_the_deadline(server, tmp_path):
+    ids = server.add(6)
+    server.api.faults.append({"kind": "status", "status": 429, "retry_after": 300, "meeting": ids[0]})
+    t = FakeTime()
+    pacer = Pacer(None, t.clock, t.sleep)
+    grants: list[tuple[float, str]] = []
+    acquire = pacer.acquire
+
+    async def recording_acquire():
+        await acquire()
+        grants.append((t.now, "grant"))
+
+    pacer.acquire = recording_acquire  # type: ignore[method-assign]
+    cfg = config(tmp_path, server, "x.jsonl", token=Secret("t"))
+    async with Client(cfg, pacer, t.sleep) as client:
+        first = await client.call("GET", cfg.meeting_url("acct-1", ids[0]))
+        others = await asyncio.gather(*(client.call("GET", cfg.meeting_url("acct-1", m)) for m in ids[1:]))
+    assert first.is_ok and first.attempts == 2 and all(r.is_ok for r in others)
+    assert grants[0][0] == 0.0 and all(when >= 300 for when, _ in grants[1:]), "nobody sends during the lockout"
