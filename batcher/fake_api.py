@@ -74,6 +74,7 @@ class FakeApi:
         self.puts: Counter[str] = Counter()  # applied PUTs per meeting id
         self.arrivals: list[float] | None = [] if record_arrivals else None
         self._window: deque[float] = deque()
+        self.on_request: Any = None  # tests: called with the running request total
 
     # -- data -----------------------------------------------------------------
 
@@ -126,6 +127,8 @@ class FakeApi:
         if not self._is_api(request):
             return await handler(request)
         self.requests[request.method] += 1
+        if self.on_request is not None:
+            self.on_request(sum(self.requests.values()))
         now = time.monotonic()
         if self.arrivals is not None:
             self.arrivals.append(now)

@@ -1,0 +1,219 @@
+"""The CLI as users and scripts see it: exit codes, files, kill -9, signals, the lock.
+
+The CLI runs as a real subprocess against the fake API served by the test's
+own event loop; kills and signals are driven by the server's request counter,
+never by sleeping a guessed interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import ACCOUNT, TOKEN, read_jsonl, write_csv, write_jsonl
+
+ENV = {**os.environ, "CLOUDFLARE_API_TOKEN": TOKEN, "CLOUDFLARE_ACCOUNT_ID": ACCOUNT, "PYTHONUNBUFFERED": "1"}
+
+
+def cli(*args: str, env: dict[str, str] | None = None, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    """Run batcher synchronously (for commands that need no server)."""
+    return subprocess.run(
+        [sys.executable, "-m", "batcher", *args],
+        capture_output=True,
+        text=True,
+        env=env or ENV,
+        input=stdin.decode() if stdin else None,
+        timeout=120,
+    )
+
+
+async def start_cli(*args: str, base_url: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "batcher", *args, "--base-url", base_url,
+        env=env or ENV, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def run_cli(*args: str, base_url: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    proc = await start_cli(*args, base_url=base_url, env=env)
+    out, err = await proc.communicate()
+    return proc.returncode, out.decode(), err.decode()
+
+
+def when_requests_reach(server, count: int) -> asyncio.Event:
+    """An event set once the fake API has seen ``count`` API requests in total."""
+    reached = asyncio.Event()
+    server.api.on_request = lambda total: reached.set() if total >= count else None
+    return reached
+
+
+def outcomes(state: Path) -> dict[str, int]:
+    with sqlite3.connect(state) as db:
+        return dict(db.execute("SELECT outcome, COUNT(*) FROM rows GROUP BY outcome").fetchall())
+
+
+# -- offline commands --------------------------------------------------------
+
+
+def test_validate_exit_codes_and_messages(tmp_path):
+    good = write_csv(tmp_path / "good.csv", ["meeting_id", "title"], [["0b7e2a9c-4f1d-4a57-9a3e-1c2d3e4f5a6b", "x"]])
+    bad = write_csv(
+        tmp_path / "bad.csv",
+        ["meeting_id", "persist_chat"],
+        [["0b7e2a9c-4f1d-4a57-9a3e-1c2d3e4f5a6b", "maybe"], ["x", "true"]],
+    )
+    env = {k: v for k, v in ENV.items() if k not in ("CLOUDFLARE_API_TOKEN", "CLOUDFLARE_ACCOUNT_ID")}
+    assert cli("validate", str(good), env=env).returncode == 0
+    result = cli("validate", str(bad), env=env)
+    assert result.returncode == 2
+    assert "row 1: persist_chat: must be true or false, got 'maybe'" in result.stderr
+    assert "row 2: meeting_id:" in result.stderr
+
+
+def test_unknown_column_is_a_usage_error_naming_the_fix(tmp_path):
+    src = write_csv(
+        tmp_path / "in.csv",
+        ["meeting_id", "recording_config.max_second"],
+        [["0b7e2a9c-4f1d-4a57-9a3e-1c2d3e4f5a6b", "60"]],
+    )
+    result = cli("validate", str(src))
+    assert result.returncode == 2 and "did you mean 'recording_config.max_seconds'?" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_run_without_token_is_exit_2(tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": "0b7e2a9c-4f1d-4a57-9a3e-1c2d3e4f5a6b"}])
+    env = {k: v for k, v in ENV.items() if k != "CLOUDFLARE_API_TOKEN"}
+    result = cli("run", str(src), "--base-url", "http://127.0.0.1:9", env=env)
+    assert result.returncode == 2 and "CLOUDFLARE_API_TOKEN" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "plan", "validate", "rollback", "fake-api"])
+def test_every_command_has_help_with_examples(command):
+    result = cli(command, "--help")
+    assert result.returncode == 0 and "usage: batcher" in result.stdout
+
+
+def test_version():
+    assert cli("--version").stdout.startswith("batcher ")
+
+
+# -- against the fake API ----------------------------------------------------
+
+
+async def test_run_writes_report_summary_and_state_by_default(server, tmp_path):
+    ids = server.add(3)
+    src = write_csv(tmp_path / "in.csv", ["meeting_id", "ai_config.transcription.language"], [[m, "fr"] for m in ids])
+    code, _, err = await run_cli(
+        "run", str(src), "--rate", "none", "--summary-json", str(tmp_path / "s.json"), base_url=server.base_url
+    )
+    assert code == 0, err
+    assert (tmp_path / "in.csv.state.db").exists() and (tmp_path / "in.csv.failures.jsonl").read_text() == ""
+    assert "3 succeeded" in err
+    assert all(server.doc(m)["ai_config"]["transcription"]["language"] == "fr" for m in ids)
+
+
+async def test_run_with_invalid_rows_sends_nothing_and_exits_2(server, tmp_path):
+    [mid] = server.add()
+    src = write_csv(tmp_path / "in.csv", ["meeting_id", "recording_config.max_seconds"], [[mid, "3600"], [mid, "10"]])
+    code, _, err = await run_cli("run", str(src), base_url=server.base_url)
+    assert (
+        code == 2
+        and "row 2: recording_config.max_seconds" in err
+        and "row 2: meeting_id: duplicate of row 1" not in err
+    )
+    assert sum(server.api.requests.values()) == 0
+
+
+async def test_bad_token_stops_with_exit_3(server, tmp_path):
+    server.api.token = "other"
+    ids = server.add(5)
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, "title": "x"} for m in ids])
+    code, _, err = await run_cli("run", str(src), "--concurrency", "1", base_url=server.base_url)
+    assert code == 3 and "401" in err and "resume with:" in err
+    assert TOKEN not in err
+
+
+@pytest.mark.parametrize("concurrency", [8, 64])
+async def test_kill_9_mid_stream_then_resume_finishes_with_bounded_duplicates(server, tmp_path, concurrency):
+    ids = server.add(600)
+    server.api.latency_s = 0.002
+    src = write_jsonl(
+        tmp_path / "in.jsonl", [{"meeting_id": m, "title": "migrated", "persist_chat": True} for m in ids]
+    )
+    args = ("run", str(src), "--mode", "replace", "--rate", "none", "--concurrency", str(concurrency), "-q")
+    kills = 0
+    for threshold in (100, 250, 400):
+        reached = when_requests_reach(server, threshold)
+        proc = await start_cli(*args, base_url=server.base_url)
+        done = asyncio.ensure_future(proc.wait())
+        await asyncio.wait({done, asyncio.ensure_future(reached.wait())}, return_when=asyncio.FIRST_COMPLETED)
+        if not done.done():
+            proc.kill()
+            kills += 1
+        await done
+    server.api.on_request = None
+    code, _, err = await run_cli(*args, base_url=server.base_url)
+    assert code == 0, err
+    assert kills >= 2
+    assert all(server.doc(m)["title"] == "migrated" for m in ids)
+    puts = [server.api.puts[m] for m in ids]
+    assert min(puts) == 1
+    duplicates = sum(puts) - len(ids)
+    print(f"concurrency {concurrency}: {kills} kills, {duplicates} rows sent twice (bound {2 * concurrency * kills})")
+    assert duplicates <= 2 * concurrency * kills
+    assert outcomes(tmp_path / "in.jsonl.state.db") == {"succeeded": 600}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+async def test_signal_stops_cleanly_with_130_and_resume_line(server, tmp_path, sig):
+    ids = server.add(40)
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, "title": "x"} for m in ids])
+    reached = when_requests_reach(server, 4)
+    proc = await start_cli("run", str(src), "--rate", "2/1", "--concurrency", "2", base_url=server.base_url)
+    await reached.wait()
+    proc.send_signal(sig)
+    _out, err = await proc.communicate()
+    text = err.decode()
+    assert proc.returncode == 130, text
+    assert "resume with: batcher run" in text
+    counts = outcomes(tmp_path / "in.jsonl.state.db")
+    assert counts.get("skipped", 0) > 0 and sum(counts.values()) == 40
+    code, _, err2 = await run_cli("run", str(src), "--rate", "none", base_url=server.base_url)
+    assert code == 0, err2
+    assert all(server.api.puts[m] == 1 for m in ids)
+
+
+async def test_second_process_on_the_same_state_is_refused(server, tmp_path):
+    ids = server.add(10)
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, "title": "x"} for m in ids])
+    reached = when_requests_reach(server, 1)
+    first = await start_cli("run", str(src), "--rate", "1/60", base_url=server.base_url)
+    await reached.wait()
+    code, _, err = await run_cli("run", str(src), base_url=server.base_url)
+    assert code == 2 and "in use by another batcher process" in err
+    first.send_signal(signal.SIGTERM)
+    await first.communicate()
+    assert first.returncode == 130
+
+
+async def test_stdin_needs_state_and_streams(server, tmp_path):
+    [mid] = server.add()
+    result = cli("run", "-", "--base-url", server.base_url)
+    assert result.returncode == 2 and "--state" in result.stderr
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "batcher", "run", "-", "--state", str(tmp_path / "s.db"), "--base-url", server.base_url,
+        "--results", "-", env=ENV, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate(f'{{"meeting_id": "{mid}", "title": "piped"}}\n'.encode())
+    assert proc.returncode == 0, err
+    assert '"outcome":"succeeded"' in out.decode()
+    assert server.doc(mid)["title"] == "piped"
+    assert read_jsonl(tmp_path / "s.db.failures.jsonl") == []
