@@ -34,6 +34,11 @@ def _json(status: int, doc: Any, headers: dict[str, str] | None = None) -> web.R
     return web.Response(status=status, body=orjson.dumps(doc), content_type=JSON, headers=headers)
 
 
+def _fresh(doc: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy: merged documents share nested objects with DEFAULT_DOCUMENT."""
+    return orjson.loads(orjson.dumps(doc))
+
+
 def service_error(status: int, message: str) -> web.Response:
     """The meetings service's error shape."""
     return _json(status, {"success": False, "error": {"code": status, "message": message}})
@@ -81,7 +86,7 @@ class FakeApi:
     def add_meeting(self, account_id: str, meeting_id: str | None = None, **fields: Any) -> str:
         """Create a meeting from body fields (defaults for the rest); returns its id."""
         meeting_id = meeting_id or str(uuid.uuid4())
-        self.meetings[(account_id, meeting_id)] = deep_merge(DEFAULT_DOCUMENT, fields)
+        self.meetings[(account_id, meeting_id)] = _fresh(deep_merge(DEFAULT_DOCUMENT, fields))
         now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
         self.meta[(account_id, meeting_id)] = {"created_at": now, "updated_at": now, "status": "ACTIVE"}
         return meeting_id
@@ -263,7 +268,7 @@ class FakeApi:
         problems = validate_body(body)
         if problems:
             return service_error(400, "; ".join(str(p) for p in problems))
-        self.meetings[key] = deep_merge(DEFAULT_DOCUMENT, body)
+        self.meetings[key] = _fresh(deep_merge(DEFAULT_DOCUMENT, body))
         self._touch(key)
         return _json(200, {"success": True, "data": self.public(*key)})
 
@@ -279,7 +284,7 @@ class FakeApi:
         problems = validate_body(body)
         if problems:
             return service_error(400, "; ".join(str(p) for p in problems))
-        self.meetings[key] = deep_merge(self.meetings[key], body)
+        self.meetings[key] = _fresh(deep_merge(self.meetings[key], body))
         if status:
             self.meta[key]["status"] = status
         self._touch(key)
