@@ -352,8 +352,8 @@ class Job:
         missing = missing_credentials(merged, row.patch)
         if missing and not cfg.allow_credential_reset:
             message = (
-                f"the meeting has recording_config.storage_config; a PUT without {', '.join(missing)} would erase "
-                "the stored credentials (GET never returns them). Add them to the row, or pass --allow-credential-reset"
+                f"PUT would erase the stored storage credentials ({', '.join(missing)}; GET never returns them): "
+                "add them to the row, or pass --allow-credential-reset"
             )
             return self.finish(
                 row.number,
@@ -492,12 +492,13 @@ class Job:
         elapsed = time.monotonic() - started
         if self.control.stopping:
             store.mark_unfinished_skipped()
-        totals = store.add_run_stats(self.client.stats.requests, self.client.stats.retries, elapsed)
+        stats = self.client.stats
+        totals = store.add_run_stats(stats.requests, stats.retries, elapsed)
         write_failure_report(store, cfg.report_file)
         doc = summary(store, totals)
         if cfg.summary_path:
             Path(cfg.summary_path).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
-        text = human_summary(doc, store, cfg.report_file, elapsed)
+        text = human_summary(doc, store, cfg.report_file, f"this run: {stats.requests} requests in {elapsed:.1f} s")
         if self.control.halt is not None:
             return JobResult(self.control.halt.exit_code, doc, f"{text}\n{self.control.halt}")
         if self.control.interrupted:

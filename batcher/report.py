@@ -122,19 +122,19 @@ def summary(store: Store, totals: dict[str, float]) -> dict[str, Any]:
     }
 
 
-def human_summary(doc: dict[str, Any], store: Store, report_path: str, this_run_s: float) -> str:
+def human_summary(doc: dict[str, Any], store: Store, report_path: str, this_run: str) -> str:
     """The summary printed on stderr at the end of every run."""
     lines = [
         f"batcher: {doc['total']} rows - {doc['succeeded']} succeeded, {doc['unchanged']} unchanged, "
         f"{doc['failed']} failed, {doc['skipped']} skipped",
-        f"  {doc['requests']} requests ({doc['retries']} retries) over the whole job; this run took {this_run_s:.1f} s",
+        f"  {doc['requests']} requests ({doc['retries']} retries) over the whole job; {this_run}",
     ]
     if doc["failed"]:
         kinds: Counter[str] = Counter()
         messages: dict[str, Counter[str]] = {}
         for _row, _m, _a, error, _s, message, _n, _p in store.failures():
             kinds[error] += 1
-            messages.setdefault(error, Counter())[(message or "")[:120]] += 1
+            messages.setdefault(error, Counter())[(message or "")[:200]] += 1
         for kind, n in kinds.most_common():
             top = "; ".join(f"{m} (x{c})" for m, c in messages[kind].most_common(2))
             lines.append(f"  failed {kind}: {n} - {top}")
