@@ -8,26 +8,31 @@ The library entry points (the CLI is a thin layer over them)::
 
 __version__ = "0.1.0"
 
-from .config import JobConfig, RateSpec, Secret, parse_rate
-from .engine import JobResult, run_job, validate_input
-from .errors import AuthError, BatcherError, HaltError, Interrupted, UsageError
-from .plan import plan_job
-from .rollback import rollback_job
+from typing import Any
 
-__all__ = [
-    "AuthError",
-    "BatcherError",
-    "HaltError",
-    "Interrupted",
-    "JobConfig",
-    "JobResult",
-    "RateSpec",
-    "Secret",
-    "UsageError",
-    "__version__",
-    "parse_rate",
-    "plan_job",
-    "rollback_job",
-    "run_job",
-    "validate_input",
-]
+# Lazy (PEP 562): `batcher validate` and `import batcher.model` need no HTTP stack.
+_EXPORTS = {
+    "JobConfig": "config",
+    "RateSpec": "config",
+    "Secret": "config",
+    "parse_rate": "config",
+    "JobResult": "engine",
+    "run_job": "engine",
+    "validate_input": "checks",
+    "AuthError": "errors",
+    "BatcherError": "errors",
+    "HaltError": "errors",
+    "Interrupted": "errors",
+    "UsageError": "errors",
+    "plan_job": "plan",
+    "rollback_job": "rollback",
+}
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'batcher' has no attribute {name!r}")

@@ -227,7 +227,7 @@ def _resume_line(argv: Sequence[str]) -> str:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """``batcher validate``: offline, exit 0 clean, 2 otherwise."""
-    from .engine import validate_input
+    from .checks import validate_input
 
     good = bad = 0
     for result in validate_input(args.input, args.input_format, args.account_id):
@@ -362,6 +362,8 @@ def cmd_fake_api(args: argparse.Namespace) -> int:
 
 def _run_async(coro: Any) -> Any:
     try:
+        if os.environ.get("BATCHER_NO_UVLOOP"):
+            raise ImportError
         import uvloop  # optional: faster event loop when installed
     except ImportError:
         return asyncio.run(coro)

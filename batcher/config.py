@@ -16,6 +16,9 @@ DEFAULT_RATE = "1200/300"  # Cloudflare's global API limit per token
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_TIMEOUT_S = 30.0
 MODES = ("merge", "replace", "patch")
+# Account and app ids go into URL paths: nothing outside this set ever may.
+# (fullmatch, not match + "$": "$" also matches before a trailing newline.)
+ACCOUNT_RE = re.compile(r"[0-9A-Za-z_-]{1,32}")
 
 
 class Secret:
@@ -101,8 +104,9 @@ class JobConfig:
             raise UsageError("--max-attempts must be at least 1")
         if self.timeout_s <= 0:
             raise UsageError("--timeout must be more than 0 seconds")
-        if self.mode == "patch" and not self.app_id:
-            pass  # allowed: a server may offer PATCH on the seed path too
+        for flag, value in (("--account-id", self.account_id), ("--app-id", self.app_id)):
+            if value is not None and not ACCOUNT_RE.fullmatch(value):
+                raise UsageError(f"{flag} must be 1-32 characters of 0-9 A-Z a-z _ -, not {value!r}")
         if self.input == "-" and not self.state_path:
             raise UsageError("reading from stdin needs --state FILE, so the job can be resumed")
 

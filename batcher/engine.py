@@ -23,12 +23,13 @@ from typing import IO, Any, TypeVar
 
 import orjson
 
+from .checks import iter_checked
 from .client import CallResult, Client
 from .config import JobConfig
 from .errors import AuthError, HaltError, Interrupted, ValidationFailed
 from .limiter import Pacer
 from .merge import deep_merge, missing_credentials, project, strip_secrets
-from .model import FieldError, Row, RowError, parse_row
+from .model import Row, RowError, trusted_row
 from .progress import Progress
 from .report import (
     ResultsStream,
@@ -40,7 +41,7 @@ from .report import (
     write_failure_report,
 )
 from .source import STDIN, Source
-from .store import KeySet, Store, file_digest, patch_hash, row_key
+from .store import Store, file_digest, patch_hash
 
 T = TypeVar("T")
 HEARTBEAT_S = 0.25
@@ -131,37 +132,6 @@ async def pump(
         await asyncio.gather(*workers)
     if control.crash is not None:
         raise control.crash
-
-
-def check_row(
-    number: int,
-    data: dict[str, Any],
-    problems: list[FieldError],
-    default_account: str | None,
-    keys: KeySet | None,
-    require_account: bool,
-) -> Row | RowError:
-    """``parse_row`` plus the job-level rules: an account is known, no duplicate meeting."""
-    result = parse_row(number, data, default_account, problems)
-    if isinstance(result, RowError):
-        return result
-    if require_account and result.account_id is None:
-        fix = "add an account_id column/key, or pass --account-id / set CLOUDFLARE_ACCOUNT_ID"
-        return RowError(number, result.meeting_id, None, [FieldError("account_id", f"missing: {fix}")], result.patch)
-    if keys is not None and (first := keys.first_row(row_key(result.account_id, result.meeting_id), number)):
-        reason = f"duplicate of row {first} (same account and meeting); combine them into one row"
-        return RowError(number, result.meeting_id, result.account_id, [FieldError("meeting_id", reason)], result.patch)
-    return result
-
-
-def iter_checked(
-    source: Source, default_account: str | None, keys: KeySet | None, require_account: bool
-) -> Iterator[Row | RowError]:
-    """Every row of ``source``, decoded and checked, in order."""
-    decode = source.decode
-    for number, raw in source.records():
-        data, problems = decode(raw)
-        yield check_row(number, data, problems, default_account, keys, require_account)
 
 
 @dataclass
@@ -292,12 +262,13 @@ class Job:
                     yield _TICK
                 continue
             next_row = next(todo, None)
-            data, problems = source.decode(raw)
-            yield check_row(number, data, problems, self.config.account_id, None, require_account=True)
+            # The fingerprint proved these are the bytes the pre-flight pass
+            # validated, and invalid rows are never in the to-do list.
+            yield trusted_row(number, source.decode(raw)[0], self.config.account_id)
 
     def rows_from_stdin(self, store: Store, source: Source) -> Iterator[Any]:
         """Stdin: check and record rows as they stream; skip what an earlier run finished."""
-        for result in iter_checked(source, self.config.account_id, store.keys, require_account=True):
+        for result in iter_checked(source, self.config.account_id, store.keys, require_account=True, batch=1):
             known = store.row_state(result.number)
             if isinstance(result, Row):
                 digest = patch_hash(result.patch)
@@ -524,14 +495,3 @@ async def run_job(
     """Run one migration job (the library entry point behind ``batcher run``)."""
     job = Job(config, control or Control(), progress, on_invalid, stdin)
     return await job.run()
-
-
-def validate_input(
-    path: str, fmt: str | None = None, default_account: str | None = None, stdin: IO[bytes] | None = None
-) -> Iterator[Row | RowError]:
-    """Offline validation of every row (``batcher validate``): yields each checked row."""
-    from .store import scratch_keyset
-
-    keys = scratch_keyset()
-    with Source(path, fmt, stdin) as source:
-        yield from iter_checked(source, default_account, keys, require_account=False)

@@ -83,6 +83,7 @@ class PauseGate:
         """Return once the gate is open; re-checks, since a pause can be extended."""
         while (left := self.until - self._clock()) > 0:
             await self._sleep(left)
+        self.until = 0.0  # open: lets Pacer.is_free skip the clock
 
 
 class AdaptiveRate:
@@ -146,6 +147,11 @@ class Pacer:
             WindowLimiter(rate.max_requests, rate.window_s, clock, sleep) if rate and not rate.is_auto else None
         )
         self.adaptive = AdaptiveRate(rate, clock) if rate and rate.is_auto else None
+
+    @property
+    def is_free(self) -> bool:
+        """True when a request may start right now without waiting (no rate, gate open)."""
+        return self.window is None and self.adaptive is None and self.gate.until == 0.0
 
     async def acquire(self) -> None:
         """Wait until one request may start."""

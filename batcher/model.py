@@ -22,6 +22,8 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .config import ACCOUNT_RE
+
 # -- the PUT body -----------------------------------------------------------
 
 URI_PATTERN = r"^[A-Za-z][A-Za-z0-9+.\-]*://\S+$"
@@ -233,8 +235,8 @@ def closest_path(name: str, candidates: typing.Iterable[str] | None = None) -> s
 
 # -- rows -------------------------------------------------------------------
 
-UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-ACCOUNT_RE = re.compile(r"^[0-9A-Za-z_-]{1,32}$")
+# fullmatch, not match + "$": "$" also matches before a trailing newline, which must never reach a URL
+UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,14 +280,14 @@ def check_meeting_id(value: Any) -> str | None:
     """Return the reason ``value`` is not a usable meeting id, or None."""
     if not isinstance(value, str) or not value:
         return "required: a meeting UUID such as 0b7e2a9c-4f1d-4a57-9a3e-1c2d3e4f5a6b"
-    if not UUID_RE.match(value):
+    if not UUID_RE.fullmatch(value):
         return f"{_show(value)} is not a UUID (expected 8-4-4-4-12 hex digits)"
     return None
 
 
 def check_account_id(value: Any) -> str | None:
     """Return the reason ``value`` is not a usable account id, or None."""
-    if not isinstance(value, str) or not ACCOUNT_RE.match(value):
+    if not isinstance(value, str) or not ACCOUNT_RE.fullmatch(value):
         return f"{_show(value)} is not an account id (1-32 characters of 0-9 A-Z a-z _ -)"
     return None
 
@@ -345,10 +347,13 @@ def _bounds(path: str) -> str:
     return f"at least {low:g}" if low is not None else f"at most {high:g}"
 
 
+_validate_python = MeetingBody.__pydantic_validator__.validate_python  # the hot path skips a wrapper
+
+
 def validate_body(body: dict[str, Any]) -> list[FieldError]:
     """Validate a body or patch against the schema; return its problems."""
     try:
-        MeetingBody.model_validate(body)
+        _validate_python(body)
     except ValidationError as exc:
         out = []
         for err in exc.errors(include_url=False):
@@ -369,19 +374,26 @@ def parse_row(
     ``data`` is already nested (see ``source.unflatten``); ``problems`` are
     those the reader found while decoding (bad cells, key collisions).
     """
-    errors = list(problems or ())
+    errors = list(problems) if problems else []
     meeting_id = data.get("meeting_id")
     account_id = data.get("account_id")
-    patch = {k: v for k, v in data.items() if k not in ROW_KEYS}
-    if reason := check_meeting_id(meeting_id):
-        errors.append(FieldError("meeting_id", reason))
+    patch = {k: v for k, v in data.items() if k != "meeting_id" and k != "account_id"}
+    if not (isinstance(meeting_id, str) and UUID_RE.fullmatch(meeting_id)):
+        errors.append(FieldError("meeting_id", check_meeting_id(meeting_id) or ""))
     if account_id is None or account_id == "":
         account_id = default_account
-    elif reason := check_account_id(account_id):
-        errors.append(FieldError("account_id", reason))
+    elif not (isinstance(account_id, str) and ACCOUNT_RE.fullmatch(account_id)):
+        errors.append(FieldError("account_id", check_account_id(account_id) or ""))
     errors.extend(validate_body(patch))
-    shown_id = meeting_id if isinstance(meeting_id, str) and UUID_RE.match(meeting_id) else None
-    shown_account = account_id if isinstance(account_id, str) and ACCOUNT_RE.match(account_id) else None
-    if errors:
+    if errors:  # ids that are not valid never leave this function: they must not reach a URL
+        shown_id = meeting_id if isinstance(meeting_id, str) and UUID_RE.fullmatch(meeting_id) else None
+        shown_account = account_id if isinstance(account_id, str) and ACCOUNT_RE.fullmatch(account_id) else None
         return RowError(number, shown_id, shown_account, errors, patch)
     return Row(number, meeting_id.lower(), account_id, patch)
+
+
+def trusted_row(number: int, data: dict[str, Any], default_account: str | None) -> Row:
+    """A ``Row`` from data that already passed ``parse_row`` (the same bytes, checked by
+    the pre-flight pass): the send pass skips re-validating what cannot have changed."""
+    patch = {k: v for k, v in data.items() if k not in ROW_KEYS}
+    return Row(number, data["meeting_id"].lower(), data.get("account_id") or default_account, patch)

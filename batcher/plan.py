@@ -14,9 +14,10 @@ from typing import IO, Any
 
 import orjson
 
+from .checks import iter_checked
 from .client import Client
 from .config import JobConfig
-from .engine import Control, iter_checked, pump
+from .engine import Control, pump
 from .errors import AuthError
 from .limiter import Pacer
 from .merge import deep_merge, diff, missing_credentials, project, redact
@@ -129,7 +130,13 @@ async def plan_job(
     planner = Planner(config, out, control, progress)
     try:
         with Source(config.input, config.input_format, stdin) as source:
-            rows = iter_checked(source, config.account_id, scratch_keyset(), require_account=True)
+            rows = iter_checked(
+                source,
+                config.account_id,
+                scratch_keyset(),
+                require_account=True,
+                batch=1 if config.input == "-" else 4096,
+            )
             async with Client(
                 config, Pacer(config.rate, control.clock, control.sleep), control.sleep
             ) as planner.client:

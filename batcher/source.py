@@ -148,6 +148,10 @@ class CsvDecoder:
         self.names = names
         self.kinds = [FIELDS[n].kind if n in FIELDS else "str" for n in names]
         self.width = len(names)
+        # Leaf columns of one tree cannot collide, so rows nest directly; an
+        # object column (a JSON cell) may overlap a leaf column: unflatten checks.
+        self._paths = [tuple(n.split(".")) for n in names]
+        self._is_tree = "object" not in self.kinds
 
     def decode(self, cells: list[str] | Broken) -> tuple[dict[str, Any], list[FieldError]]:
         """One CSV record -> (nested data, problems found while typing)."""
@@ -158,23 +162,36 @@ class CsvDecoder:
             problems.append(
                 FieldError("(row)", f"has {len(cells)} cells but the header has {self.width}; check quoting and commas")
             )
-        flat: dict[str, Any] = {}
-        for name, kind, text in zip(self.names, self.kinds, cells, strict=False):
-            if text == "":
+        out: dict[str, Any] = {}
+        for path, kind, text in zip(self._paths, self.kinds, cells, strict=False):
+            if not text:
                 continue  # empty cell: not in this patch
-            if "\x00" in text or _has_surrogate(text):
-                problems.append(FieldError(name, "contains a NUL byte or bytes that are not UTF-8; re-save as UTF-8"))
+            if "\x00" in text or (not text.isascii() and _has_surrogate(text)):
+                problems.append(
+                    FieldError(".".join(path), "contains a NUL byte or bytes that are not UTF-8; re-save as UTF-8")
+                )
                 continue
-            try:
-                flat[name] = _cell(kind, text)
-            except ValueError as exc:
-                problems.append(FieldError(name, str(exc)))
-        return unflatten(flat, problems), problems
+            if kind == "str" and text != "null":
+                value: Any = text
+            else:
+                try:
+                    value = _cell(kind, text)
+                except ValueError as exc:
+                    problems.append(FieldError(".".join(path), str(exc)))
+                    continue
+            if not self._is_tree:
+                out[".".join(path)] = value
+                continue
+            node = out
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = value
+        return (out if self._is_tree else unflatten(out, problems)), problems
 
 
 def _has_surrogate(text: str) -> bool:
     # surrogateescape maps undecodable bytes to U+DC80..U+DCFF
-    return any("\udc80" <= ch <= "\udcff" for ch in text) if not text.isascii() else False
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
 def _scan_csv(stream: IO[str]) -> tuple[list[str], Iterator[tuple[int, list[str] | Broken]]]:

@@ -89,6 +89,20 @@ class KeySet:
         """Record ``key`` at ``row``; return the earlier row that had it, if any."""
         if self._db.execute(self._insert, (key, row)).rowcount:
             return None
+        return self._earlier(key, row)
+
+    def first_rows(self, entries: list[tuple[bytes, int]]) -> list[int | None]:
+        """``first_row`` for many (key, row) pairs in one statement.
+
+        Duplicates are rare, so insert the whole batch at once; only when some
+        key was already there, look up which (a row finds itself when it was
+        the first, or the earlier row when it was not).
+        """
+        if self._db.executemany(self._insert, entries).rowcount == len(entries):
+            return [None] * len(entries)
+        return [self._earlier(key, row) for key, row in entries]
+
+    def _earlier(self, key: bytes, row: int) -> int | None:
         (first,) = self._db.execute(f"SELECT row FROM {self._table} WHERE key = ?", (key,)).fetchone()
         return None if first == row else first
 

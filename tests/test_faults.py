@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from batcher.client import Client, error_message
-from batcher.config import Secret
+from batcher.config import RateSpec, Secret
 from batcher.engine import Control, run_job
 from batcher.limiter import Pacer
 
@@ -111,7 +111,7 @@ async def test_retry_after_pauses_every_worker_until_the_deadline(server, tmp_pa
     ids = server.add(6)
     server.api.faults.append({"kind": "status", "status": 429, "retry_after": 300, "meeting": ids[0]})
     t = FakeTime()
-    pacer = Pacer(None, t.clock, t.sleep)
+    pacer = Pacer(RateSpec(1000, 1.0), t.clock, t.sleep)  # a rate, so every attempt goes through acquire
     grants: list[tuple[float, str]] = []
     acquire = pacer.acquire
 

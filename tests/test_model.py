@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from batcher.config import JobConfig
+from batcher.errors import UsageError
 from batcher.model import FIELDS, Row, RowError, closest_path, parse_row, validate_body
 
 MID = "0b7e2a9c-4f1d-4a57-9a3e-1c2d3e4f5a6b"
@@ -157,10 +159,22 @@ def test_row_account_wins_over_default():
         (MID + "/x", None, "meeting_id"),
         (None, None, "meeting_id"),
         (42, None, "meeting_id"),
+        (MID + "\n", None, "meeting_id"),
+        (MID, "acct\n", "account_id"),
         (MID, "a" * 33, "account_id"),
         (MID, "acct/../x", "account_id"),
     ],
-    ids=["dotdot", "encoded", "slash", "missing", "number", "long account", "account slash"],
+    ids=[
+        "dotdot",
+        "encoded",
+        "slash",
+        "missing",
+        "number",
+        "trailing newline",
+        "account newline",
+        "long account",
+        "account slash",
+    ],
 )
 def test_ids_that_could_escape_the_url_are_invalid(meeting_id, account_id, field):
     data = {"meeting_id": meeting_id}
@@ -174,3 +188,10 @@ def test_ids_that_could_escape_the_url_are_invalid(meeting_id, account_id, field
 def test_closest_path_finds_misspelt_column():
     assert closest_path("ai_config.transcription.langauge") == "ai_config.transcription.language"
     assert closest_path("max_seconds") == "recording_config.max_seconds"
+
+
+def test_default_account_and_app_id_are_checked_before_reaching_a_url():
+    with pytest.raises(UsageError, match="--account-id"):
+        JobConfig(input="x.csv", account_id="../other")
+    with pytest.raises(UsageError, match="--app-id"):
+        JobConfig(input="x.csv", app_id="app\n")
