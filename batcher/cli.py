@@ -192,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("--rate-limit", help="N/SECONDS: answer 429 + Retry-After beyond it")
     fake.add_argument("--fail-rate", type=float, default=0.0, help="share of requests answered 500/502/503 or dropped")
     fake.add_argument("--latency-ms", type=float, default=0.0)
+    fake.add_argument(
+        "--no-ratelimit-headers", action="store_true", help="do not send Ratelimit / Ratelimit-Policy headers"
+    )
+    fake.add_argument(
+        "--record-arrivals", action="store_true", help="keep request arrival times for GET /__arrivals (benchmarks)"
+    )
     return parser
 
 
@@ -331,7 +337,14 @@ def cmd_fake_api(args: argparse.Namespace) -> int:
     if args.rate_limit:
         spec = parse_rate(args.rate_limit)
         rate = (spec.max_requests, spec.window_s) if spec else None
-    api = FakeApi(token=args.token, rate_limit=rate, fail_rate=args.fail_rate, latency_ms=args.latency_ms)
+    api = FakeApi(
+        token=args.token,
+        rate_limit=rate,
+        fail_rate=args.fail_rate,
+        latency_ms=args.latency_ms,
+        record_arrivals=args.record_arrivals,
+        ratelimit_headers=not args.no_ratelimit_headers,
+    )
     if args.seed:
         with open(args.seed, "rb") as fh:
             count = api.load_seed(fh.readlines())

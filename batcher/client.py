@@ -21,7 +21,7 @@ from yarl import URL
 from . import __version__
 from .config import JobConfig
 from .limiter import Pacer, Sleep
-from .retry import Verdict, backoff_s, classify, parse_ratelimit, parse_retry_after
+from .retry import Verdict, backoff_s, classify, parse_ratelimit, parse_ratelimit_policy, parse_retry_after
 
 _TAGS = re.compile(r"<[^>]+>")
 _SPACE = re.compile(r"\s+")
@@ -156,6 +156,7 @@ class Client:
                 status = resp.status
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                 ratelimit = parse_ratelimit(resp.headers.get("Ratelimit"))
+                policy = parse_ratelimit_policy(resp.headers.get("Ratelimit-Policy"))
         except TimeoutError:
             self._count("timeout")
             self.pacer.on_response(None, None, None)
@@ -166,7 +167,7 @@ class Client:
             # str(exc) of aiohttp errors names host and port, never headers
             return CallResult(None, error="network", message=f"{type(exc).__name__}: {exc}"[:300]), None
         self._count(str(status))
-        self.pacer.on_response(status, retry_after, ratelimit)
+        self.pacer.on_response(status, retry_after, ratelimit, policy)
         if 200 <= status < 300:
             try:
                 doc = orjson.loads(body) if body else {}

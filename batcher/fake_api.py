@@ -65,9 +65,11 @@ class FakeApi:
         latency_ms: float = 0.0,
         seed: int | None = None,
         record_arrivals: bool = False,
+        ratelimit_headers: bool = True,
     ) -> None:
         self.token = token
         self.rate_limit = rate_limit
+        self.ratelimit_headers = ratelimit_headers
         self.fail_rate = fail_rate
         self.latency_s = latency_ms / 1000
         self.rng = random.Random(seed)
@@ -121,6 +123,7 @@ class FakeApi:
             app.router.add_route("PATCH", prefix, self.patch_meeting)
         app.router.add_get("/__stats", self.stats)
         app.router.add_get("/__meetings", self.dump)
+        app.router.add_get("/__arrivals", self.take_arrivals)
         app.router.add_post("/__faults", self.add_faults)
         return app
 
@@ -140,6 +143,13 @@ class FakeApi:
         response = await self._screen(request, now)
         if response is None:
             response = await handler(request)
+            if self.rate_limit is not None and self.ratelimit_headers:  # like Cloudflare: say what is left
+                limit, window_s = self.rate_limit
+                reset = self._window[0] + window_s - now if self._window else window_s
+                response.headers["Ratelimit"] = (
+                    f'"default";r={max(0, limit - len(self._window))};t={max(0, int(reset + 0.999))}'
+                )
+                response.headers["Ratelimit-Policy"] = f'"default";q={limit};w={window_s:g}'
         self.statuses[response.status] += 1
         return response
 
@@ -305,6 +315,12 @@ class FakeApi:
                 "puts": self.puts,
             },
         )
+
+    async def take_arrivals(self, request: web.Request) -> web.Response:
+        """Bench endpoint: monotonic arrival times and statuses since the last call (then cleared)."""
+        arrivals, self.arrivals = self.arrivals or [], [] if self.arrivals is not None else None
+        statuses, self.statuses = dict(self.statuses), Counter()
+        return _json(200, {"arrivals": arrivals, "statuses": {str(k): v for k, v in statuses.items()}})
 
     async def dump(self, request: web.Request) -> web.Response:
         """Test endpoint: every stored meeting (secrets included: this is the test's view of the server)."""

@@ -35,10 +35,13 @@ from .config import RateSpec
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
-# A request is "started" when granted, but reaches the wire a little later
-# (the event loop may be busy). Leave a few ms so arrivals at the server never
-# bunch into N+1 within its window.
-GRACE_S = 0.005
+# A request is "started" when granted, but reaches the wire a little later:
+# the event loop may be busy sending the rest of a burst or reading responses.
+# Measured at the server, those few ms can bunch N+1 arrivals into one window,
+# so each window is stretched by a small margin (about 1-2% of the rate at
+# T = 1 s, 0.2% at Cloudflare's T = 300 s).
+GRACE_S = 0.02
+GRACE_SHARE = 0.002
 
 
 class WindowLimiter:
@@ -50,13 +53,14 @@ class WindowLimiter:
         self._clock = clock
         self._sleep = sleep
         self._starts: deque[float] = deque(maxlen=max_requests)
+        self._span_s = window_s * (1 + GRACE_SHARE) + GRACE_S
         self._lock = asyncio.Lock()  # FIFO: waiters are granted in arrival order
 
     async def acquire(self) -> None:
         """Wait until one more request may start, and count it."""
         async with self._lock:
             if len(self._starts) == self.max_requests:
-                wait = self._starts[0] + self.window_s + GRACE_S - self._clock()
+                wait = self._starts[0] + self._span_s - self._clock()
                 if wait > 0:
                     await self._sleep(wait)
             self._starts.append(self._clock())  # maxlen drops the oldest
@@ -87,24 +91,31 @@ class PauseGate:
 
 
 class AdaptiveRate:
-    """AIMD pacing for ``--rate auto``: halve on 429, creep up after successes.
+    """AIMD pacing for ``--rate auto``: find an unknown server limit and stay just under it.
 
-    Starts at the ceiling's rate; a 429 multiplies the rate by ``decrease``
-    (at most once per ``cooldown_s``, so a burst of 429s from requests already
-    in flight counts once); every success adds ``increase_per_s / rate`` so the
-    rate climbs about ``increase_per_s`` requests/s each second. A ``Ratelimit``
-    header with few requests remaining slows to what fits before its reset.
+    - A ``Ratelimit-Policy`` header (``q`` requests per ``w`` seconds) names the
+      limit outright: the ceiling drops to 98% of it (arrival jitter would
+      otherwise push a window over).
+    - Multiplicative decrease: a 429 cuts the rate to 85% and remembers the
+      rate that hit it; a ``Ratelimit`` header showing the budget nearly spent
+      (``r`` at most a tenth of the most ever seen) cuts to 90%, *before* a
+      429 (only while no policy is known: with one, r near 0 is the aim). At most one cut per ``cooldown_s``: requests already in flight
+      report the same news.
+    - Additive increase: between cuts the rate climbs by a fixed step per
+      second: fast (10% of the remembered rate) up to 95% of it, then slowly
+      (0.5%) to probe above; 3% of the current rate while nothing is known.
     """
 
-    def __init__(
-        self, ceiling: RateSpec, clock: Clock = time.monotonic, decrease: float = 0.7, cooldown_s: float = 1.0
-    ):
+    def __init__(self, ceiling: RateSpec, clock: Clock = time.monotonic, cooldown_s: float = 1.0):
         self.ceiling_per_s = ceiling.max_requests / ceiling.window_s
         self.rate_per_s = self.ceiling_per_s
-        self._decrease = decrease
         self._cooldown_s = cooldown_s
         self._clock = clock
         self._last_cut = -1e9
+        self._last_step = clock()
+        self._hit_at: float | None = None  # the rate at which the last 429 came
+        self._most_remaining = 0
+        self._has_policy = False
         self._bucket = AsyncLimiter(1, 1 / self.rate_per_s)
 
     def _apply(self) -> None:
@@ -116,26 +127,47 @@ class AdaptiveRate:
         """Wait for the current rate to allow one more request."""
         await self._bucket.acquire()
 
-    def on_throttled(self) -> None:
-        """A 429: back off multiplicatively (once per cooldown)."""
+    def _cut(self, factor: float) -> None:
         now = self._clock()
         if now - self._last_cut >= self._cooldown_s:
-            self._last_cut = now
-            self.rate_per_s = max(0.1, self.rate_per_s * self._decrease)
+            self._last_cut = self._last_step = now
+            self.rate_per_s = max(0.1, self.rate_per_s * factor)
+            self._apply()
+
+    def _step(self) -> float:
+        known = self._hit_at
+        if known is None:
+            return max(0.1, 0.03 * self.rate_per_s)
+        return 0.1 * known if self.rate_per_s < 0.95 * known else max(0.02, 0.005 * known)
+
+    def on_throttled(self) -> None:
+        """A 429: remember the rate that hit the limit, back off multiplicatively."""
+        if self._clock() - self._last_cut >= self._cooldown_s:
+            self._hit_at = self.rate_per_s
+        self._cut(0.85)
+
+    def on_policy(self, quota: int, window_s: float) -> None:
+        """The server announced its limit: never aim above (98% of) it."""
+        limit = 0.98 * quota / window_s
+        self._has_policy = True
+        if limit < self.ceiling_per_s:
+            self.ceiling_per_s = limit
+            self.rate_per_s = min(self.rate_per_s, limit)
             self._apply()
 
     def on_success(self, ratelimit: tuple[int, float] | None = None) -> None:
-        """A success: recover additively; respect a ``Ratelimit`` header if given."""
-        if ratelimit is not None:
-            remaining, reset_s = ratelimit
-            fits = max(0.1, remaining / max(reset_s, 0.001))
-            if fits < self.rate_per_s:
-                self.rate_per_s = fits
-                self._apply()
+        """A success: ease off if the budget is nearly spent, else climb additively."""
+        if ratelimit is not None and not self._has_policy:  # with a policy, running near r=0 is the aim
+            remaining = ratelimit[0]
+            self._most_remaining = max(self._most_remaining, remaining)
+            if remaining <= max(1, self._most_remaining // 10):
+                self._cut(0.9)
                 return
-        if self._clock() - self._last_cut >= self._cooldown_s:
-            self.rate_per_s = min(self.ceiling_per_s, self.rate_per_s + 1.0 / self.rate_per_s)
+        now = self._clock()
+        if self.rate_per_s < self.ceiling_per_s:
+            self.rate_per_s = min(self.ceiling_per_s, self.rate_per_s + self._step() * (now - self._last_step))
             self._apply()
+        self._last_step = now
 
 
 class Pacer:
@@ -162,11 +194,19 @@ class Pacer:
             await self.adaptive.acquire()
         await self.gate.wait()  # a Retry-After may have arrived while queued
 
-    def on_response(self, status: int | None, retry_after_s: float | None, ratelimit: tuple[int, float] | None) -> None:
+    def on_response(
+        self,
+        status: int | None,
+        retry_after_s: float | None,
+        ratelimit: tuple[int, float] | None,
+        policy: tuple[int, float] | None = None,
+    ) -> None:
         """Feed one outcome back: pauses everyone on Retry-After, adapts the auto rate."""
         if retry_after_s is not None and status in (429, 503):
             self.gate.pause_for(retry_after_s)
         if self.adaptive is not None:
+            if policy is not None:
+                self.adaptive.on_policy(*policy)
             if status == 429:
                 self.adaptive.on_throttled()
             elif status is not None and status < 400:

@@ -71,20 +71,25 @@ def parse_retry_after(value: str | None, now_s: float | None = None) -> float | 
     return max(0.0, when - (_wall() if now_s is None else now_s))
 
 
-def parse_ratelimit(value: str | None) -> tuple[int, float] | None:
-    """``(remaining, reset_s)`` from a ``Ratelimit: "default";r=50;t=30`` header."""
+def _params(value: str | None, first: str, second: str) -> tuple[int, float] | None:
     if not value:
         return None
-    remaining = reset = None
+    found: dict[str, str] = {}
     for part in value.split(";"):
         key, _, raw = part.strip().partition("=")
-        try:
-            if key == "r":
-                remaining = int(raw)
-            elif key == "t":
-                reset = float(raw)
-        except ValueError:
-            return None
-    if remaining is None or reset is None:
+        found[key] = raw
+    try:
+        return int(found[first]), float(found[second])
+    except (KeyError, ValueError):
         return None
-    return remaining, reset
+
+
+def parse_ratelimit(value: str | None) -> tuple[int, float] | None:
+    """``(remaining, reset_s)`` from a ``Ratelimit: "default";r=50;t=30`` header."""
+    return _params(value, "r", "t")
+
+
+def parse_ratelimit_policy(value: str | None) -> tuple[int, float] | None:
+    """``(quota, window_s)`` from a ``Ratelimit-Policy: "burst";q=100;w=60`` header."""
+    parsed = _params(value, "q", "w")
+    return parsed if parsed and parsed[0] > 0 and parsed[1] > 0 else None

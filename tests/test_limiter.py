@@ -54,18 +54,33 @@ async def test_pause_gate_holds_until_deadline_and_can_be_extended():
     assert t.now >= 300
 
 
-async def test_adaptive_rate_halves_on_429_once_per_cooldown_and_recovers():
+def test_adaptive_rate_cuts_on_429_once_per_cooldown_and_climbs_back():
     t = FakeTime()
     rate = AdaptiveRate(RateSpec(100, 1.0, is_auto=True), t.clock)
     rate.on_throttled()
-    rate.on_throttled()
-    assert abs(rate.rate_per_s - 70) < 1e-9
-    t.now += 2
-    for _ in range(50):
-        rate.on_success()
-    assert 70 < rate.rate_per_s <= 100
-    rate.on_success((5, 10.0))
-    assert rate.rate_per_s == 0.5
+    rate.on_throttled()  # same news from a request already in flight: no second cut
+    assert rate.rate_per_s == 85
+    t.now += 1
+    rate.on_success()
+    assert abs(rate.rate_per_s - 95) < 1e-9, "additive: fast back toward the rate that hit the limit"
+    t.now += 4
+    rate.on_success()
+    assert abs(rate.rate_per_s - 97) < 1e-9, "then slowly (0.5% of it a second) to probe above"
+
+
+def test_adaptive_rate_eases_off_before_the_budget_runs_out():
+    t = FakeTime()
+    rate = AdaptiveRate(RateSpec(100, 1.0, is_auto=True), t.clock)
+    rate.on_success((50, 1.0))
+    assert rate.rate_per_s == 100
+    rate.on_success((3, 1.0))
+    assert rate.rate_per_s == 90
+
+
+def test_adaptive_rate_takes_an_announced_policy_as_its_ceiling():
+    rate = AdaptiveRate(RateSpec(100, 1.0, is_auto=True), FakeTime().clock)
+    rate.on_policy(1200, 300.0)
+    assert rate.rate_per_s == rate.ceiling_per_s == 0.98 * 4.0
 
 
 def test_parse_rate():

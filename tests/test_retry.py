@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from batcher.retry import Verdict, backoff_s, classify, parse_ratelimit, parse_retry_after
+from batcher.retry import Verdict, backoff_s, classify, parse_ratelimit, parse_ratelimit_policy, parse_retry_after
 
 
 @pytest.mark.parametrize(
@@ -48,6 +48,8 @@ def test_retry_after_seconds_dates_and_no_cap():
     assert parse_retry_after("soon") is None and parse_retry_after(None) is None
 
 
-def test_ratelimit_header():
+def test_ratelimit_headers():
     assert parse_ratelimit('"default";r=50;t=30') == (50, 30.0)
     assert parse_ratelimit("garbage") is None
+    assert parse_ratelimit_policy('"burst";q=100;w=60') == (100, 60.0)
+    assert parse_ratelimit_policy('"burst";q=0;w=60') is None
