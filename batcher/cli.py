@@ -14,7 +14,7 @@ import shlex
 import signal
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__
@@ -30,6 +30,7 @@ from .config import (
 )
 from .errors import BatcherError, UsageError
 from .model import Row, RowError
+from .progress import Console
 
 EXAMPLES = {
     "run": """examples:
@@ -137,7 +138,12 @@ def _job_options(p: argparse.ArgumentParser, *, with_input: bool = True) -> None
     p.add_argument("--summary-json", dest="summary_path", metavar="FILE", help="write the summary as JSON")
     p.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (prints a warning)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
-    p.add_argument("--verbose", "-v", action="store_true", help="tracebacks on errors")
+    p.add_argument(
+        "--verbose", "-v", action="store_true", help="log retries and failed rows as they happen; tracebacks on errors"
+    )
+    p.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="stderr as sentences (default) or JSON lines"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--format", dest="input_format", choices=("csv", "jsonl"))
     validate.add_argument("--account-id", default=os.environ.get("CLOUDFLARE_ACCOUNT_ID") or None)
     validate.add_argument("--verbose", "-v", action="store_true")
+    validate.add_argument("--log-format", choices=("text", "json"), default="text")
 
     rollback = sub.add_parser(
         "rollback",
@@ -201,23 +208,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(args: argparse.Namespace, *, needs_token: bool) -> JobConfig:
+def _console(args: argparse.Namespace) -> Console:
+    return Console(
+        log_format=getattr(args, "log_format", "text"),
+        quiet=getattr(args, "quiet", False),
+        verbose=getattr(args, "verbose", False),
+    )
+
+
+def _config(args: argparse.Namespace, console: Console, *, needs_token: bool) -> JobConfig:
     token, warnings = read_token(args.token_file)
     for warning in warnings:
-        print(f"batcher: {warning}", file=sys.stderr)
+        console.say("warning", f"batcher: {warning}")
     if needs_token and not token:
         raise UsageError("no API token: set CLOUDFLARE_API_TOKEN or pass --token-file FILE")
     if args.insecure:
-        print("batcher: warning: --insecure: TLS certificates are NOT verified", file=sys.stderr)
+        console.say("warning", "batcher: warning: --insecure: TLS certificates are NOT verified")
     fields = {k: v for k, v in vars(args).items() if k in JobConfig.__dataclass_fields__}
     fields["rate"] = parse_rate(args.rate)
     fields.setdefault("input", getattr(args, "input", None) or args.state_path or "")
     return JobConfig(token=token, **fields)
 
 
-def _print_row_error(err: RowError) -> None:
-    for problem in err.errors:
-        print(f"row {err.number}: {problem.field}: {problem.reason}", file=sys.stderr)
+def _row_error_printer(console: Console) -> Callable[[RowError], None]:
+    def show(err: RowError) -> None:
+        for problem in err.errors:
+            text = f"row {err.number}: {problem.field}: {problem.reason}"
+            console.say("invalid_row", text, row=err.number, field=problem.field, reason=problem.reason)
+
+    return show
 
 
 def _install_signals(control: Any, on_second: Any) -> None:
@@ -227,51 +246,55 @@ def _install_signals(control: Any, on_second: Any) -> None:
         loop.add_signal_handler(sig, control.interrupt)
 
 
-def _resume_line(argv: Sequence[str]) -> str:
-    return "resume with: " + shlex.join(["batcher", *argv])
+def _say_resume(console: Console, argv: Sequence[str], why: str | None = None) -> None:
+    command = shlex.join(["batcher", *argv])
+    console.say("resume", (f"{why}\n" if why else "") + f"resume with: {command}", command=command)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """``batcher validate``: offline, exit 0 clean, 2 otherwise."""
     from .checks import validate_input
 
+    console = _console(args)
+    show = _row_error_printer(console)
     good = bad = 0
     for result in validate_input(args.input, args.input_format, args.account_id):
         if isinstance(result, Row):
             good += 1
         else:
             bad += 1
-            _print_row_error(result)
-    print(f"batcher: {good + bad} rows: {good} valid, {bad} invalid", file=sys.stderr)
+            show(result)
+    text = f"batcher: {good + bad} rows: {good} valid, {bad} invalid"
+    console.say("summary", text, rows=good + bad, valid=good, invalid=bad)
     return 0 if bad == 0 else 2
 
 
 def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """``batcher run``."""
     from .engine import Control, Job
-    from .progress import Progress
 
-    config = _config(args, needs_token=True)
+    console = _console(args)
+    config = _config(args, console, needs_token=True)
     if config.account_id is None and config.input_format != "jsonl" and config.input.lower().endswith(".csv"):
         _require_account_column(config.input)
 
     async def go() -> int:
         control = Control(float(os.environ.get("BATCHER_TIME_SCALE", "1")))
-        job = Job(config, control, Progress(quiet=args.quiet), _print_row_error)
+        job = Job(config, control, console.progress(), _row_error_printer(console), console=console)
 
         def second() -> None:
             if hasattr(job, "store"):
                 job.flush()
-            print(f"\nbatcher: interrupted again: stopped at once; state saved.\n{_resume_line(argv)}", file=sys.stderr)
+            _say_resume(console, argv, "batcher: interrupted again: stopped at once; state saved.")
             os._exit(130)
 
         _install_signals(control, second)
         result = await job.run()
-        print(result.message, file=sys.stderr)
+        console.say("summary", result.message, **result.summary)
         if result.exit_code == 130:
-            print(f"batcher: interrupted; state saved.\n{_resume_line(argv)}", file=sys.stderr)
+            _say_resume(console, argv, "batcher: interrupted; state saved.")
         elif result.exit_code == 3:
-            print(_resume_line(argv), file=sys.stderr)
+            _say_resume(console, argv)
         return result.exit_code
 
     return _run_async(go())
@@ -294,13 +317,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from .engine import Control
     from .plan import plan_job
 
-    config = _config(args, needs_token=True)
+    console = _console(args)
+    config = _config(args, console, needs_token=True)
 
     async def go() -> int:
         control = Control()
         _install_signals(control, lambda: os._exit(130))
-        result = await plan_job(config, args.out, control=control, quiet=args.quiet)
-        print(result.message, file=sys.stderr)
+        result = await plan_job(config, args.out, control=control, console=console)
+        console.say("summary", result.message, **result.counts)
         return result.exit_code
 
     return _run_async(go())
@@ -315,15 +339,16 @@ def cmd_rollback(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise UsageError("rollback needs --state FILE (the state file of the job to undo)")
     if not os.path.exists(args.state_path):
         raise UsageError(f"no state file at {args.state_path}")
-    config = _config(args, needs_token=True)
+    console = _console(args)
+    config = _config(args, console, needs_token=True)
 
     async def go() -> int:
         control = Control(float(os.environ.get("BATCHER_TIME_SCALE", "1")))
         _install_signals(control, lambda: os._exit(130))
-        result = await rollback_job(config, control=control, quiet=args.quiet)
-        print(result.message, file=sys.stderr)
+        result = await rollback_job(config, control=control, console=console)
+        console.say("summary", result.message, **result.counts)
         if result.exit_code == 130:
-            print(f"batcher: interrupted; state saved.\n{_resume_line(argv)}", file=sys.stderr)
+            _say_resume(console, argv, "batcher: interrupted; state saved.")
         return result.exit_code
 
     return _run_async(go())
@@ -400,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BatcherError as exc:
         if getattr(args, "verbose", False):
             traceback.print_exc()
-        print(f"batcher: error: {exc}", file=sys.stderr)
+        _console(args).say("error", f"batcher: error: {exc}", kind=type(exc).__name__, exit_code=exc.exit_code)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

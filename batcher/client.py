@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,12 +91,20 @@ def _error_kind(status: int) -> str:
 class Client:
     """GET/PUT/PATCH meetings over one keep-alive session sized to the concurrency."""
 
-    def __init__(self, config: JobConfig, pacer: Pacer, sleep: Sleep = asyncio.sleep, rng: random.Random | None = None):
+    def __init__(
+        self,
+        config: JobConfig,
+        pacer: Pacer,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+        on_retry: Callable[..., None] | None = None,
+    ):
         self.config = config
         self.pacer = pacer
         self.stats = Stats()
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._on_retry = on_retry  # (event, text, **fields): the --verbose log
         self._session: aiohttp.ClientSession | None = None
         # Ids are validated to [0-9A-Za-z_-] and UUIDs, so when the base URL is
         # already in encoded form, whole URLs can skip yarl's per-request encoding.
@@ -144,8 +153,17 @@ class Client:
             if verdict is not Verdict.RETRY or attempt >= self.config.max_attempts:
                 return result
             self.stats.retries += 1
+            wait = retry_after if retry_after is not None else backoff_s(attempt, self._rng)
+            if self._on_retry is not None:
+                why = f"HTTP {result.status}" if result.status else result.error
+                self._on_retry(
+                    "retry",
+                    f"{method} {url}: {why}; attempt {attempt + 1} in {wait:.1f} s",
+                    status=result.status,
+                    attempt=attempt,
+                )
             if retry_after is None:  # with Retry-After the shared gate does the waiting
-                await self._sleep(backoff_s(attempt, self._rng))
+                await self._sleep(wait)
 
     async def _attempt(self, method: str, url: str | URL, payload: bytes | None) -> tuple[CallResult, float | None]:
         assert self._session is not None, "use Client as an async context manager"

@@ -30,7 +30,7 @@ from .errors import AuthError, HaltError, Interrupted, ValidationFailed
 from .limiter import Pacer
 from .merge import deep_merge, missing_credentials, project, strip_secrets
 from .model import Row, RowError, trusted_row
-from .progress import Progress
+from .progress import Console, Progress
 from .report import (
     ResultsStream,
     human_summary,
@@ -100,9 +100,16 @@ class Control:
 
 
 async def pump(
-    items: Iterator[Any], handle: Callable[[Any], Awaitable[None]], concurrency: int, control: Control
+    items: Iterator[Any],
+    handle: Callable[[Any], Awaitable[None]],
+    concurrency: int,
+    control: Control,
+    on_tick: Callable[[], None] | None = None,
 ) -> None:
-    """Feed ``items`` through a bounded queue to ``concurrency`` workers running ``handle``."""
+    """Feed ``items`` through a bounded queue to ``concurrency`` workers running ``handle``.
+
+    ``on_tick`` runs every ``HEARTBEAT_S`` meanwhile (group commits, progress).
+    """
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=concurrency)
 
     async def worker() -> None:
@@ -117,7 +124,13 @@ async def pump(
                 control.crash = control.crash or exc
                 control.stop.set()
 
+    async def heartbeat() -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            on_tick()  # type: ignore[misc]
+
     workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    beat = asyncio.create_task(heartbeat()) if on_tick is not None else None
     try:
         for item in items:
             if control.stopping:
@@ -130,8 +143,19 @@ async def pump(
         for _ in workers:
             await queue.put(_END)
         await asyncio.gather(*workers)
+        if beat is not None:
+            beat.cancel()
+        if on_tick is not None:
+            on_tick()
     if control.crash is not None:
         raise control.crash
+
+
+def show_pause(progress: Progress, pacer: Pacer, control: Control) -> None:
+    """Tell the progress display about a Retry-After pause (in wall-clock time), then redraw."""
+    left = pacer.gate.remaining_s
+    progress.paused_until = time.time() + left * control.time_scale if left > 0 else None
+    progress.tick()
 
 
 @dataclass
@@ -154,10 +178,12 @@ class Job:
         progress: Progress | None = None,
         on_invalid: Callable[[RowError], None] | None = None,
         stdin: IO[bytes] | None = None,
+        console: Console | None = None,
     ) -> None:
         self.config = config
         self.control = control
-        self.progress = progress or Progress(quiet=True)
+        self.console = console or Console(quiet=True)
+        self.progress = progress or Progress(console=self.console)
         self.on_invalid = on_invalid or (lambda err: None)
         self.stdin = stdin
         self.failures_this_run = 0
@@ -397,6 +423,10 @@ class Job:
             self.flush()
         self.results.emit(number, meeting_id, account_id, outcome, status, attempts)
         self.progress.advance(outcome)
+        if outcome == "failed":
+            self.console.debug(
+                "row_failed", f"row {number}: {error}: {message}", row=number, error=error, status=status
+            )
         if outcome == "failed" and error != "auth":
             self.failures_this_run += 1
             limit = self.config.max_failures
@@ -412,14 +442,10 @@ class Job:
         self.store.flush()
         self.results.flush()
 
-    async def heartbeat(self) -> None:
-        """Commit stragglers and redraw progress a few times a second."""
-        while True:
-            await asyncio.sleep(HEARTBEAT_S)
-            self.flush()
-            left = self.pacer.gate.remaining_s
-            self.progress.paused_until = time.time() + left * self.control.time_scale if left > 0 else None
-            self.progress.tick()
+    def heartbeat(self) -> None:
+        """Commit stragglers and redraw progress (a few times a second)."""
+        self.flush()
+        show_pause(self.progress, self.pacer, self.control)
 
     # -- the whole job ------------------------------------------------------------
 
@@ -444,13 +470,8 @@ class Job:
                     self.progress.total = store.count_todo(cfg.retry_failed)
                     rows = self.rows_to_send(store, source)
                 self.pacer = Pacer(cfg.rate, self.control.clock, self.control.sleep)
-                async with Client(cfg, self.pacer, self.control.sleep) as self.client:
-                    beat = asyncio.create_task(self.heartbeat())
-                    try:
-                        await pump(rows, self.handle, cfg.concurrency, self.control)
-                    finally:
-                        beat.cancel()
-                        self.flush()
+                async with Client(cfg, self.pacer, self.control.sleep, on_retry=self.console.debug) as self.client:
+                    await pump(rows, self.handle, cfg.concurrency, self.control, on_tick=self.heartbeat)
             return self.wrap_up(started)
         finally:
             self.results.close()
@@ -491,7 +512,8 @@ async def run_job(
     progress: Progress | None = None,
     on_invalid: Callable[[RowError], None] | None = None,
     stdin: IO[bytes] | None = None,
+    console: Console | None = None,
 ) -> JobResult:
     """Run one migration job (the library entry point behind ``batcher run``)."""
-    job = Job(config, control or Control(), progress, on_invalid, stdin)
+    job = Job(config, control or Control(), progress, on_invalid, stdin, console)
     return await job.run()

@@ -17,12 +17,12 @@ import orjson
 from .checks import iter_checked
 from .client import Client
 from .config import JobConfig
-from .engine import Control, pump
+from .engine import Control, pump, show_pause
 from .errors import AuthError
 from .limiter import Pacer
 from .merge import deep_merge, diff, missing_credentials, project, redact
 from .model import DEFAULT_DOCUMENT, Row, RowError
-from .progress import Progress
+from .progress import Console, Progress
 from .report import scrub, secret_values
 from .source import Source
 from .store import scratch_keyset
@@ -120,12 +120,13 @@ async def plan_job(
     out_path: str = "-",
     *,
     control: Control | None = None,
-    quiet: bool = True,
+    console: Console | None = None,
     stdin: IO[bytes] | None = None,
 ) -> PlanResult:
     """Plan every row of ``config.input``; write lines to ``out_path`` (``-``: stdout)."""
     control = control or Control()
-    progress = Progress(quiet=quiet, label="rows planned")
+    console = console or Console(quiet=True)
+    progress = console.progress(label="rows planned")
     out: IO[bytes] = sys.stdout.buffer if out_path == "-" else open(out_path, "wb")  # noqa: SIM115
     planner = Planner(config, out, control, progress)
     try:
@@ -137,10 +138,11 @@ async def plan_job(
                 require_account=True,
                 batch=1 if config.input == "-" else 4096,
             )
-            async with Client(
-                config, Pacer(config.rate, control.clock, control.sleep), control.sleep
-            ) as planner.client:
-                await pump(rows, planner.handle, config.concurrency, control)
+            pacer = Pacer(config.rate, control.clock, control.sleep)
+            async with Client(config, pacer, control.sleep, on_retry=console.debug) as planner.client:
+                await pump(
+                    rows, planner.handle, config.concurrency, control, lambda: show_pause(progress, pacer, control)
+                )
     finally:
         if out is not sys.stdout.buffer:
             out.close()
@@ -152,7 +154,7 @@ async def plan_job(
         f"batcher plan: {sum(c.values())} rows - {c['update']} would change, {c['unchanged']} unchanged, "
         f"{c['invalid']} invalid, {c['error']} errors (not found / HTTP), {c['credential_guard']} would trip the credential guard"
     )
-    if planner.previews and sys.stderr.isatty():
+    if planner.previews and console.is_tty:
         text += "\nfirst changes:\n" + "\n".join(planner.previews)
     if control.halt is not None:
         return PlanResult(control.halt.exit_code, c, f"{text}\n{control.halt}")

@@ -21,11 +21,11 @@ import orjson
 
 from .client import Client
 from .config import JobConfig
-from .engine import Control, pump
+from .engine import Control, pump, show_pause
 from .errors import AuthError
 from .limiter import Pacer
 from .merge import project, storage_of
-from .progress import Progress
+from .progress import Console, Progress
 from .store import Store
 
 
@@ -105,17 +105,22 @@ class Rollback:
             self.control.halt_with(AuthError(f"HTTP {put.status}: {put.message}"))
 
 
-async def rollback_job(config: JobConfig, *, control: Control | None = None, quiet: bool = True) -> RollbackResult:
+async def rollback_job(
+    config: JobConfig, *, control: Control | None = None, console: Console | None = None
+) -> RollbackResult:
     """Undo the job whose state is ``config.state_file``."""
     control = control or Control()
+    console = console or Console(quiet=True)
     store = Store.open(config.state_file)
     started = time.monotonic()
     try:
         total = store.db.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0]
-        progress = Progress(total=total, quiet=quiet, label="meetings restored")
+        progress = console.progress(total, label="meetings restored")
         rollback = Rollback(config, store, control, progress)
-        async with Client(config, Pacer(config.rate, control.clock, control.sleep), control.sleep) as rollback.client:
-            await pump(rollback.pending(), rollback.handle, config.concurrency, control)
+        pacer = Pacer(config.rate, control.clock, control.sleep)
+        async with Client(config, pacer, control.sleep, on_retry=console.debug) as rollback.client:
+            tick = lambda: show_pause(progress, pacer, control)  # noqa: E731
+            await pump(rollback.pending(), rollback.handle, config.concurrency, control, tick)
         progress.close()
         report_path = config.report_path or f"{config.state_file}.rollback.failures.jsonl"
         failed = _write_report(store, report_path)

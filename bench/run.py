@@ -31,7 +31,7 @@ OUT = ROOT / "bench" / "out"
 PY = sys.executable
 ENV = {**os.environ, "CLOUDFLARE_API_TOKEN": "bench", "CLOUDFLARE_ACCOUNT_ID": "bench", "PYTHONUNBUFFERED": "1"}
 QUICK = os.environ.get("BENCH_QUICK") == "1"  # smaller sizes, for a smoke test
-ROWS = 5000 if QUICK else 20000
+ROWS = 5000 if QUICK else 50000
 ROUNDS = 3
 BIG = (20_000, 100_000) if QUICK else (100_000, 1_000_000)
 
