@@ -6,12 +6,17 @@ Shared by ``batcher validate`` (offline), the pre-flight pass of ``run`` and
 
 from __future__ import annotations
 
+import struct
+from array import array
 from collections.abc import Iterator
+from itertools import pairwise
 from typing import IO, Any
 
 from .model import FieldError, Row, RowError, parse_row
 from .source import Source
 from .store import KeySet, row_key, scratch_keyset
+
+_PAIR = struct.Struct(">QQ")
 
 
 def check_row(
@@ -27,18 +32,68 @@ def check_row(
 
 def _duplicate(row: Row, first: int) -> RowError:
     reason = f"duplicate of row {first} (same account and meeting); combine them into one row"
-    return RowError(row.number, row.meeting_id, row.account_id, [FieldError("meeting_id", reason)], row.patch)
+    return RowError(row.number, row.meeting_id, row.account_id, [FieldError("meeting_id", reason)], row.patch, True)
+
+
+class KeyLog:
+    """Duplicate detection for a whole file: 24 bytes a row, one sort at the end.
+
+    Checking each key against an index as it streams costs a B-tree insert a
+    row (several microseconds once the index outgrows the cache). A file can
+    be read twice, so instead each valid row's 16-byte key and row number go
+    into three flat arrays; ``duplicates()`` sorts the high halves once to
+    find the few keys seen twice, then one scan names every later row.
+    """
+
+    def __init__(self) -> None:
+        self._hi = array("Q")
+        self._lo = array("Q")
+        self._rows = array("Q")
+
+    def add(self, row: Row) -> None:
+        """Remember one valid row's key."""
+        hi, lo = _PAIR.unpack(row_key(row.account_id, row.meeting_id))
+        self._hi.append(hi)
+        self._lo.append(lo)
+        self._rows.append(row.number)
+
+    def duplicates(self) -> dict[int, int]:
+        """``{row: first row with the same key}`` for every repeated key (after all rows are added)."""
+        ordered = sorted(self._hi)
+        twice = {a for a, b in pairwise(ordered) if a == b}
+        del ordered
+        first: dict[tuple[int, int], int] = {}
+        dups: dict[int, int] = {}
+        if twice:
+            for hi, lo, row in zip(self._hi, self._lo, self._rows, strict=True):
+                if hi in twice:
+                    dups.setdefault(row, first.setdefault((hi, lo), row))
+        return {row: f for row, f in dups.items() if f != row}
 
 
 def iter_checked(
-    source: Source, default_account: str | None, keys: KeySet, require_account: bool, batch: int = 4096
+    source: Source,
+    default_account: str | None,
+    keys: KeySet | KeyLog,
+    require_account: bool,
+    batch: int = 4096,
 ) -> Iterator[Row | RowError]:
-    """Every row of ``source``, decoded and checked (duplicates included), in order.
+    """Every row of ``source``, decoded and checked, in order.
 
-    Duplicate checks go to SQLite ``batch`` rows at a time; a stream (stdin)
-    uses ``batch=1`` so no row waits for later ones to arrive.
+    With a ``KeySet`` duplicates are caught here, ``batch`` rows at a time in
+    SQLite (a stream such as stdin uses ``batch=1`` so no row waits for later
+    ones). With a ``KeyLog`` they are only recorded: call
+    ``duplicate_errors`` once the rows are exhausted.
     """
     decode = source.decode
+    if isinstance(keys, KeyLog):
+        for number, raw in source.records():
+            data, problems = decode(raw)
+            result = check_row(number, data, problems, default_account, require_account)
+            if isinstance(result, Row):
+                keys.add(result)
+            yield result
+        return
     pending: list[Row | RowError] = []
     for number, raw in source.records():
         data, problems = decode(raw)
@@ -47,6 +102,21 @@ def iter_checked(
             yield from _dedup(pending, keys)
             pending = []
     yield from _dedup(pending, keys)
+
+
+def duplicate_errors(
+    path: str, fmt: str | None, default_account: str | None, duplicates: dict[int, int]
+) -> Iterator[RowError]:
+    """Re-read a file for the rows ``KeyLog.duplicates()`` named; one RowError each, in row order."""
+    if not duplicates:
+        return
+    with Source(path, fmt) as source:
+        for number, raw in source.records():
+            if number in duplicates:
+                data, problems = source.decode(raw)
+                row = check_row(number, data, problems, default_account, False)
+                if isinstance(row, Row):
+                    yield _duplicate(row, duplicates[number])
 
 
 def _dedup(results: list[Row | RowError], keys: KeySet) -> Iterator[Row | RowError]:
@@ -60,7 +130,14 @@ def _dedup(results: list[Row | RowError], keys: KeySet) -> Iterator[Row | RowErr
 def validate_input(
     path: str, fmt: str | None = None, default_account: str | None = None, stdin: IO[bytes] | None = None
 ) -> Iterator[Row | RowError]:
-    """Offline validation of every row (``batcher validate``): yields each checked row."""
-    keys = scratch_keyset()
+    """Offline validation of every row (``batcher validate``): yields each checked row.
+
+    For a file, duplicates are found after the last row: a duplicate row is
+    yielded first as a ``Row`` and again at the end as a ``RowError`` with
+    ``is_duplicate`` set. On stdin they are caught in place.
+    """
+    keys: KeySet | KeyLog = scratch_keyset() if path == "-" else KeyLog()
     with Source(path, fmt, stdin) as source:
-        yield from iter_checked(source, default_account, keys, require_account=False)
+        yield from iter_checked(source, default_account, keys, require_account=False, batch=1)
+    if isinstance(keys, KeyLog):
+        yield from duplicate_errors(path, fmt, default_account, keys.duplicates())

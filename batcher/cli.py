@@ -262,6 +262,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if isinstance(result, Row):
             good += 1
         else:
+            good -= result.is_duplicate  # a file's duplicates come last, after their Row
             bad += 1
             show(result)
     text = f"batcher: {good + bad} rows: {good} valid, {bad} invalid"

@@ -23,7 +23,7 @@ from typing import IO, Any, TypeVar
 
 import orjson
 
-from .checks import iter_checked
+from .checks import KeyLog, duplicate_errors, iter_checked
 from .client import CallResult, Client
 from .config import JobConfig
 from .errors import AuthError, HaltError, Interrupted, ValidationFailed
@@ -226,33 +226,31 @@ class Job:
 
         Without ``--skip-invalid`` an invalid row aborts with nothing stored.
         """
+        cfg = self.config
         invalid = 0
         batch: list[tuple[Any, ...]] = []
+        keys = KeyLog()
         store.begin()
         try:
-            for result in iter_checked(source, self.config.account_id, store.keys, require_account=True):
+            for result in iter_checked(source, cfg.account_id, keys, require_account=True):
                 if isinstance(result, RowError):
                     invalid += 1
                     self.on_invalid(result)
                     batch.append(self._invalid_tuple(result))
                 else:
+                    digest = patch_hash(result.patch)
                     batch.append(
-                        (
-                            result.number,
-                            result.account_id,
-                            result.meeting_id,
-                            patch_hash(result.patch),
-                            "pending",
-                            None,
-                            None,
-                            None,
-                        )
+                        (result.number, result.account_id, result.meeting_id, digest, "pending", None, None, None)
                     )
                 if len(batch) >= 10000:
                     store.add_rows(batch)
                     batch.clear()
+            for duplicate in duplicate_errors(cfg.input, cfg.input_format, cfg.account_id, keys.duplicates()):
+                invalid += 1
+                self.on_invalid(duplicate)
+                batch.append(self._invalid_tuple(duplicate))
             store.add_rows(batch)
-            if invalid and not self.config.skip_invalid:
+            if invalid and not cfg.skip_invalid:
                 raise ValidationFailed(f"{invalid} invalid row(s); nothing was sent. Fix them, or pass --skip-invalid")
             store.carry_over()
         except BaseException:

@@ -269,6 +269,7 @@ class RowError:
     account_id: str | None
     errors: list[FieldError]
     patch: dict[str, Any] | None = field(default=None)
+    is_duplicate: bool = False  # found by the end-of-file duplicate check
 
     @property
     def message(self) -> str:
