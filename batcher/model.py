@@ -376,6 +376,8 @@ def parse_row(
     those the reader found while decoding (bad cells, key collisions).
     """
     errors = list(problems) if problems else []
+    if any(e.field == "(row)" for e in errors):  # not even a row: checking its fields would only add noise
+        return RowError(number, None, None, errors, data or None)
     meeting_id = data.get("meeting_id")
     account_id = data.get("account_id")
     patch = {k: v for k, v in data.items() if k != "meeting_id" and k != "account_id"}

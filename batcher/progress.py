@@ -12,13 +12,16 @@ instead (a JSON ``progress`` event in JSON mode).
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 import time
 from typing import IO, Any
 
 import orjson
 
-PLAIN_EVERY_S = 5.0
+# Seconds between plain status lines when stderr is not a terminal (env for tests and tuning).
+PLAIN_EVERY_S = float(os.environ.get("BATCHER_PROGRESS_EVERY_S", "5"))
 
 
 class Console:
@@ -70,11 +73,15 @@ class Progress:
     def _start_bar(self) -> None:
         from tqdm import tqdm
 
+        # A terminal that reports a 0x0 size (a bare pty) would hide the bar: fall back to 100x20.
+        width, height = shutil.get_terminal_size((100, 20))
         self._bar = tqdm(
             total=self.total,
+            initial=self.done,
             unit=" " + self.label,
             file=self.console.stream,
-            dynamic_ncols=True,
+            ncols=width,
+            nrows=height,
             smoothing=0.05,
             mininterval=0.25,
         )

@@ -57,29 +57,38 @@ class Broken:
 
 
 def unflatten(data: dict[str, Any], problems: list[FieldError]) -> dict[str, Any]:
-    """Expand dotted keys into nested objects; report keys that collide."""
+    """Expand dotted keys into nested objects; report a field given twice.
+
+    Dotted and nested forms may be mixed as long as they name different
+    fields: ``{"a.b": 1, "a": {"c": 2}}`` is ``{"a": {"b": 1, "c": 2}}``.
+    """
     if not any("." in key for key in data):
         return data
     out: dict[str, Any] = {}
     for key, value in data.items():
-        parts = key.split(".")
+        *parents, leaf = key.split(".")
         node = out
-        for i, part in enumerate(parts[:-1]):
+        for depth, part in enumerate(parents):
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                problems.append(FieldError(key, f"collides with {'.'.join(parts[: i + 1])}, which is not an object"))
+                problems.append(
+                    FieldError(key, f"collides with {'.'.join(parents[: depth + 1])}, which is not an object")
+                )
                 break
             node = child
         else:
-            leaf = parts[-1]
-            if leaf in node:
-                if isinstance(node[leaf], dict) and isinstance(value, dict):
-                    problems.append(FieldError(key, "given both as a dotted key and nested; use one form"))
-                else:
-                    problems.append(FieldError(key, "given twice (dotted and nested); use one form"))
-                continue
-            node[leaf] = value
+            _place(node, leaf, value, key, problems)
     return out
+
+
+def _place(node: dict[str, Any], leaf: str, value: Any, path: str, problems: list[FieldError]) -> None:
+    if leaf not in node:
+        node[leaf] = value
+    elif isinstance(node[leaf], dict) and isinstance(value, dict):
+        for sub, sub_value in value.items():
+            _place(node[leaf], sub, sub_value, f"{path}.{sub}", problems)
+    else:
+        problems.append(FieldError(path, "given twice (as a dotted key and nested); keep one"))
 
 
 # -- CSV --------------------------------------------------------------------

@@ -8,6 +8,7 @@ never by sleeping a guessed interval.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -217,3 +218,91 @@ async def test_stdin_needs_state_and_streams(server, tmp_path):
     assert '"outcome":"succeeded"' in out.decode()
     assert server.doc(mid)["title"] == "piped"
     assert read_jsonl(tmp_path / "s.db.failures.jsonl") == []
+
+
+# -- what a person or a pipeline sees ------------------------------------------
+
+
+def test_log_format_json_makes_every_stderr_line_a_json_event(tmp_path):
+    src = write_csv(tmp_path / "bad.csv", ["meeting_id", "persist_chat"], [["x", "maybe"]])
+    result = cli("validate", str(src), "--log-format", "json")
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    assert result.returncode == 2
+    assert {(e["event"], e.get("row"), e.get("field")) for e in events[:-1]} == {
+        ("invalid_row", 1, "persist_chat"),
+        ("invalid_row", 1, "meeting_id"),
+    }
+    assert events[-1]["event"] == "summary" and events[-1]["invalid"] == 1
+
+
+async def test_run_json_log_ends_with_a_summary_event(server, tmp_path):
+    ids = server.add(2)
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, "title": "x"} for m in ids])
+    code, _, err = await run_cli("run", str(src), "--log-format", "json", base_url=server.base_url)
+    summary = json.loads(err.splitlines()[-1])
+    assert code == 0 and summary["event"] == "summary" and summary["succeeded"] == 2 and summary["total"] == 2
+
+
+async def test_plain_progress_lines_when_stderr_is_not_a_terminal(server, tmp_path):
+    ids = server.add(6)
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, "title": "x"} for m in ids])
+    env = {**ENV, "BATCHER_PROGRESS_EVERY_S": "0"}
+    code, _, err = await run_cli("run", str(src), "--rate", "4/1", base_url=server.base_url, env=env)
+    lines = [line for line in err.splitlines() if line.startswith("progress: ")]
+    assert code == 0 and lines
+    assert lines[-1].startswith("progress: 6/6 rows | 100% |") and "0 failed" in lines[-1]
+
+
+async def test_a_terminal_gets_a_live_bar(server, tmp_path):
+    ids = server.add(5)
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, "title": "x"} for m in ids])
+    master, slave = os.openpty()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "batcher", "run", str(src), "--base-url", server.base_url, "--rate", "none",
+        env=ENV, stdout=asyncio.subprocess.DEVNULL, stderr=slave,
+    )  # fmt: skip
+    os.close(slave)
+    await proc.wait()
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(master)
+    text = screen.decode(errors="replace")
+    assert proc.returncode == 0
+    assert "5/5" in text and "rows/s" in text and "0 failed" in text
+
+
+async def test_verbose_logs_each_retry(server, tmp_path):
+    [mid] = server.add()
+    server.api.faults.append({"kind": "status", "status": 503, "method": "PUT"})
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "title": "x"}])
+    code, _, err = await run_cli("run", str(src), "-v", base_url=server.base_url)
+    assert code == 0 and "PUT" in err and "HTTP 503; attempt 2 in" in err
+
+
+def test_errors_are_one_sentence_and_tracebacks_need_verbose(tmp_path):
+    missing = str(tmp_path / "nope.csv")
+    quiet = cli("validate", missing)
+    assert (
+        quiet.returncode == 2
+        and quiet.stderr.startswith("batcher: error: cannot open")
+        and "Traceback" not in quiet.stderr
+    )
+    loud = cli("validate", missing, "-v")
+    assert "Traceback" in loud.stderr
+
+
+async def test_a_retry_after_pause_is_shown_with_its_end_time(server, tmp_path):
+    ids = server.add(3)
+    server.api.faults.append({"kind": "status", "status": 429, "retry_after": 300, "method": "PUT"})
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, "title": "x"} for m in ids])
+    env = {**ENV, "BATCHER_PROGRESS_EVERY_S": "0", "BATCHER_TIME_SCALE": "0.005"}  # 300 s plays out in 1.5 s
+    code, _, err = await run_cli("run", str(src), "--concurrency", "1", base_url=server.base_url, env=env)
+    assert code == 0, err
+    assert any("paused for Retry-After until" in line for line in err.splitlines() if line.startswith("progress: "))

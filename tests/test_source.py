@@ -173,3 +173,84 @@ def test_format_detection():
     )
     with pytest.raises(InputError, match="--format"):
         detect_format("x.txt")
+
+
+# -- properties --------------------------------------------------------------
+
+import csv as _csv  # noqa: E402
+
+import orjson  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+uuids = st.uuids().map(str)
+titles = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=40
+).filter(lambda t: t != "null")
+csv_rows = st.lists(
+    st.fixed_dictionaries(
+        {"meeting_id": uuids, "title": titles, "persist_chat": st.booleans(), "word_limit": st.integers(150, 1000)}
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(csv_rows, st.sampled_from(["\n", "\r\n"]), st.booleans())
+def test_any_csv_written_by_a_csv_writer_reads_back_typed(tmp_path_factory, rows, newline, bom):
+    path = tmp_path_factory.mktemp("csv") / "in.csv"
+    with open(path, "w", encoding="utf-8-sig" if bom else "utf-8", newline="") as out:
+        # csv.writer quotes a bare \r only when it is part of the line terminator
+        writer = _csv.writer(
+            out, lineterminator=newline, quoting=_csv.QUOTE_MINIMAL if newline == "\r\n" else _csv.QUOTE_ALL
+        )
+        writer.writerow(["meeting_id", "title", "persist_chat", "ai_config.summarization.word_limit"])
+        for r in rows:
+            writer.writerow([r["meeting_id"], r["title"], "TRUE" if r["persist_chat"] else "false", r["word_limit"]])
+    got = decode_all(path)
+    assert [n for n, _, _ in got] == list(range(1, len(rows) + 1))
+    assert all(problems == [] for _, _, problems in got)
+    assert [data for _, data, _ in got] == [
+        {
+            "meeting_id": r["meeting_id"],
+            "title": r["title"],
+            "persist_chat": r["persist_chat"],
+            "ai_config": {"summarization": {"word_limit": r["word_limit"]}},
+        }
+        for r in rows
+    ]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text("abc", min_size=1, max_size=3), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.dictionaries(st.text("xyz", min_size=1, max_size=3), json_values, max_size=4), max_size=8))
+def test_any_jsonl_of_objects_reads_back_as_written_with_line_numbers(tmp_path_factory, objects):
+    path = tmp_path_factory.mktemp("jsonl") / "in.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(o) + b"\n\n" for o in objects))  # blank lines in between
+    got = decode_all(path)
+    assert [n for n, _, _ in got] == [2 * i + 1 for i in range(len(objects))]
+    assert [data for _, data, _ in got] == objects
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["a", "b"]),
+        st.dictionaries(st.sampled_from(["c", "d"]), st.integers(-(2**53), 2**53), min_size=1),
+        min_size=1,
+    )
+)
+def test_dotted_keys_mean_the_same_as_nesting(tmp_path_factory, nested):
+    dotted = {f"{k}.{k2}": v for k, inner in nested.items() for k2, v in inner.items()}
+    path = tmp_path_factory.mktemp("jsonl") / "in.jsonl"
+    path.write_bytes(orjson.dumps(nested) + b"\n" + orjson.dumps(dotted) + b"\n")
+    (_, first, _), (_, second, problems) = decode_all(path)
+    assert first == second and problems == []
