@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,8 @@ from .limiter import Pacer, Sleep
 from .retry import Verdict, backoff_s, classify, parse_ratelimit, parse_ratelimit_policy, parse_retry_after
 
 _TAGS = re.compile(r"<[^>]+>")
+# After these, a write may or may not have been applied (429 means it was not).
+UNKNOWN_OUTCOME = frozenset({None, 408, 500, 502, 503, 504})
 _SPACE = re.compile(r"\s+")
 
 
@@ -138,8 +140,22 @@ class Client:
         if self._session is not None:
             await self._session.close()
 
-    async def call(self, method: str, url: str, body: dict[str, Any] | None = None) -> CallResult:
-        """One logical call with retries; never raises for HTTP or network trouble."""
+    async def call(
+        self,
+        method: str,
+        url: str,
+        body: dict[str, Any] | None = None,
+        verify: Callable[[], Awaitable[bool]] | None = None,
+    ) -> CallResult:
+        """One logical call with retries; never raises for HTTP or network trouble.
+
+        ``verify`` is for writes: after a failure that leaves it unknown whether
+        the write landed (a dropped connection, a timeout, a 5xx from a proxy),
+        it is asked, before the write is sent again, whether the meeting already
+        looks as the write would leave it; if so the call has succeeded and is
+        not repeated. A server that applied a PUT and then lost the connection
+        is thus written once, not twice.
+        """
         payload = orjson.dumps(body) if body is not None else None
         target: str | URL = URL(url, encoded=True) if self._is_url_safe else url
         attempt = 0
@@ -150,20 +166,29 @@ class Client:
             result, retry_after = await self._attempt(method, target, payload)
             result.attempts = attempt
             verdict = classify(result.status) if result.error != "api_error" else Verdict.FAIL
-            if verdict is not Verdict.RETRY or attempt >= self.config.max_attempts:
+            if verdict is not Verdict.RETRY:
                 return result
+            is_unknown = verify is not None and result.status in UNKNOWN_OUTCOME
+            if attempt >= self.config.max_attempts:
+                return await self._confirmed(result, verify) if is_unknown else result
             self.stats.retries += 1
             wait = retry_after if retry_after is not None else backoff_s(attempt, self._rng)
             if self._on_retry is not None:
                 why = f"HTTP {result.status}" if result.status else result.error
-                self._on_retry(
-                    "retry",
-                    f"{method} {url}: {why}; attempt {attempt + 1} in {wait:.1f} s",
-                    status=result.status,
-                    attempt=attempt,
-                )
+                text = f"{method} {url}: {why}; attempt {attempt + 1} in {wait:.1f} s"
+                self._on_retry("retry", text, status=result.status, attempt=attempt)
             if retry_after is None:  # with Retry-After the shared gate does the waiting
                 await self._sleep(wait)
+            if is_unknown and (confirmed := await self._confirmed(result, verify)).is_ok:
+                return confirmed
+
+    async def _confirmed(self, result: CallResult, verify: Callable[[], Awaitable[bool]] | None) -> CallResult:
+        """``result`` turned into a success if ``verify`` shows the write landed after all."""
+        if verify is not None and await verify():
+            return CallResult(
+                200, attempts=result.attempts, message=f"confirmed by GET after {result.error or result.status}"
+            )
+        return result
 
     async def _attempt(self, method: str, url: str | URL, payload: bytes | None) -> tuple[CallResult, float | None]:
         assert self._session is not None, "use Client as an async context manager"

@@ -29,7 +29,7 @@ from .config import JobConfig
 from .errors import AuthError, HaltError, Interrupted, ValidationFailed
 from .limiter import Pacer
 from .merge import deep_merge, missing_credentials, project, strip_secrets
-from .model import Row, RowError, trusted_row
+from .model import DEFAULT_DOCUMENT, Row, RowError, trusted_row
 from .progress import Console, Progress
 from .report import (
     ResultsStream,
@@ -329,10 +329,12 @@ class Job:
             return
         cfg, row = self.config, item
         url = cfg.meeting_url(row.account_id or "", row.meeting_id)
-        if cfg.mode == "replace":
-            return self.finish_call(row, await self.client.call("PUT", url, row.patch))
-        if cfg.mode == "patch":
-            return self.finish_call(row, await self.client.call("PATCH", url, row.patch))
+        if cfg.mode == "replace":  # done when the meeting is the row over the defaults
+            verify = self.already(url, lambda now: now == strip_secrets(deep_merge(DEFAULT_DOCUMENT, row.patch)))
+            return self.finish_call(row, await self.client.call("PUT", url, row.patch, verify))
+        if cfg.mode == "patch":  # done when merging the (visible part of the) patch changes nothing
+            verify = self.already(url, lambda now: deep_merge(now, strip_secrets(row.patch)) == now)
+            return self.finish_call(row, await self.client.call("PATCH", url, row.patch, verify))
         got = await self.client.call("GET", url)
         if not got.is_ok or got.data is None:
             if got.is_ok:
@@ -361,12 +363,22 @@ class Job:
                 patch=row.patch,
             )
         # The way back is durable before the change is made.
+        after = strip_secrets(merged)
         self.store.save_snapshot(
-            row.account_id or "", row.meeting_id, row.number, orjson.dumps(current), orjson.dumps(strip_secrets(merged))
+            row.account_id or "", row.meeting_id, row.number, orjson.dumps(current), orjson.dumps(after)
         )
-        put = await self.client.call("PUT", url, merged)
+        put = await self.client.call("PUT", url, merged, self.already(url, lambda current: current == after))
         put.attempts += got.attempts
         self.finish_call(row, put)
+
+    def already(self, url: str, is_done: Callable[[dict[str, Any]], bool]) -> Callable[[], Awaitable[bool]]:
+        """A check for a write whose outcome is unknown: GET the meeting, does it already look done?"""
+
+        async def check() -> bool:
+            got = await self.client.call("GET", url)
+            return got.is_ok and got.data is not None and is_done(project(got.data))
+
+        return check
 
     def finish_call(self, row: Row, result: CallResult) -> None:
         """Record a row whose outcome is the result of its last request."""

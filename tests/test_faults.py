@@ -43,11 +43,19 @@ async def test_transient_faults_are_retried_to_success(server, tmp_path, fault):
     assert server.doc(mid)["title"] == "new" and server.api.puts[mid] == 1
 
 
-async def test_drop_after_the_server_applied_the_put_is_retried_safely(server, tmp_path):
-    mid, result = await run_one(server, tmp_path, [{"kind": "apply_then_drop", "method": "PUT"}])
+@pytest.mark.parametrize("mode", ["merge", "replace", "patch"])
+async def test_a_write_applied_before_the_connection_dropped_is_not_sent_again(server, tmp_path, mode):
+    method = "PATCH" if mode == "patch" else "PUT"
+    mid, result = await run_one(server, tmp_path, [{"kind": "apply_then_drop", "method": method}], mode=mode)
     assert result.exit_code == 0 and result.summary["succeeded"] == 1
-    assert server.api.puts[mid] == 2, "applied, dropped, re-sent: PUT of the whole document is idempotent"
+    assert server.api.puts[mid] == 1, "a GET confirmed the write had landed, so it was not repeated"
     assert server.doc(mid)["title"] == "new"
+
+
+async def test_a_write_that_did_not_land_is_sent_again_after_the_check(server, tmp_path):
+    mid, result = await run_one(server, tmp_path, [{"kind": "drop", "method": "PUT"}])
+    assert result.exit_code == 0 and server.api.puts[mid] == 1
+    assert server.api.requests == {"GET": 2, "PUT": 2}, "GET, PUT (dropped), GET (not applied), PUT"
 
 
 async def test_hung_server_times_out_and_is_retried(server, tmp_path):
