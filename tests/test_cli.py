@@ -306,3 +306,18 @@ async def test_a_retry_after_pause_is_shown_with_its_end_time(server, tmp_path):
     code, _, err = await run_cli("run", str(src), "--concurrency", "1", base_url=server.base_url, env=env)
     assert code == 0, err
     assert any("paused for Retry-After until" in line for line in err.splitlines() if line.startswith("progress: "))
+
+
+async def test_a_second_sigint_exits_at_once_and_the_job_still_resumes(server, tmp_path):
+    ids = server.add(30)
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, "title": "x"} for m in ids])
+    reached = when_requests_reach(server, 1)
+    proc = await start_cli("run", str(src), "--rate", "1/60", "--concurrency", "4", base_url=server.base_url)
+    await reached.wait()
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    _out, err = await proc.communicate()
+    assert proc.returncode == 130 and "resume with: batcher run" in err.decode()
+    code, _, err2 = await run_cli("run", str(src), "--rate", "none", base_url=server.base_url)
+    assert code == 0, err2
+    assert all(server.api.puts[m] == 1 for m in ids)
