@@ -12,7 +12,7 @@ import asyncio
 import random
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -52,7 +52,6 @@ class Stats:
 
     requests: int = 0
     retries: int = 0
-    by_status: dict[str, int] = field(default_factory=dict)
 
 
 def error_message(status: int, body: bytes) -> str:
@@ -111,6 +110,7 @@ class Client:
         # Ids are validated to [0-9A-Za-z_-] and UUIDs, so when the base URL is
         # already in encoded form, whole URLs can skip yarl's per-request encoding.
         self._is_url_safe = str(URL(config.base_url)) == config.base_url
+        self._reads_ratelimit = pacer.adaptive is not None
 
     async def __aenter__(self) -> Client:
         connector = aiohttp.TCPConnector(
@@ -197,20 +197,22 @@ class Client:
             async with self._session.request(method, url, data=payload) as resp:
                 body = await resp.read()
                 status = resp.status
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                ratelimit = parse_ratelimit(resp.headers.get("Ratelimit"))
-                policy = parse_ratelimit_policy(resp.headers.get("Ratelimit-Policy"))
+                # Headers matter on errors (Retry-After) and to --rate auto; skip the look-ups otherwise.
+                headers = resp.headers if status >= 400 or self._reads_ratelimit else None
         except TimeoutError:
-            self._count("timeout")
             self.pacer.on_response(None, None, None)
             return CallResult(None, error="timeout", message=f"no answer within {self.config.timeout_s:g} s"), None
         except aiohttp.ClientError as exc:
-            self._count("network")
             self.pacer.on_response(None, None, None)
             # str(exc) of aiohttp errors names host and port, never headers
             return CallResult(None, error="network", message=f"{type(exc).__name__}: {exc}"[:300]), None
-        self._count(str(status))
-        self.pacer.on_response(status, retry_after, ratelimit, policy)
+        retry_after = None
+        if headers is not None:
+            retry_after = parse_retry_after(headers.get("Retry-After"))
+            ratelimit = parse_ratelimit(headers.get("Ratelimit"))
+            self.pacer.on_response(
+                status, retry_after, ratelimit, parse_ratelimit_policy(headers.get("Ratelimit-Policy"))
+            )
         if 200 <= status < 300:
             try:
                 doc = orjson.loads(body) if body else {}
@@ -221,6 +223,3 @@ class Client:
             data = doc.get("data", doc.get("result")) if isinstance(doc, dict) else None
             return CallResult(status, data=data if isinstance(data, dict) else None), None
         return CallResult(status, error=_error_kind(status), message=error_message(status, body)), retry_after
-
-    def _count(self, key: str) -> None:
-        self.stats.by_status[key] = self.stats.by_status.get(key, 0) + 1

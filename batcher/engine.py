@@ -431,7 +431,8 @@ class Job:
         )
         if waiting >= self.config.concurrency:
             self.flush()
-        self.results.emit(number, meeting_id, account_id, outcome, status, attempts)
+        if self.results.is_on:
+            self.results.emit(number, meeting_id, account_id, outcome, status, attempts)
         self.progress.advance(outcome)
         if outcome == "failed":
             self.console.debug(

@@ -68,6 +68,7 @@ class ResultsStream:
     """``--results``: one JSON line per row as it finishes (``-`` for stdout)."""
 
     def __init__(self, path: str | None) -> None:
+        self.is_on = bool(path)
         self._out: IO[bytes] | None = None
         self._owned = False
         if path == "-":
