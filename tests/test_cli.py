@@ -142,16 +142,17 @@ async def test_bad_token_stops_with_exit_3(server, tmp_path):
     assert TOKEN not in err
 
 
+@pytest.mark.parametrize("mode", ["replace", "merge"])
 @pytest.mark.parametrize("concurrency", [8, 64])
-async def test_kill_9_mid_stream_then_resume_finishes_with_bounded_duplicates(server, tmp_path, concurrency):
+async def test_kill_9_mid_stream_then_resume_finishes_with_bounded_duplicates(server, tmp_path, concurrency, mode):
     ids = server.add(600)
     server.api.latency_s = 0.002
     src = write_jsonl(
         tmp_path / "in.jsonl", [{"meeting_id": m, "title": "migrated", "persist_chat": True} for m in ids]
     )
-    args = ("run", str(src), "--mode", "replace", "--rate", "none", "--concurrency", str(concurrency), "-q")
+    args = ("run", str(src), "--mode", mode, "--rate", "none", "--concurrency", str(concurrency), "-q")
     kills = 0
-    for threshold in (100, 250, 400):
+    for threshold in (100, 250, 400) if mode == "replace" else (200, 500, 800):
         reached = when_requests_reach(server, threshold)
         proc = await start_cli(*args, base_url=server.base_url)
         done = asyncio.ensure_future(proc.wait())
@@ -168,9 +169,14 @@ async def test_kill_9_mid_stream_then_resume_finishes_with_bounded_duplicates(se
     puts = [server.api.puts[m] for m in ids]
     assert min(puts) == 1
     duplicates = sum(puts) - len(ids)
-    print(f"concurrency {concurrency}: {kills} kills, {duplicates} rows sent twice (bound {2 * concurrency * kills})")
+    print(
+        f"{mode}, concurrency {concurrency}: {kills} kills, {duplicates} meetings written twice (bound {2 * concurrency * kills})"
+    )
     assert duplicates <= 2 * concurrency * kills
-    assert outcomes(tmp_path / "in.jsonl.state.db") == {"succeeded": 600}
+    if mode == "merge":
+        assert duplicates == 0, "a re-sent row finds its change already made: unchanged, no second PUT"
+    counts = outcomes(tmp_path / "in.jsonl.state.db")
+    assert sum(counts.values()) == 600 and set(counts) <= {"succeeded", "unchanged"}
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
