@@ -17,7 +17,7 @@ import contextlib
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -165,7 +165,6 @@ class JobResult:
     exit_code: int
     summary: dict[str, Any]
     message: str = ""
-    invalid: list[RowError] = field(default_factory=list)
 
 
 class Job:

@@ -271,30 +271,24 @@ class FakeApi:
 
     async def put_meeting(self, request: web.Request) -> web.Response:
         """PUT: validate, then *replace*: everything not named returns to its default."""
-        key, error = self._find(request)
-        body, body_error = await self._body(request)
-        if error or body_error:
-            return error or body_error  # type: ignore[return-value]
-        problems = validate_body(body)
-        if problems:
-            return service_error(400, "; ".join(str(p) for p in problems))
-        self.meetings[key] = _fresh(deep_merge(DEFAULT_DOCUMENT, body))
-        self._touch(key)
-        return _json(200, {"success": True, "data": self.public(*key)})
+        return await self._write(request, lambda current, body: deep_merge(DEFAULT_DOCUMENT, body))
 
     async def patch_meeting(self, request: web.Request) -> web.Response:
         """PATCH: merge the body into the meeting (``status`` is settable only here)."""
+        return await self._write(request, deep_merge)
+
+    async def _write(self, request: web.Request, apply: Any) -> web.Response:
         key, error = self._find(request)
         body, body_error = await self._body(request)
         if error or body_error:
             return error or body_error  # type: ignore[return-value]
-        status = body.pop("status", None)
+        status = body.pop("status", None) if request.method == "PATCH" else None
         if status not in (None, "ACTIVE", "INACTIVE"):
             return service_error(400, "status: must be ACTIVE or INACTIVE")
         problems = validate_body(body)
         if problems:
             return service_error(400, "; ".join(str(p) for p in problems))
-        self.meetings[key] = _fresh(deep_merge(self.meetings[key], body))
+        self.meetings[key] = _fresh(apply(self.meetings[key], body))
         if status:
             self.meta[key]["status"] = status
         self._touch(key)

@@ -218,7 +218,6 @@ def _walk(model: type[BaseModel], prefix: str) -> typing.Iterator[FieldSpec]:
 
 
 FIELDS: dict[str, FieldSpec] = {spec.path: spec for spec in _walk(MeetingBody, "")}
-TOP_LEVEL_FIELDS = frozenset(MeetingBody.model_fields)
 ROW_KEYS = ("meeting_id", "account_id")
 
 

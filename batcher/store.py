@@ -85,18 +85,12 @@ class KeySet:
         self._table = table
         self._insert = f"INSERT OR IGNORE INTO {table} (key, row) VALUES (?, ?)"
 
-    def first_row(self, key: bytes, row: int) -> int | None:
-        """Record ``key`` at ``row``; return the earlier row that had it, if any."""
-        if self._db.execute(self._insert, (key, row)).rowcount:
-            return None
-        return self._earlier(key, row)
-
     def first_rows(self, entries: list[tuple[bytes, int]]) -> list[int | None]:
-        """``first_row`` for many (key, row) pairs in one statement.
+        """Record (key, row) pairs; for each, the earlier row that had the key, or None.
 
-        Duplicates are rare, so insert the whole batch at once; only when some
-        key was already there, look up which (a row finds itself when it was
-        the first, or the earlier row when it was not).
+        Duplicates are rare, so the whole batch goes in one statement; only
+        when some key was already there is each looked up (a row finds itself
+        when it was the first, or the earlier row when it was not).
         """
         if self._db.executemany(self._insert, entries).rowcount == len(entries):
             return [None] * len(entries)
