@@ -272,7 +272,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """``batcher run``."""
-    from .engine import Control, Job
+    from .engine import Job
+    from .pool import Control
 
     console = _console(args)
     config = _config(args, console, needs_token=True)
@@ -315,8 +316,8 @@ def _require_account_column(path: str) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     """``batcher plan``."""
-    from .engine import Control
     from .plan import plan_job
+    from .pool import Control
 
     console = _console(args)
     config = _config(args, console, needs_token=True)
@@ -333,7 +334,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """``batcher rollback --state FILE``."""
-    from .engine import Control
+    from .pool import Control
     from .rollback import rollback_job
 
     if not args.state_path:

@@ -17,11 +17,11 @@ import orjson
 from .checks import iter_checked
 from .client import Client
 from .config import JobConfig
-from .engine import Control, pump, show_pause
 from .errors import AuthError
 from .limiter import Pacer
 from .merge import deep_merge, diff, missing_credentials, project, redact
 from .model import DEFAULT_DOCUMENT, Row, RowError
+from .pool import Control, pump, show_pause
 from .progress import Console, Progress
 from .report import scrub, secret_values
 from .source import Source

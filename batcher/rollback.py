@@ -21,10 +21,10 @@ import orjson
 
 from .client import Client
 from .config import JobConfig
-from .engine import Control, pump, show_pause
 from .errors import AuthError
 from .limiter import Pacer
 from .merge import project, storage_of
+from .pool import Control, pump, show_pause
 from .progress import Console, Progress
 from .store import Store
 

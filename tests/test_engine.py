@@ -7,8 +7,9 @@ import io
 import orjson
 import pytest
 
-from batcher.engine import Control, run_job
+from batcher.engine import run_job
 from batcher.errors import StateMismatchError, ValidationFailed
+from batcher.pool import Control
 from batcher.store import Store
 
 from .conftest import ACCOUNT, config, read_jsonl, write_csv, write_jsonl

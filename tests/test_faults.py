@@ -8,8 +8,9 @@ import pytest
 
 from batcher.client import Client, error_message
 from batcher.config import RateSpec, Secret
-from batcher.engine import Control, run_job
+from batcher.engine import run_job
 from batcher.limiter import Pacer
+from batcher.pool import Control
 
 from .conftest import config, read_jsonl, write_jsonl
 from .test_limiter import FakeTime

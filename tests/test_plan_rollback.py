@@ -6,8 +6,9 @@ import asyncio
 import copy
 from pathlib import Path
 
-from batcher.engine import Control, run_job
+from batcher.engine import run_job
 from batcher.plan import plan_job
+from batcher.pool import Control
 from batcher.rollback import rollback_job
 
 from .conftest import config, read_jsonl, write_csv, write_jsonl
