@@ -59,9 +59,10 @@ class Planner:
 
     def write(self, line: dict[str, Any]) -> None:
         """Emit one plan line and count it."""
+        # counted by action, and errors by kind: not_found and credential_guard get their own lines
         key = (
             line.get("error")
-            if line["action"] == "error" and line.get("error") == "credential_guard"
+            if line["action"] == "error" and line.get("error") in ("credential_guard", "not_found")
             else line["action"]
         )
         self.counts[key] += 1
@@ -152,7 +153,8 @@ async def plan_job(
     c = planner.counts
     text = (
         f"batcher plan: {sum(c.values())} rows - {c['update']} would change, {c['unchanged']} unchanged, "
-        f"{c['invalid']} invalid, {c['error']} errors (not found / HTTP), {c['credential_guard']} would trip the credential guard"
+        f"{c['invalid']} invalid, {c['not_found']} not found, {c['error']} other errors, "
+        f"{c['credential_guard']} would trip the credential guard"
     )
     if planner.previews and console.is_tty:
         text += "\nfirst changes:\n" + "\n".join(planner.previews)
@@ -160,5 +162,5 @@ async def plan_job(
         return PlanResult(control.halt.exit_code, c, f"{text}\n{control.halt}")
     if control.interrupted:
         return PlanResult(130, c, text)
-    failed = c["invalid"] + c["error"] + c["credential_guard"]
+    failed = c["invalid"] + c["error"] + c["not_found"] + c["credential_guard"]
     return PlanResult(1 if failed else 0, c, text)

@@ -237,3 +237,26 @@ async def test_retry_after_pauses_and_the_row_still_succeeds(server, tmp_path):
     result = await run_job(config(tmp_path, server, src), control=Control(time_scale=0.001))
     assert result.exit_code == 0 and result.summary["retries"] == 1
     assert server.api.statuses[429] == 1
+
+
+async def test_report_and_summary_cover_every_run_of_the_job(server, tmp_path):
+    ids = server.add(3)
+    missing = "11111111-2222-4333-8444-555555555555"
+    src = write_jsonl(
+        tmp_path / "in.jsonl", [{"meeting_id": missing, "title": "x"}] + [{"meeting_id": m, "title": "x"} for m in ids]
+    )
+    first = await run_job(config(tmp_path, server, src, max_failures=0, concurrency=1))
+    assert first.exit_code == 3 and first.summary["failed"] == 1 and first.summary["skipped"] == 3
+    second = await run_job(config(tmp_path, server, src, concurrency=1))
+    assert second.exit_code == 1
+    assert second.summary | {"elapsed_s": 0} == {
+        "total": 4,
+        "succeeded": 3,
+        "unchanged": 0,
+        "failed": 1,
+        "skipped": 0,
+        "requests": 7,
+        "retries": 0,
+        "elapsed_s": 0,
+    }
+    assert [(r["row"], r["error"]) for r in read_jsonl(tmp_path / "failures.jsonl")] == [(1, "not_found")]

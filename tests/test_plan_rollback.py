@@ -150,3 +150,42 @@ async def test_demo_inputs_plan_run_rollback_leave_the_api_as_it_began(server, t
         )
         assert (await rollback_job(cfg)).exit_code == 0, name
     assert server.api.meetings == original
+
+
+async def test_plan_summary_counts_each_kind(server, tmp_path):
+    [mid] = server.add()
+    src = write_jsonl(
+        tmp_path / "in.jsonl",
+        [
+            {"meeting_id": mid, "title": "x"},
+            {"meeting_id": "11111111-2222-4333-8444-555555555555"},
+            {"meeting_id": "bad"},
+        ],
+    )
+    result = await plan_job(config(tmp_path, server, src), str(tmp_path / "plan.jsonl"))
+    assert result.exit_code == 1
+    assert (
+        "1 would change, 0 unchanged, 1 invalid, 1 not found, 0 other errors, 0 would trip the credential guard"
+        in result.message
+    )
+
+
+async def test_a_run_killed_between_snapshot_and_put_can_still_be_rolled_back(server, tmp_path):
+    ids = server.add(300, title="orig", transcribe_on_end=True)
+    original = copy.deepcopy(server.api.meetings)
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, "title": "new"} for m in ids])
+    server.api.latency_s = 0.002
+    reached = when_requests_reach(server, 250)
+    proc = await start_cli("run", str(src), "--rate", "none", "--concurrency", "16", "-q", base_url=server.base_url)
+    done = asyncio.ensure_future(proc.wait())
+    await asyncio.wait({done, asyncio.ensure_future(reached.wait())}, return_when=asyncio.FIRST_COMPLETED)
+    proc.kill()
+    await done
+    server.api.on_request = None
+    changed = [m for m in ids if server.doc(m)["title"] == "new"]
+    assert 0 < len(changed) < len(ids), "killed mid-run"
+    code, _, err = await run_cli(
+        "rollback", "--state", str(src) + ".state.db", "--rate", "none", base_url=server.base_url
+    )
+    assert code == 0, err
+    assert server.api.meetings == original, "every meeting the killed run changed had its before-state saved first"
