@@ -95,21 +95,23 @@ class Job:
                 pass  # Source raises the clear error
         return fp
 
-    def load_rows(self, store: Store) -> None:
+    def load_rows(self, store: Store, *, rebuild: bool) -> None:
         """First pass over a file: validate every row into the state (nothing sent yet)."""
         try:
             with Source(self.config.input, self.config.input_format) as source:
-                self.preflight(store, source)
+                self.preflight(store, source, rebuild=rebuild)
         except ValidationFailed:
             if store.is_new:
                 store.close()
                 _remove_state(self.config.state_file)
             raise
 
-    def preflight(self, store: Store, source: Source) -> int:
+    def preflight(self, store: Store, source: Source, *, rebuild: bool = False) -> int:
         """Validate every row into the state (one transaction); returns the invalid count.
 
         Without ``--skip-invalid`` an invalid row aborts with nothing stored.
+        ``rebuild`` (``--force`` on an existing state) sets the old rows aside
+        in the same transaction, so an aborted rebuild leaves them as they were.
         """
         cfg = self.config
         invalid = 0
@@ -117,6 +119,8 @@ class Job:
         keys = KeyLog()
         store.begin()
         try:
+            if rebuild:
+                store.archive_rows()
             for result in iter_checked(source, cfg.account_id, keys, require_account=True):
                 if isinstance(result, RowError):
                     invalid += 1
@@ -354,10 +358,9 @@ class Job:
         try:
             fingerprint = self.fingerprint()
             if store.check_identity(fingerprint, force=cfg.force):
-                if not store.is_new:
-                    store.archive_rows()
+                # stdin rows are matched one by one as they stream (row, patch hash): no rebuild
                 if not self.is_stdin:
-                    self.load_rows(store)
+                    self.load_rows(store, rebuild=not store.is_new)
                 store.set_meta("fingerprint", fingerprint)
             with Source(cfg.input, cfg.input_format, self.stdin) as source:
                 if self.is_stdin:

@@ -28,8 +28,7 @@ from .errors import StateLockedError, StateMismatchError
 OUTCOMES = ("succeeded", "unchanged", "failed", "skipped")
 DONE = ("succeeded", "unchanged")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+_ROWS_TABLE = """
 CREATE TABLE IF NOT EXISTS rows (
     row INTEGER PRIMARY KEY,
     account_id TEXT,
@@ -38,7 +37,12 @@ CREATE TABLE IF NOT EXISTS rows (
     outcome TEXT NOT NULL,           -- pending | succeeded | unchanged | failed | skipped
     error TEXT, status INTEGER, message TEXT, attempts INTEGER,
     patch TEXT                       -- redacted, failed rows only
-);
+)"""
+
+_SCHEMA = (
+    _ROWS_TABLE
+    + """;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS keys (key BLOB PRIMARY KEY, row INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS snapshots (
     account_id TEXT NOT NULL, meeting_id TEXT NOT NULL, row INTEGER,
@@ -53,6 +57,7 @@ CREATE TABLE IF NOT EXISTS rollback (
     PRIMARY KEY (account_id, meeting_id)
 );
 """
+)
 
 
 _UPDATE_ROW = "UPDATE rows SET outcome = ?, error = ?, status = ?, message = ?, attempts = ?, patch = ? WHERE row = ?"
@@ -193,10 +198,14 @@ class Store:
         self.db.execute("ROLLBACK")
 
     def archive_rows(self) -> None:
-        """Move rows aside before a ``--force`` rebuild, to carry done outcomes over."""
+        """Move rows aside before a ``--force`` rebuild, to carry done outcomes over.
+
+        Plain statements only (``executescript`` would commit): this runs inside
+        the rebuild's transaction, so a rebuild that fails leaves the old rows.
+        """
         self.db.execute("DROP TABLE IF EXISTS rows_old")
         self.db.execute("ALTER TABLE rows RENAME TO rows_old")
-        self.db.executescript(_SCHEMA)
+        self.db.execute(_ROWS_TABLE)
         self.db.execute("DELETE FROM keys")
         self.db.execute("CREATE INDEX IF NOT EXISTS rows_old_meeting ON rows_old (meeting_id)")
 

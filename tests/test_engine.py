@@ -260,3 +260,18 @@ async def test_report_and_summary_cover_every_run_of_the_job(server, tmp_path):
         "elapsed_s": 0,
     }
     assert [(r["row"], r["error"]) for r in read_jsonl(tmp_path / "failures.jsonl")] == [(1, "not_found")]
+
+
+async def test_a_forced_rebuild_that_fails_validation_leaves_the_old_state_intact(server, tmp_path):
+    a, b = server.add(2)
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": a, "title": "x"}, {"meeting_id": b, "title": "y"}])
+    cfg = config(tmp_path, server, src)
+    await run_job(cfg)
+    original = src.read_bytes()
+    write_jsonl(src, [{"meeting_id": a, "title": "x"}, {"meeting_id": "bad"}])
+    with pytest.raises(ValidationFailed):
+        await run_job(config(tmp_path, server, src, force=True))
+    src.write_bytes(original)
+    again = await run_job(cfg)
+    assert again.exit_code == 0 and again.summary["succeeded"] == 2
+    assert (server.api.puts[a], server.api.puts[b]) == (1, 1), "the old outcomes survived: nothing resent"
