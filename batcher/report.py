@@ -82,19 +82,8 @@ class ResultsStream:
     ) -> None:
         """Write one finished row."""
         if self._out is not None:
-            self._out.write(
-                orjson.dumps(
-                    {
-                        "row": row,
-                        "meeting_id": meeting_id,
-                        "account_id": account_id,
-                        "outcome": outcome,
-                        "status": status,
-                        "attempts": attempts,
-                    }
-                )
-                + b"\n"
-            )
+            values = (row, meeting_id, account_id, outcome, status, attempts)
+            self._out.write(orjson.dumps(dict(zip(RESULT_FIELDS, values, strict=True))) + b"\n")
 
     def flush(self) -> None:
         """Push buffered lines out (called with each group commit)."""

@@ -26,7 +26,6 @@ import orjson
 from .errors import StateLockedError, StateMismatchError
 
 OUTCOMES = ("succeeded", "unchanged", "failed", "skipped")
-DONE = ("succeeded", "unchanged")
 
 _ROWS_TABLE = """
 CREATE TABLE IF NOT EXISTS rows (
