@@ -277,8 +277,7 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     console = _console(args)
     config = _config(args, console, needs_token=True)
-    if config.account_id is None and config.input_format != "jsonl" and config.input.lower().endswith(".csv"):
-        _require_account_column(config.input)
+    _require_account(config)
 
     async def go() -> int:
         control = Control(float(os.environ.get("BATCHER_TIME_SCALE", "1")))
@@ -302,11 +301,20 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return _run_async(go())
 
 
-def _require_account_column(path: str) -> None:
+def _require_account(config: JobConfig) -> None:
+    """``run`` and ``plan`` need an account for every row: a CSV with no way to get one is a usage error."""
     import csv
 
+    from .source import detect_format
+
+    if (
+        config.account_id is not None
+        or config.input == "-"
+        or detect_format(config.input, config.input_format) != "csv"
+    ):
+        return  # JSONL rows may each carry their own; they are checked row by row
     try:
-        with open(path, encoding="utf-8-sig", newline="") as fh:
+        with open(config.input, encoding="utf-8-sig", newline="") as fh:
             header = next(csv.reader(fh), [])
     except (OSError, UnicodeDecodeError):
         return  # the Source reports it properly
@@ -321,6 +329,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     console = _console(args)
     config = _config(args, console, needs_token=True)
+    _require_account(config)
 
     async def go() -> int:
         control = Control()

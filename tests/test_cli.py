@@ -327,3 +327,11 @@ async def test_a_second_sigint_exits_at_once_and_the_job_still_resumes(server, t
     code, _, err2 = await run_cli("run", str(src), "--rate", "none", base_url=server.base_url)
     assert code == 0, err2
     assert all(server.api.puts[m] == 1 for m in ids)
+
+
+@pytest.mark.parametrize("command", ["run", "plan"])
+def test_a_csv_with_no_account_anywhere_is_a_usage_error(tmp_path, command):
+    src = write_csv(tmp_path / "in.csv", ["meeting_id", "title"], [["0b7e2a9c-4f1d-4a57-9a3e-1c2d3e4f5a6b", "x"]])
+    env = {k: v for k, v in ENV.items() if k != "CLOUDFLARE_ACCOUNT_ID"}
+    result = cli(command, str(src), "--base-url", "http://127.0.0.1:9", env=env)
+    assert result.returncode == 2 and "no account" in result.stderr
