@@ -253,9 +253,7 @@ class Job:
             )
         # The way back is durable before the change is made.
         after = strip_secrets(merged)
-        self.store.save_snapshot(
-            row.account_id or "", row.meeting_id, row.number, orjson.dumps(current), orjson.dumps(after)
-        )
+        self.store.save_snapshot(row.account_id or "", row.meeting_id, row.number, current, after)
         put = await self.client.call("PUT", url, merged, self.already(url, lambda current: current == after))
         put.attempts += got.attempts
         self.finish_call(row, put)

@@ -62,7 +62,7 @@ class Rollback:
     def pending(self) -> Iterator[Snapshot]:
         """Snapshots not yet restored by an earlier rollback run."""
         for account, meeting, row, before, after in self.store.rollback_todo():
-            yield Snapshot(account, meeting, row, orjson.loads(before), orjson.loads(after))
+            yield Snapshot(account, meeting, row, before, after)
 
     def record(
         self,

@@ -18,6 +18,7 @@ import hashlib
 import os
 import sqlite3
 import time
+import zlib
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
@@ -45,8 +46,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS keys (key BLOB PRIMARY KEY, row INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS snapshots (
     account_id TEXT NOT NULL, meeting_id TEXT NOT NULL, row INTEGER,
-    before TEXT NOT NULL,            -- the meeting before the job (as GET showed it)
-    after TEXT NOT NULL,             -- what the job PUT, secrets stripped
+    before BLOB NOT NULL,            -- the meeting before the job (as GET showed it), zlib'd JSON
+    after BLOB NOT NULL,             -- what the job PUT, secrets stripped, zlib'd JSON
     PRIMARY KEY (account_id, meeting_id)
 );
 CREATE INDEX IF NOT EXISTS snapshots_row ON snapshots (row);
@@ -60,6 +61,14 @@ CREATE TABLE IF NOT EXISTS rollback (
 
 
 _UPDATE_ROW = "UPDATE rows SET outcome = ?, error = ?, status = ?, message = ?, attempts = ?, patch = ? WHERE row = ?"
+
+
+def _pack(document: dict[str, Any]) -> bytes:
+    return zlib.compress(orjson.dumps(document), 1)
+
+
+def _unpack(blob: bytes) -> dict[str, Any]:
+    return orjson.loads(zlib.decompress(blob))
 
 
 def row_key(account_id: str | None, meeting_id: str) -> bytes:
@@ -321,27 +330,32 @@ class Store:
 
     # -- snapshots (merge mode) ----------------------------------------------
 
-    def save_snapshot(self, account_id: str, meeting_id: str, row: int, before: bytes, after: bytes) -> None:
+    def save_snapshot(
+        self, account_id: str, meeting_id: str, row: int, before: dict[str, Any], after: dict[str, Any]
+    ) -> None:
         """Keep the first before-state of a meeting and the latest after-state; durable on return.
 
         Called *before* the PUT, so a crash between the two cannot lose the
-        way back. Commits the buffered outcomes with it.
+        way back. Commits the buffered outcomes with it. Documents are stored
+        compressed (a meeting is ~1.5 KB of JSON, ~0.4 KB zlib'd): a
+        million-meeting job keeps its way back in a few hundred MB.
         """
         self.flush(
             (
                 "INSERT INTO snapshots (account_id, meeting_id, row, before, after) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (account_id, meeting_id) DO UPDATE SET after = excluded.after, row = excluded.row",
-                (account_id, meeting_id, row, before.decode(), after.decode()),
+                (account_id, meeting_id, row, _pack(before), _pack(after)),
             )
         )
 
-    def snapshots(self) -> Iterator[tuple[str, str, int, str, str]]:
+    def snapshots(self) -> Iterator[tuple[str, str, int, dict[str, Any], dict[str, Any]]]:
         """(account_id, meeting_id, row, before, after) of every changed meeting."""
-        return self.db.execute("SELECT account_id, meeting_id, row, before, after FROM snapshots ORDER BY row")
+        for account, meeting, row, before, after in self.db.execute(
+            "SELECT account_id, meeting_id, row, before, after FROM snapshots ORDER BY row"
+        ):
+            yield account, meeting, row, _unpack(before), _unpack(after)
 
-    # -- rollback progress ----------------------------------------------------
-
-    def rollback_todo(self, chunk: int = 1000) -> Iterator[tuple[str, str, int, str, str]]:
+    def rollback_todo(self, chunk: int = 1000) -> Iterator[tuple[str, str, int, dict[str, Any], dict[str, Any]]]:
         """Snapshots not yet restored (or found unchanged) by a rollback, in chunks."""
         last = -1
         while True:
@@ -354,7 +368,8 @@ class Store:
             ).fetchall()
             if not batch:
                 return
-            yield from batch
+            for account, meeting, row, before, after in batch:
+                yield account, meeting, row, _unpack(before), _unpack(after)
             last = batch[-1][2]
 
     def record_rollback(

@@ -227,7 +227,7 @@ async def test_snapshot_is_kept_for_rollback(server, tmp_path):
     [(account, meeting, row, before, after)] = list(store.snapshots())
     store.close()
     assert (account, meeting, row) == (ACCOUNT, mid, 1)
-    assert orjson.loads(before)["title"] == "before" and orjson.loads(after)["title"] == "after"
+    assert before["title"] == "before" and after["title"] == "after"
 
 
 async def test_retry_after_pauses_and_the_row_still_succeeds(server, tmp_path):

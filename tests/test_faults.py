@@ -135,3 +135,12 @@ async def test_retry_after_pauses_every_worker_until_the_deadline(server, tmp_pa
         others = await asyncio.gather(*(client.call("GET", cfg.meeting_url("acct-1", m)) for m in ids[1:]))
     assert first.is_ok and first.attempts == 2 and all(r.is_ok for r in others)
     assert grants[0][0] == 0.0 and all(when >= 300 for when, _ in grants[1:]), "nobody sends during the lockout"
+
+
+async def test_rate_auto_finds_an_unknown_limit_and_finishes_every_row(server, tmp_path):
+    server.api.rate_limit = (20, 1.0)  # announced by Ratelimit-Policy headers, unknown to the client
+    ids = server.add(40)
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, "title": "x"} for m in ids])
+    result = await run_job(config(tmp_path, server, src, mode="replace", rate="auto:100/1", concurrency=8))
+    assert result.exit_code == 0 and result.summary["succeeded"] == 40
+    assert server.api.statuses[429] <= 2, "it slows to the announced limit instead of hammering it"
