@@ -62,7 +62,8 @@ def parse_rate(text: str | None) -> RateSpec | None:
         return None
     is_auto = text.startswith("auto")
     if is_auto:
-        text = text[5:] if text.startswith("auto:") else "50/1"
+        # plain "auto" aims no higher than Cloudflare's global limit; "auto:N/S" sets another ceiling
+        text = text[5:] if text.startswith("auto:") else DEFAULT_RATE
     match = re.fullmatch(r"(\d+)\s*/\s*(\d+(?:\.\d*)?|\.\d+)", text)
     if not match or int(match[1]) < 1 or float(match[2]) <= 0:
         raise UsageError(f"--rate must look like 1200/300 (requests/seconds), 'auto' or 'none', not {text!r}")
