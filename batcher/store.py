@@ -1,14 +1,15 @@
 """The SQLite state file: job identity, one row per input row, snapshots, rollback.
 
-Durability with a bound: outcomes are buffered and committed in groups, and
-the engine flushes once ``flush_every`` outcomes are waiting, so after a
-``kill -9`` at most that many finished rows (plus those in flight) are sent
-again. WAL with ``synchronous=NORMAL`` makes a commit survive the death of the
+Durability with a bound: outcomes are buffered and committed in groups; the
+engine flushes once ``--concurrency`` outcomes are waiting (and a few times a
+second), so after a ``kill -9`` at most that many finished rows, plus those in
+flight, are sent again. WAL with ``synchronous=NORMAL`` makes a commit survive the death of the
 process (only a power cut could undo the last ones), at a few microseconds a
 commit instead of an fsync each.
 
 Secrets are never stored: patches are kept only as a hash (to match rows on
-``--force``) and, for failed rows, redacted.
+``--force``) and, for failed rows, redacted; snapshots hold what GET showed
+(which never includes credentials) and what was PUT with credentials stripped.
 """
 
 from __future__ import annotations
