@@ -200,10 +200,8 @@ class Client:
                 # Headers matter on errors (Retry-After) and to --rate auto; skip the look-ups otherwise.
                 headers = resp.headers if status >= 400 or self._reads_ratelimit else None
         except TimeoutError:
-            self.pacer.on_response(None, None, None)
             return CallResult(None, error="timeout", message=f"no answer within {self.config.timeout_s:g} s"), None
         except aiohttp.ClientError as exc:
-            self.pacer.on_response(None, None, None)
             # str(exc) of aiohttp errors names host and port, never headers
             return CallResult(None, error="network", message=f"{type(exc).__name__}: {exc}"[:300]), None
         retry_after = None

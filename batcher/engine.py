@@ -254,7 +254,7 @@ class Job:
         # The way back is durable before the change is made.
         after = strip_secrets(merged)
         self.store.save_snapshot(row.account_id or "", row.meeting_id, row.number, current, after)
-        put = await self.client.call("PUT", url, merged, self.already(url, lambda current: current == after))
+        put = await self.client.call("PUT", url, merged, self.already(url, lambda now: now == after))
         put.attempts += got.attempts
         self.finish_call(row, put)
 
@@ -321,11 +321,10 @@ class Job:
         if self.results.is_on:
             self.results.emit(number, meeting_id, account_id, outcome, status, attempts)
         self.progress.advance(outcome)
-        if outcome == "failed":
-            self.console.debug(
-                "row_failed", f"row {number}: {error}: {message}", row=number, error=error, status=status
-            )
-        if outcome == "failed" and error != "auth":
+        if outcome != "failed":
+            return
+        self.console.debug("row_failed", f"row {number}: {error}: {message}", row=number, error=error, status=status)
+        if error != "auth":  # a bad token halts on its own; it is not the row's failure
             self.failures_this_run += 1
             limit = self.config.max_failures
             if limit is not None and self.failures_this_run > limit:

@@ -116,7 +116,7 @@ class KeySet:
 
 
 def scratch_keyset() -> KeySet:
-    """A KeySet in a temporary on-disk database (for offline ``validate``)."""
+    """A KeySet in a temporary on-disk database, for jobs with no state file (``plan``, ``validate -``)."""
     db = sqlite3.connect("", isolation_level=None)
     db.execute("PRAGMA journal_mode=OFF")
     db.execute("CREATE TABLE keys (key BLOB PRIMARY KEY, row INTEGER NOT NULL) WITHOUT ROWID")
