@@ -39,6 +39,9 @@ class CallResult:
     error: str | None = None  # None on success; else not_found, http_error, rate_limited, network, timeout, auth ...
     message: str = ""
     attempts: int = 1
+    # A write whose last attempt left it unknown whether the server applied it
+    # (drop, timeout, 5xx) and that no GET could confirm either way.
+    is_unknown: bool = False
 
     @property
     def is_ok(self) -> bool:

@@ -49,12 +49,15 @@ CREATE TABLE IF NOT EXISTS snapshots (
     account_id TEXT NOT NULL, meeting_id TEXT NOT NULL, row INTEGER,
     before BLOB NOT NULL,            -- the meeting before the job (as GET showed it), zlib'd JSON
     after BLOB NOT NULL,             -- what the job PUT, secrets stripped, zlib'd JSON
+    write_state TEXT NOT NULL DEFAULT 'pending',  -- pending | landed | unknown | failed: did the job's last write land?
+    seq INTEGER NOT NULL DEFAULT 0,  -- bumped by every save_snapshot: which write of the job this is
     PRIMARY KEY (account_id, meeting_id)
 );
 CREATE INDEX IF NOT EXISTS snapshots_row ON snapshots (row);
 CREATE TABLE IF NOT EXISTS rollback (
     account_id TEXT NOT NULL, meeting_id TEXT NOT NULL,
     outcome TEXT NOT NULL, error TEXT, status INTEGER, message TEXT, attempts INTEGER,
+    seq INTEGER NOT NULL DEFAULT 0,  -- the snapshots.seq this rollback outcome judged
     PRIMARY KEY (account_id, meeting_id)
 );
 """
@@ -385,6 +388,6 @@ class Store:
     ) -> None:
         """Record one rollback outcome (committed at once: rollbacks are few)."""
         self.db.execute(
-            "INSERT OR REPLACE INTO rollback VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO rollback (account_id, meeting_id, outcome, error, status, message, attempts) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (account_id, meeting_id, outcome, error, status, message, attempts),
         )
