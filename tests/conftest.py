@@ -9,9 +9,22 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, settings
 
 from batcher.config import JobConfig, Secret, parse_rate
 from batcher.fake_api import FakeApi, start
+
+# One profile everywhere (CI and laptops): no deadline and no "too slow" check, because the
+# first @given test pays Hypothesis' start-up on a loaded 2-core machine; derandomized, so a
+# failure replays identically.
+settings.register_profile(
+    "batcher",
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    max_examples=100,
+)
+settings.load_profile("batcher")
 
 ACCOUNT = "acct-1"
 TOKEN = "test-token-CANARY-7f3a"
