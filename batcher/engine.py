@@ -256,6 +256,8 @@ class Job:
         self.store.save_snapshot(row.account_id or "", row.meeting_id, row.number, current, after)
         put = await self.client.call("PUT", url, merged, self.already(url, lambda now: now == after))
         put.attempts += got.attempts
+        state = "landed" if put.is_ok else "unknown" if put.is_unknown else "failed"
+        self.store.mark_write(row.account_id or "", row.meeting_id, state)
         self.finish_call(row, put)
 
     def already(self, url: str, is_done: Callable[[dict[str, Any]], bool]) -> Callable[[], Awaitable[bool]]:

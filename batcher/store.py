@@ -136,6 +136,7 @@ class Store:
         self.is_new = is_new
         self._lock = lock
         self._pending: list[tuple[Any, ...]] = []
+        self._pending_writes: list[tuple[str, str, str]] = []
         self.keys = KeySet(db)
 
     @classmethod
@@ -290,12 +291,15 @@ class Store:
 
     def flush(self, also: tuple[str, tuple[Any, ...]] | None = None) -> None:
         """Commit buffered outcomes (and ``also``, one more statement) in one transaction."""
-        if not self._pending and also is None:
+        if not self._pending and not self._pending_writes and also is None:
             return
         pending, self._pending = self._pending, []
+        writes, self._pending_writes = self._pending_writes, []
         self.db.execute("BEGIN")
         if pending:
             self.db.executemany(_UPDATE_ROW, pending)
+        if writes:
+            self.db.executemany("UPDATE snapshots SET write_state = ? WHERE account_id = ? AND meeting_id = ?", writes)
         if also is not None:
             self.db.execute(*also)
         self.db.execute("COMMIT")
@@ -346,11 +350,23 @@ class Store:
         """
         self.flush(
             (
-                "INSERT INTO snapshots (account_id, meeting_id, row, before, after) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (account_id, meeting_id) DO UPDATE SET after = excluded.after, row = excluded.row",
+                "INSERT INTO snapshots (account_id, meeting_id, row, before, after, write_state, seq)"
+                " VALUES (?, ?, ?, ?, ?, 'pending', 1)"
+                " ON CONFLICT (account_id, meeting_id) DO UPDATE SET after = excluded.after, row = excluded.row,"
+                # a before-state whose write never landed was never the job's way back: the new one is
+                " before = CASE WHEN snapshots.write_state = 'failed' THEN excluded.before ELSE snapshots.before END,"
+                " write_state = 'pending', seq = snapshots.seq + 1",
                 (account_id, meeting_id, row, _pack(before), _pack(after)),
             )
         )
+
+    def mark_write(self, account_id: str, meeting_id: str, state: str) -> None:
+        """Record whether the job's last write of a meeting landed: landed | unknown | failed.
+
+        Buffered with the row outcomes (committed by the next ``flush``): until
+        then the snapshot says ``pending``, which rollback treats like ``unknown``.
+        """
+        self._pending_writes.append((state, account_id, meeting_id))
 
     def snapshots(self) -> Iterator[tuple[str, str, int, dict[str, Any], dict[str, Any]]]:
         """(account_id, meeting_id, row, before, after) of every changed meeting."""
