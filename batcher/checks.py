@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from itertools import pairwise
 from typing import IO, Any
 
@@ -20,10 +20,15 @@ _PAIR = struct.Struct(">QQ")
 
 
 def check_row(
-    number: int, data: dict[str, Any], problems: list[FieldError], default_account: str | None, require_account: bool
+    number: int,
+    data: dict[str, Any],
+    problems: list[FieldError],
+    default_account: str | None,
+    require_account: bool,
+    mode: str | None = None,
 ) -> Row | RowError:
-    """``parse_row`` plus the rule that every row's account is known."""
-    result = parse_row(number, data, default_account, problems)
+    """``parse_row`` plus the rule that every row's account is known (``mode``: see ``parse_row``)."""
+    result = parse_row(number, data, default_account, problems, mode)
     if isinstance(result, Row) and require_account and result.account_id is None:
         fix = "add an account_id column/key, or pass --account-id / set CLOUDFLARE_ACCOUNT_ID"
         return RowError(number, result.meeting_id, None, [FieldError("account_id", f"missing: {fix}")], result.patch)
@@ -79,6 +84,7 @@ def iter_checked(
     keys: KeySet | KeyLog,
     require_account: bool,
     batch: int = 4096,
+    mode: str | None = None,
 ) -> Iterator[Row | RowError]:
     """Every row of ``source``, decoded and checked, in order.
 
@@ -91,7 +97,7 @@ def iter_checked(
     if isinstance(keys, KeyLog):
         for number, raw in source.records():
             data, problems = decode(raw)
-            result = check_row(number, data, problems, default_account, require_account)
+            result = check_row(number, data, problems, default_account, require_account, mode)
             if isinstance(result, Row):
                 keys.add(result)
             yield result
@@ -99,7 +105,7 @@ def iter_checked(
     pending: list[Row | RowError] = []
     for number, raw in source.records():
         data, problems = decode(raw)
-        pending.append(check_row(number, data, problems, default_account, require_account))
+        pending.append(check_row(number, data, problems, default_account, require_account, mode))
         if len(pending) >= batch:
             yield from _dedup(pending, keys)
             pending = []
@@ -130,7 +136,12 @@ def _dedup(results: list[Row | RowError], keys: KeySet) -> Iterator[Row | RowErr
 
 
 def validate_input(
-    path: str, fmt: str | None = None, default_account: str | None = None, stdin: IO[bytes] | None = None
+    path: str,
+    fmt: str | None = None,
+    default_account: str | None = None,
+    stdin: IO[bytes] | None = None,
+    mode: str | None = None,
+    constants: Sequence[tuple[str, Any]] = (),
 ) -> Iterator[Row | RowError]:
     """Offline validation of every row (``batcher validate``): yields each checked row.
 
@@ -139,7 +150,7 @@ def validate_input(
     ``is_duplicate`` set. On stdin they are caught in place.
     """
     keys: KeySet | KeyLog = scratch_keyset() if path == "-" else KeyLog()
-    with Source(path, fmt, stdin) as source:
-        yield from iter_checked(source, default_account, keys, require_account=False, batch=1)
+    with Source(path, fmt, stdin, constants) as source:
+        yield from iter_checked(source, default_account, keys, require_account=False, batch=1, mode=mode)
     if isinstance(keys, KeyLog):
         yield from duplicate_errors(path, fmt, default_account, keys.duplicates())

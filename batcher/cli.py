@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__
+from .commands import add_export_parser, add_set_option, add_status_parser, cmd_export, cmd_status
 from .config import (
     DEFAULT_BASE_URL,
     DEFAULT_CONCURRENCY,
@@ -157,11 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="apply every row of INPUT", epilog=EXAMPLES["run"], formatter_class=fmt)
     _job_options(run)
+    add_set_option(run)
 
     plan = sub.add_parser(
         "plan", help="show what run would change, without any PUT", epilog=EXAMPLES["run"], formatter_class=fmt
     )
     _job_options(plan)
+    add_set_option(plan)
     plan.add_argument("--out", default="-", metavar="FILE", help="one JSON line per row (default stdout)")
 
     validate = sub.add_parser(
@@ -172,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--account-id", default=os.environ.get("CLOUDFLARE_ACCOUNT_ID") or None)
     validate.add_argument("--verbose", "-v", action="store_true")
     validate.add_argument("--log-format", choices=("text", "json"), default="text")
+    validate.add_argument("--mode", choices=("merge", "replace", "patch"), default="merge")
+    add_set_option(validate)
 
     rollback = sub.add_parser(
         "rollback",
@@ -205,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument(
         "--record-arrivals", action="store_true", help="keep request arrival times for GET /__arrivals (benchmarks)"
     )
+    add_export_parser(sub, fmt)
+    add_status_parser(sub, fmt)
     return parser
 
 
@@ -258,7 +265,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     console = _console(args)
     show = _row_error_printer(console)
     good = bad = 0
-    for result in validate_input(args.input, args.input_format, args.account_id):
+    pairs = JobConfig(input=args.input, mode=args.mode, set_values=args.set_values, state_path="-").set_values
+    for result in validate_input(args.input, args.input_format, args.account_id, None, args.mode, pairs):
         if isinstance(result, Row):
             good += 1
         else:
@@ -432,6 +440,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_plan(args)
         if args.command == "rollback":
             return cmd_rollback(args, argv)
+        if args.command == "export":
+            return cmd_export(args)
+        if args.command == "status":
+            return cmd_status(args)
         return cmd_fake_api(args)
     except BatcherError as exc:
         if getattr(args, "verbose", False):

@@ -42,6 +42,8 @@ class CallResult:
     # A write whose last attempt left it unknown whether the server applied it
     # (drop, timeout, 5xx) and that no GET could confirm either way.
     is_unknown: bool = False
+    # The whole 2xx envelope, for answers whose data is not one object (the list endpoint's paging).
+    envelope: dict[str, Any] | None = None
 
     @property
     def is_ok(self) -> bool:
@@ -222,5 +224,6 @@ class Client:
             if isinstance(doc, dict) and doc.get("success") is False:
                 return CallResult(status, error="api_error", message=error_message(status, body)), None
             data = doc.get("data", doc.get("result")) if isinstance(doc, dict) else None
-            return CallResult(status, data=data if isinstance(data, dict) else None), None
+            envelope = doc if isinstance(doc, dict) else None
+            return CallResult(status, data=data if isinstance(data, dict) else None, envelope=envelope), None
         return CallResult(status, error=_error_kind(status), message=error_message(status, body)), retry_after

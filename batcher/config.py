@@ -7,6 +7,7 @@ import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import UsageError
 
@@ -95,8 +96,15 @@ class JobConfig:
     results_path: str | None = None
     summary_path: str | None = None
     insecure: bool = False
+    # --set PATH=VALUE, typed: merged into every row's patch; part of the job's identity
+    set_values: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "set_values", tuple(tuple(pair) for pair in self.set_values or ()))
+        if len({path for path, _ in self.set_values}) < len(set(self.set_values)):
+            raise UsageError("--set gives one field two different values")
+        if self.mode != "patch" and any(path == "status" for path, _ in self.set_values):
+            raise UsageError("--set status=... needs --mode patch: PATCH is the only call that changes status")
         if self.mode not in MODES:
             raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if self.concurrency < 1:

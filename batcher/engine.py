@@ -26,6 +26,7 @@ from .checks import KeyLog, duplicate_errors, iter_checked
 from .client import CallResult, Client
 from .config import JobConfig
 from .errors import AuthError, HaltError, Interrupted, ValidationFailed
+from .estimate import say_estimate
 from .limiter import Pacer
 from .merge import deep_merge, missing_credentials, project, strip_secrets
 from .model import DEFAULT_DOCUMENT, Row, RowError, trusted_row
@@ -41,6 +42,7 @@ from .report import (
     write_failure_report,
 )
 from .source import STDIN, Source
+from .status import publish_live
 from .store import Store, file_digest, patch_hash
 
 
@@ -86,6 +88,7 @@ class Job:
             "app_id": cfg.app_id,
             "account_id": cfg.account_id,
             "format": cfg.input_format,
+            "set": [list(pair) for pair in cfg.set_values] or None,  # --set changes meaning
         }
         if not self.is_stdin:
             try:
@@ -98,7 +101,7 @@ class Job:
     def load_rows(self, store: Store, *, rebuild: bool) -> None:
         """First pass over a file: validate every row into the state (nothing sent yet)."""
         try:
-            with Source(self.config.input, self.config.input_format) as source:
+            with Source(self.config.input, self.config.input_format, constants=self.config.set_values) as source:
                 self.preflight(store, source, rebuild=rebuild)
         except ValidationFailed:
             if store.is_new:
@@ -121,7 +124,7 @@ class Job:
         try:
             if rebuild:
                 store.archive_rows()
-            for result in iter_checked(source, cfg.account_id, keys, require_account=True):
+            for result in iter_checked(source, cfg.account_id, keys, require_account=True, mode=cfg.mode):
                 if isinstance(result, RowError):
                     invalid += 1
                     self.on_invalid(result)
@@ -181,7 +184,8 @@ class Job:
 
     def rows_from_stdin(self, store: Store, source: Source) -> Iterator[Any]:
         """Stdin: check and record rows as they stream; skip what an earlier run finished."""
-        for result in iter_checked(source, self.config.account_id, store.keys, require_account=True, batch=1):
+        cfg = self.config
+        for result in iter_checked(source, cfg.account_id, store.keys, require_account=True, batch=1, mode=cfg.mode):
             known = store.row_state(result.number)
             if isinstance(result, Row):
                 digest = patch_hash(result.patch)
@@ -345,6 +349,7 @@ class Job:
         """Commit stragglers and redraw progress (a few times a second)."""
         self.flush()
         show_pause(self.progress, self.pacer, self.control)
+        publish_live(self.store, self.config, self.client.stats, self.pacer, self.control)  # for batcher status
 
     # -- the whole job ------------------------------------------------------------
 
@@ -361,11 +366,12 @@ class Job:
                 if not self.is_stdin:
                     self.load_rows(store, rebuild=not store.is_new)
                 store.set_meta("fingerprint", fingerprint)
-            with Source(cfg.input, cfg.input_format, self.stdin) as source:
+            with Source(cfg.input, cfg.input_format, self.stdin, cfg.set_values) as source:
                 if self.is_stdin:
                     rows = self.rows_from_stdin(store, source)
                 else:
                     self.progress.total = store.count_todo(cfg.retry_failed)
+                    say_estimate(self.console, cfg, self.progress.total)
                     rows = self.rows_to_send(store, source)
                 self.pacer = Pacer(cfg.rate, self.control.clock, self.control.sleep)
                 async with Client(cfg, self.pacer, self.control.sleep, on_retry=self.console.debug) as self.client:

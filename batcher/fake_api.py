@@ -24,10 +24,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from .fake_listing import Listing, list_page
 from .merge import deep_merge, strip_secrets
 from .model import DEFAULT_DOCUMENT, check_account_id, check_meeting_id, validate_body
 
 JSON = "application/json"
+API_PREFIX = "/client/v4"
 
 
 def _json(status: int, doc: Any, headers: dict[str, str] | None = None) -> web.Response:
@@ -66,6 +68,7 @@ class FakeApi:
         seed: int | None = None,
         record_arrivals: bool = False,
         ratelimit_headers: bool = True,
+        listing: Listing | None = None,
     ) -> None:
         self.token = token
         self.rate_limit = rate_limit
@@ -82,6 +85,7 @@ class FakeApi:
         self.arrivals: list[float] | None = [] if record_arrivals else None
         self._window: deque[float] = deque()
         self.on_request: Any = None  # tests: called with the running request total
+        self.listing = listing or Listing()
 
     # -- data -----------------------------------------------------------------
 
@@ -99,7 +103,8 @@ class FakeApi:
         for line in lines:
             if line.strip():
                 doc = orjson.loads(line)
-                account, meeting = doc.pop("account_id"), doc.pop("id")
+                account = doc.pop("account_id")
+                meeting = doc.pop("id") if "id" in doc else doc.pop("meeting_id")  # an export is a seed
                 self.add_meeting(account, meeting, **doc)
                 count += 1
         return count
@@ -121,6 +126,10 @@ class FakeApi:
             app.router.add_route("GET", prefix, self.get_meeting)
             app.router.add_route("PUT", prefix, self.put_meeting)
             app.router.add_route("PATCH", prefix, self.patch_meeting)
+        app.router.add_get("/accounts/{account}/realtime/kit/{app_id}/meetings", self.list_meetings)
+        # Every API route also under /client/v4, so a base URL copied from Cloudflare's docs works here.
+        for route in [r for r in app.router.routes() if r.resource and r.resource.canonical.startswith("/accounts/")]:
+            app.router.add_route(route.method, API_PREFIX + route.resource.canonical, route.handler)
         app.router.add_get("/__stats", self.stats)
         app.router.add_get("/__meetings", self.dump)
         app.router.add_get("/__arrivals", self.take_arrivals)
@@ -128,7 +137,7 @@ class FakeApi:
         return app
 
     def _is_api(self, request: web.Request) -> bool:
-        return request.path.startswith("/accounts/")
+        return request.path.startswith(("/accounts/", API_PREFIX + "/accounts/"))
 
     @web.middleware
     async def _gate(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -297,6 +306,15 @@ class FakeApi:
     def _touch(self, key: tuple[str, str]) -> None:
         self.puts[key[1]] += 1
         self.meta[key]["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+
+    async def list_meetings(self, request: web.Request) -> web.Response:
+        """GET the list endpoint: paged and filtered as ``self.listing`` says (see ``fake_listing``)."""
+        account = request.match_info["account"]
+        if check_account_id(account):
+            return service_error(400, "invalid account id")
+        meetings = [self.public(a, m) for (a, m) in self.meetings if a == account]
+        status, doc = list_page(meetings, request.query, self.listing)
+        return _json(status, doc)
 
     async def stats(self, request: web.Request) -> web.Response:
         """Test endpoint: what the server has seen."""

@@ -23,6 +23,7 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .config import ACCOUNT_RE
+from .rowrules import status_problem
 
 # -- the PUT body -----------------------------------------------------------
 
@@ -347,6 +348,7 @@ def _bounds(path: str) -> str:
     return f"at least {low:g}" if low is not None else f"at most {high:g}"
 
 
+_NO_STATUS = object()
 _validate_python = MeetingBody.__pydantic_validator__.validate_python  # the hot path skips a wrapper
 
 
@@ -368,11 +370,14 @@ def parse_row(
     data: dict[str, Any],
     default_account: str | None,
     problems: list[FieldError] | None = None,
+    mode: str | None = None,
 ) -> Row | RowError:
     """Check one decoded input row; return a ``Row`` or a ``RowError`` naming every problem.
 
     ``data`` is already nested (see ``source.unflatten``); ``problems`` are
-    those the reader found while decoding (bad cells, key collisions).
+    those the reader found while decoding (bad cells, key collisions). With a
+    ``mode``, a ``status`` key is checked by ``rowrules.status_problem`` (patch
+    mode only); without one it is an unknown field like any other.
     """
     errors = list(problems) if problems else []
     if any(e.field == "(row)" for e in errors):  # not even a row: checking its fields would only add noise
@@ -386,7 +391,12 @@ def parse_row(
         account_id = default_account
     elif not (isinstance(account_id, str) and ACCOUNT_RE.fullmatch(account_id)):
         errors.append(FieldError("account_id", check_account_id(account_id) or ""))
+    status = patch.pop("status", _NO_STATUS) if mode is not None else _NO_STATUS
+    if status is not _NO_STATUS and (why := status_problem(status, mode or "")):
+        errors.append(FieldError("status", why))
     errors.extend(validate_body(patch))
+    if status is not _NO_STATUS:
+        patch["status"] = status  # PATCH sends it; the schema of the body never had it
     if errors:  # ids that are not valid never leave this function: they must not reach a URL
         shown_id = meeting_id if isinstance(meeting_id, str) and UUID_RE.fullmatch(meeting_id) else None
         shown_account = account_id if isinstance(account_id, str) and ACCOUNT_RE.fullmatch(account_id) else None

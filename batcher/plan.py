@@ -18,6 +18,7 @@ from .checks import iter_checked
 from .client import Client
 from .config import JobConfig
 from .errors import AuthError
+from .estimate import say_estimate
 from .limiter import Pacer
 from .merge import deep_merge, diff, missing_credentials, project, redact
 from .model import DEFAULT_DOCUMENT, Row, RowError
@@ -131,14 +132,16 @@ async def plan_job(
     out: IO[bytes] = sys.stdout.buffer if out_path == "-" else open(out_path, "wb")  # noqa: SIM115
     planner = Planner(config, out, control, progress)
     try:
-        with Source(config.input, config.input_format, stdin) as source:
+        with Source(config.input, config.input_format, stdin, config.set_values) as source:
             rows = iter_checked(
                 source,
                 config.account_id,
                 scratch_keyset(),
                 require_account=True,
                 batch=1 if config.input == "-" else 4096,
+                mode=config.mode,
             )
+            say_estimate(console, config, None, is_plan=True)
             pacer = Pacer(config.rate, control.clock, control.sleep)
             async with Client(config, pacer, control.sleep, on_retry=console.debug) as planner.client:
                 await pump(

@@ -17,7 +17,7 @@ import io
 import math
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -26,11 +26,13 @@ import orjson
 
 from .errors import InputError
 from .model import FIELDS, ROW_KEYS, FieldError, closest_path
+from .rowrules import merge_constants
 
 MAX_RECORD_BYTES = 1 << 20  # one meeting's patch is a few KB; 1 MiB is surely a mistake
 csv.field_size_limit(MAX_RECORD_BYTES)
 
 STDIN = "-"
+Decode = Callable[[Any], tuple[dict[str, Any], list[FieldError]]]
 
 
 def detect_format(path: str, override: str | None = None) -> str:
@@ -143,7 +145,7 @@ class CsvDecoder:
             raise InputError("the CSV header has no meeting_id column (row 0); add one")
         problems = []
         for name in names:
-            if name not in FIELDS and name not in ROW_KEYS:
+            if name not in FIELDS and name not in ROW_KEYS and name != "status":  # status: patch mode only
                 hint = closest_path(name)
                 fix = f"did you mean '{hint}'?" if hint else "remove it or use a dotted path from the spec"
                 problems.append(f"unknown column {name!r}: {fix}")
@@ -260,6 +262,19 @@ def _scan_jsonl(stream: IO[bytes]) -> Iterator[tuple[int, bytes | Broken]]:
 # -- one entry point --------------------------------------------------------
 
 
+def with_constants(decode: Decode, constants: Sequence[tuple[str, Any]]) -> Decode:
+    """``decode`` that also merges ``--set`` constants into every row; a clash is a problem of the row."""
+
+    def decode_with_constants(raw: Any) -> tuple[dict[str, Any], list[FieldError]]:
+        data, problems = decode(raw)
+        if any(p.field == "(row)" for p in problems):
+            return data, problems
+        data, clashes = merge_constants(data, constants)
+        return data, problems + [FieldError(path, reason) for path, reason in clashes]
+
+    return decode_with_constants
+
+
 class Source:
     """An input file or stdin, opened for streaming.
 
@@ -267,8 +282,15 @@ class Source:
     ``(data, problems)``. Use as a context manager.
     """
 
-    def __init__(self, path: str, fmt: str | None = None, stdin: IO[bytes] | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        fmt: str | None = None,
+        stdin: IO[bytes] | None = None,
+        constants: Sequence[tuple[str, Any]] = (),
+    ) -> None:
         self.path = path
+        self.constants = tuple(constants)  # --set PATH=VALUE, merged into every decoded row
         self.format = detect_format(path, fmt)
         self._stdin = stdin
         self._file: IO[Any] | None = None
@@ -291,6 +313,8 @@ class Source:
         else:
             self._records = _scan_jsonl(binary)
             self.decode = decode_json_line  # type: ignore[method-assign]
+        if self.constants:
+            self.decode = with_constants(self.decode, self.constants)  # type: ignore[method-assign]
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,0 +1,233 @@
+"""``batcher status --state FILE``: how a job is doing, from another terminal, while it runs or after.
+
+It opens the state read-only (an SQLite ``mode=ro`` URI, no file lock): in WAL
+mode a reader never blocks the writer, so looking in never slows the job. What
+only the running process knows (its request counters, a Retry-After pause, the
+rate it keeps) it writes into the state's meta table a few times a second
+(``publish_live``, called from the engine's heartbeat); the rest is in the
+rows table and the job's fingerprint, from which the resume command is rebuilt.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sqlite3
+import time
+import weakref
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .client import Stats
+from .config import DEFAULT_BASE_URL, JobConfig
+from .errors import UsageError
+from .estimate import REQUESTS_PER_ROW, duration_text
+from .limiter import Pacer
+from .pool import Control
+from .store import Store
+
+LIVE_KEY = "live"
+RECENT_S = 60.0  # the "current rate" is measured over the last minute
+TOP_MESSAGES = 3
+
+
+@dataclass
+class _Live:
+    started: float
+    runs_before: int
+    samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=512))
+
+
+_LIVE: weakref.WeakKeyDictionary[Store, _Live] = weakref.WeakKeyDictionary()
+
+
+def iso(epoch: float | None) -> str | None:
+    """Wall-clock seconds as an ISO 8601 UTC time (None stays None)."""
+    return None if epoch is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def publish_live(store: Store, config: JobConfig, stats: Stats, pacer: Pacer, control: Control) -> None:
+    """Write what only the running job knows into the state (meta ``live``) for ``batcher status``."""
+    now = time.time()
+    live = _LIVE.get(store)
+    if live is None:
+        runs = (store.get_meta("run_stats") or {}).get("runs", 0)
+        live = _LIVE[store] = _Live(now, runs)
+    live.samples.append((now, stats.requests))
+    while len(live.samples) > 2 and now - live.samples[0][0] > RECENT_S:
+        live.samples.popleft()
+    (t0, r0), (t1, r1) = live.samples[0], live.samples[-1]
+    pause_s = pacer.gate.remaining_s * control.time_scale
+    doc = {
+        "pid": os.getpid(),
+        "runs_before": live.runs_before,
+        "started_at": live.started,
+        "updated_at": now,
+        "requests": stats.requests,
+        "retries": stats.retries,
+        "paused_until": now + pause_s if pause_s > 0 else None,
+        "rate": str(config.rate) if config.rate else None,
+        "rate_per_s": config.rate.max_requests / config.rate.window_s if config.rate else None,
+        "current_rate_per_s": (r1 - r0) / (t1 - t0) if t1 > t0 else None,
+    }
+    store.set_meta(LIVE_KEY, doc)
+
+
+def resume_command(fingerprint: dict[str, Any], state_path: str, rate: str | None = None) -> str:
+    """The ``batcher run`` command that resumes the job (built from its fingerprint)."""
+    argv = ["batcher", "run", fingerprint.get("input") or "-", "--state", state_path]
+    if fingerprint.get("mode", "merge") != "merge":
+        argv += ["--mode", fingerprint["mode"]]
+    for flag, key in (("--format", "format"), ("--app-id", "app_id"), ("--account-id", "account_id")):
+        if fingerprint.get(key):
+            argv += [flag, fingerprint[key]]
+    if fingerprint.get("base_url") and fingerprint["base_url"] != DEFAULT_BASE_URL:
+        argv += ["--base-url", fingerprint["base_url"]]
+    for path, value in fingerprint.get("set") or ():
+        argv += ["--set", f"{path}={value if isinstance(value, str) else orjson.dumps(value).decode()}"]
+    if rate and rate != "1200/300":
+        argv += ["--rate", rate]
+    return shlex.join(argv)
+
+
+def _open_read_only(path: str) -> sqlite3.Connection:
+    if not os.path.exists(path):
+        raise UsageError(f"no state file at {path}")
+    uri = Path(path).resolve().as_uri() + "?mode=ro"
+    try:
+        db = sqlite3.connect(uri, uri=True, timeout=1.0)
+        db.execute("SELECT 1 FROM meta LIMIT 1")
+    except sqlite3.Error as exc:
+        raise UsageError(f"{path} is not a batcher state file ({exc})") from None
+    return db
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_status(path: str, now: float | None = None) -> dict[str, Any]:
+    """The job's status: the contract's keys (``--json``) plus what the human text shows."""
+    now = time.time() if now is None else now
+    db = _open_read_only(path)
+    try:
+        meta = {key: orjson.loads(value) for key, value in db.execute("SELECT key, value FROM meta")}
+        counts = dict(db.execute("SELECT outcome, COUNT(*) FROM rows GROUP BY outcome").fetchall())
+        by_error = dict(
+            db.execute("SELECT error, COUNT(*) FROM rows WHERE outcome = 'failed' GROUP BY error ORDER BY 2 DESC")
+        )
+        top: dict[str, list[list[Any]]] = {}
+        for error, message, n in db.execute(
+            "SELECT error, message, COUNT(*) FROM rows WHERE outcome = 'failed' GROUP BY error, message ORDER BY 3 DESC"
+        ):
+            if len(top.setdefault(str(error), [])) < TOP_MESSAGES:
+                top[str(error)].append([message, n])
+    finally:
+        db.close()
+    fingerprint = meta.get("fingerprint") or {}
+    stats = meta.get("run_stats") or {"requests": 0, "retries": 0, "elapsed_s": 0.0, "runs": 0}
+    live = meta.get(LIVE_KEY)
+    # a live record not yet folded into run_stats: the job runs, or was killed before its summary
+    is_unfolded = live is not None and live.get("runs_before") == stats.get("runs", 0)
+    is_running = is_unfolded and _is_alive(live["pid"])
+    requests, retries, elapsed = stats["requests"], stats["retries"], stats["elapsed_s"]
+    if is_unfolded:
+        requests += live["requests"]
+        retries += live["retries"]
+        elapsed += max(0.0, live["updated_at"] - live["started_at"])
+    paused = live.get("paused_until") if is_running else None
+    doc: dict[str, Any] = {
+        "total": sum(counts.values()),
+        "succeeded": counts.get("succeeded", 0),
+        "unchanged": counts.get("unchanged", 0),
+        "failed": counts.get("failed", 0),
+        "skipped": counts.get("skipped", 0),
+        "pending": counts.get("pending", 0),
+        "requests": requests,
+        "retries": retries,
+        "elapsed_s": round(elapsed, 3),
+        "paused_until": iso(paused) if paused and paused > now else None,
+        "failures_by_error": {str(k): v for k, v in by_error.items()},
+        "resume": resume_command(fingerprint, path, live.get("rate") if live else None),
+        "running": is_running,
+        "pid": live["pid"] if is_running else None,
+        "mode": fingerprint.get("mode", "merge"),
+        "rate": live.get("rate") if live else None,
+        "rate_per_s": live.get("rate_per_s") if live else None,
+        "current_rate_per_s": live.get("current_rate_per_s") if is_running else None,
+        "top_messages": top,
+    }
+    doc["eta_s"] = eta_s(doc)
+    return doc
+
+
+def eta_s(doc: dict[str, Any]) -> float | None:
+    """Seconds left: the rows to do times requests a row so far, at the rate that limits.
+
+    When the job keeps up with its rate promise (current rate at least 90% of
+    it) the promise is what limits, and it is the steadier figure; otherwise
+    the measured rate is.
+    """
+    todo = doc["pending"] + doc["skipped"]
+    if todo == 0:
+        return 0.0
+    done = doc["succeeded"] + doc["unchanged"] + doc["failed"]
+    per_row = doc["requests"] / done if done and doc["requests"] else REQUESTS_PER_ROW.get(doc["mode"], 2)
+    promise, current = doc["rate_per_s"], doc["current_rate_per_s"]
+    rate = promise if promise and (not current or current >= 0.9 * promise) else current
+    return round(todo * per_row / rate, 1) if rate else None
+
+
+def status_text(doc: dict[str, Any], path: str) -> str:
+    """The human form of ``read_status``."""
+    state = f"running (pid {doc['pid']})" if doc["running"] else "not running"
+    lines = [
+        f"batcher status: {path}: {state}, {doc['mode']} mode",
+        f"rows: {doc['total']:,} total: {doc['succeeded']:,} succeeded, {doc['unchanged']:,} unchanged, "
+        f"{doc['failed']:,} failed, {doc['skipped']:,} skipped, {doc['pending']:,} pending",
+    ]
+    rate = f"rate promise {doc['rate']} ({doc['rate_per_s']:.2f}/s)" if doc["rate"] else "no rate promise"
+    current = f", current {doc['current_rate_per_s']:.2f}/s" if doc["current_rate_per_s"] is not None else ""
+    lines.append(
+        f"requests: {doc['requests']:,} ({doc['retries']:,} retries) in {duration_text(doc['elapsed_s'])}; {rate}{current}"
+    )
+    if doc["eta_s"] is not None and (doc["pending"] or doc["skipped"]):
+        lines.append(f"ETA: {duration_text(doc['eta_s'])}" + ("" if doc["running"] else " once resumed"))
+    if doc["paused_until"]:
+        lines.append(f"paused for Retry-After until {doc['paused_until']}")
+    if doc["failures_by_error"]:
+        lines.append("failures by kind:")
+        for kind, n in doc["failures_by_error"].items():
+            lines.append(f"  {kind}: {n:,}")
+            for message, count in doc["top_messages"].get(kind, []):
+                lines.append(f"    {count:,} x {message}")
+    if not doc["running"] and (doc["pending"] or doc["skipped"] or doc["failed"]):
+        extra = " (add --retry-failed to send failed rows again)" if doc["failed"] else ""
+        lines.append(f"resume with: {doc['resume']}{extra}")
+    return "\n".join(lines)
+
+
+CONTRACT_KEYS = (
+    "total",
+    "succeeded",
+    "unchanged",
+    "failed",
+    "skipped",
+    "pending",
+    "requests",
+    "retries",
+    "elapsed_s",
+    "paused_until",
+    "failures_by_error",
+    "resume",
+)
