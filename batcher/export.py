@@ -236,11 +236,11 @@ class Exporter:
             ids = [item.get("id") if isinstance(item, dict) else None for item in items]
             if ids == previous and not (page_no == 1 and res.pages == 2):
                 # page 1 may repeat page 0 once (a 1-based server answering page 0 as page 1); any other repeat is a loop
-                res.warnings.append(f"batcher export: page_no={page_no} repeated the page before it; stopped there")
+                self.stop_early(f"page_no={page_no} repeated the page before it")
                 return
             new = [item for item, meeting_id in zip(items, ids, strict=True) if meeting_id not in self.seen]
             if not new and ids != previous:
-                res.warnings.append(f"batcher export: page_no={page_no} listed no meeting not seen before; stopped")
+                self.stop_early(f"page_no={page_no} listed no meeting not seen before")
                 return
             self.seen.update(ids)
             res.listed = len(self.seen)
@@ -250,10 +250,15 @@ class Exporter:
                     return
                 cap = math.ceil(res.total_count / len(items)) + 2  # from the page size the server really uses
             if res.pages >= cap:
-                res.warnings.append(f"batcher export: stopped after {res.pages} pages (the cap from total_count)")
+                self.stop_early(f"{res.pages} pages is the most total_count allows")
                 return
             previous = ids
             page_no += 1
+
+    def stop_early(self, why: str) -> None:
+        """The server's paging misbehaves: stop listing rather than loop (exit 1: the list may be incomplete)."""
+        self.result.exit_code = 1
+        self.result.warnings.append(f"batcher export: {why}; stopped listing there (the list may be incomplete)")
 
     async def take(self, items: list[dict[str, Any]]) -> None:
         """Write one page's new meetings (GET each first with ``--full``); flush once per page."""
@@ -332,6 +337,7 @@ async def export_meetings(
         result.exit_code = 130
         result.warnings.append("batcher export: interrupted; run the same command again to resume (--out FILE)")
     elif result.total_count is not None and result.listed < result.total_count:
+        result.exit_code = 1  # meetings the server counted but never listed could not be read
         result.warnings.append(
             f"batcher export: warning: listed {result.listed} of the {result.total_count} meetings the server counted"
         )

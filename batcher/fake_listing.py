@@ -9,7 +9,8 @@ both answers: whether ``page_no`` counts from 0 or 1 (``Listing.page_base``)
 and the largest ``per_page`` (``Listing.max_per_page``: larger asks are clamped).
 ``Listing.quirk`` makes the server misbehave the way paginators have been seen to:
 ``"repeat"`` serves the first page for every page number; ``"inflate_total"``
-claims twice as many meetings as there are.
+claims twice as many meetings as there are; ``"clamp"`` answers a page number
+below the base as the first page instead of refusing it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 LIST_HIDDEN = ("ai_config", "preferred_region")
 DEFAULT_PER_PAGE = 20
-QUIRKS = (None, "repeat", "inflate_total")
+QUIRKS = (None, "repeat", "inflate_total", "clamp")
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ def list_page(meetings: list[dict[str, Any]], query: Mapping[str, str], listing:
         end = parse_time(query["end_time"]) if query.get("end_time") else None
     except ValueError as exc:
         return _error(f"bad query: {exc}")
+    if page_no < listing.page_base and listing.quirk == "clamp":
+        page_no = listing.page_base
     if page_no < listing.page_base or per_page < 0:
         return _error(f"page_no starts at {listing.page_base}")
     status = query.get("status", "")

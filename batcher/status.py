@@ -97,7 +97,10 @@ def resume_command(fingerprint: dict[str, Any], state_path: str, rate: str | Non
 def _open_read_only(path: str) -> sqlite3.Connection:
     if not os.path.exists(path):
         raise UsageError(f"no state file at {path}")
-    uri = Path(path).resolve().as_uri() + "?mode=ro"
+    # With no -wal file the job is not running and everything is in the main file: open it
+    # immutable, or SQLite would create -wal/-shm files beside it. (A job starting during
+    # that instant is not waited for: status is a look, not a lock.)
+    uri = Path(path).resolve().as_uri() + ("?mode=ro" if os.path.exists(path + "-wal") else "?mode=ro&immutable=1")
     try:
         db = sqlite3.connect(uri, uri=True, timeout=1.0)
         db.execute("SELECT 1 FROM meta LIMIT 1")
