@@ -245,6 +245,7 @@ class Exporter:
             self.seen.update(ids)
             res.listed = len(self.seen)
             await self.take(new)
+            self.tick()
             if res.total_count is not None:
                 if res.listed >= res.total_count:
                     return

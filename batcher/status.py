@@ -105,6 +105,8 @@ def _open_read_only(path: str) -> sqlite3.Connection:
         db = sqlite3.connect(uri, uri=True, timeout=1.0)
         db.execute("SELECT 1 FROM meta LIMIT 1")
     except sqlite3.Error as exc:
+        if os.path.getsize(path) == 0 or "no such table" in str(exc):
+            raise UsageError(f"{path} holds no job yet (one may be starting: try again in a moment)") from None
         raise UsageError(f"{path} is not a batcher state file ({exc})") from None
     return db
 
