@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from batcher.errors import UsageError
+from batcher.errors import AuthError, UsageError
 from batcher.export import ExportOptions, export_line, export_meetings, parse_fields
 from batcher.fake_api import FakeApi, start
 from batcher.fake_listing import Listing
@@ -165,3 +165,14 @@ async def test_every_route_is_served_under_client_v4_too(tmp_path, server):
     assert code == 0 and len(lines) == 3
     assert server.api.requests["GET"] == 2 + 3 and set(server.api.statuses) == {200, 400}
     assert {line["meeting_id"] for line in lines} == set(ids)
+
+
+async def test_a_refused_token_stops_the_export_with_exit_3(tmp_path):
+    api = FakeApi(token="the-right-one")
+    runner, port = await start(api)
+    try:
+        with pytest.raises(AuthError, match="HTTP 401 listing meetings"):
+            await export(tmp_path, Server(api, port))
+    finally:
+        await runner.cleanup()
+    assert AuthError.exit_code == 3

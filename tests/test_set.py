@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import io
+import subprocess
+import sys
 
 import pytest
 
@@ -166,3 +168,18 @@ async def test_run_and_plan_print_the_estimate_before_sending(server, tmp_path):
     stream = io.StringIO()
     await run_job(cfg, console=Console(stream))
     assert "3 rows to send, ≈ 6 requests: 2 s at 1200/300" in stream.getvalue()
+
+
+def test_validate_checks_rows_with_set_and_mode_offline(tmp_path):
+    mid = "0b7e2a9c-4f1d-4a57-9a3e-1c2d3e4f5a6b"
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "status": "INACTIVE"}])
+    base = [sys.executable, "-m", "batcher", "validate", str(src), "--account-id", ACCOUNT]
+    env = {"PATH": "/usr/bin:/bin"}  # no token, no network needed
+    merge = subprocess.run(base, capture_output=True, text=True, env=env, timeout=60)
+    assert merge.returncode == 2 and "row 1: status: status can only be changed with --mode patch" in merge.stderr
+    patch = subprocess.run(
+        [*base, "--mode", "patch", "--set", "title=x"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert patch.returncode == 0, patch.stderr
+    bad = subprocess.run([*base, "--set", "titel=x"], capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode == 2 and "did you mean 'title'" in bad.stderr
