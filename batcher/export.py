@@ -23,7 +23,6 @@ so a killed 7-hour ``--full`` export does not start over.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import sys
@@ -84,7 +83,7 @@ class ExportResult:
         """The summary for stderr."""
         claimed = f"of total_count {self.total_count}" if self.total_count is not None else "(no total_count given)"
         text = (
-            f"batcher export: listed {self.listed} meetings {claimed} in {self.pages} pages; "
+            f"batcher export: listed {self.listed} meetings {claimed} in {self.pages} page{'s' if self.pages != 1 else ''}; "
             f"wrote {self.written}, {self.skipped} already in the output, {self.failed} could not be read"
         )
         return "\n".join([text, *self.warnings])
@@ -138,6 +137,7 @@ class OutFile:
     def __init__(self, path: str) -> None:
         self.path = path
         self.done: set[str] = set()
+        self.is_closed = False  # the reader of stdout went away
         self._fh: IO[bytes]
         if path == "-":
             self._fh = sys.stdout.buffer
@@ -170,6 +170,10 @@ class OutFile:
 
     def close(self) -> None:
         """Flush; close unless it is stdout."""
+        if self.is_closed:
+            # Python would complain of the broken pipe once more at exit: point stdout at /dev/null
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return
         self.flush()
         if self._fh is not sys.stdout.buffer:
             self._fh.close()
@@ -326,8 +330,14 @@ async def export_meetings(
     try:
         async with Client(config, pacer, control.sleep, on_retry=console.debug) as client:
             exporter = Exporter(config, options, client, out, control, progress)
-            with contextlib.suppress(Interrupted):
+            try:
                 await exporter.walk()
+            except Interrupted:
+                pass
+            except BrokenPipeError:  # `batcher export ... | head`: the reader has all it wants
+                out.is_closed = True
+                exporter.result.warnings.append("batcher export: the output was closed by its reader; stopped")
+                exporter.result.exit_code = 1
     finally:
         out.close()
         progress.close()
@@ -337,7 +347,7 @@ async def export_meetings(
     if control.interrupted:
         result.exit_code = 130
         result.warnings.append("batcher export: interrupted; run the same command again to resume (--out FILE)")
-    elif result.total_count is not None and result.listed < result.total_count:
+    elif not out.is_closed and result.total_count is not None and result.listed < result.total_count:
         result.exit_code = 1  # meetings the server counted but never listed could not be read
         result.warnings.append(
             f"batcher export: warning: listed {result.listed} of the {result.total_count} meetings the server counted"
