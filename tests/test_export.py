@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import os
+import sys
 from pathlib import Path
 
 import orjson
@@ -15,7 +18,7 @@ from batcher.fake_listing import Listing
 from batcher.pool import Control
 from batcher.progress import Console
 
-from .conftest import ACCOUNT, Server, config, read_jsonl
+from .conftest import ACCOUNT, TOKEN, Server, config, read_jsonl
 
 
 async def serve(listing: Listing) -> tuple[Server, object]:
@@ -176,3 +179,20 @@ async def test_a_refused_token_stops_the_export_with_exit_3(tmp_path):
     finally:
         await runner.cleanup()
     assert AuthError.exit_code == 3
+
+
+async def test_a_reader_closing_the_pipe_stops_the_export_without_a_traceback(tmp_path, server):
+    server.add(1000)  # ~400 KB of lines: more than a pipe buffers, so the export is still writing
+    env = {**os.environ, "CLOUDFLARE_API_TOKEN": TOKEN}
+    argv = ["export", "--account-id", ACCOUNT, "--app-id", "app-1", "--rate", "none", "--base-url", server.base_url]
+    read_end, write_end = os.pipe()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "batcher", *argv, env=env, stdout=write_end, stderr=asyncio.subprocess.PIPE
+    )
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:  # like `| head -1`: one line, then the reader goes away
+        first = await asyncio.to_thread(reader.readline)
+    _, err = await proc.communicate()
+    assert orjson.loads(first)["account_id"] == ACCOUNT
+    assert proc.returncode == 1 and b"Traceback" not in err
+    assert b"the output was closed by its reader" in err
