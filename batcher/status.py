@@ -172,12 +172,16 @@ def read_status(path: str, now: float | None = None) -> dict[str, Any]:
         "current_rate_per_s": live.get("current_rate_per_s") if is_running else None,
         "top_messages": top,
     }
-    doc["eta_s"] = eta_s(doc)
+    pause_left = paused - now if paused and paused > now else 0.0
+    if (eta := eta_s(doc)) is not None:
+        doc["eta_s"] = round(eta + pause_left, 1)  # nothing is sent until a Retry-After pause ends
+    else:
+        doc["eta_s"] = None
     return doc
 
 
 def eta_s(doc: dict[str, Any]) -> float | None:
-    """Seconds left: the rows to do times requests a row so far, at the rate that limits.
+    """Seconds of sending left: the rows to do times requests a row so far, at the rate that limits.
 
     When the job keeps up with its rate promise (current rate at least 90% of
     it) the promise is what limits, and it is the steadier figure; otherwise

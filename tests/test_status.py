@@ -101,7 +101,8 @@ def test_a_running_job_publishes_its_pause_counters_and_rate(tmp_path):
     assert (doc["requests"], doc["retries"]) == (7, 2)
     assert doc["paused_until"] is not None and doc["paused_until"] > time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     assert doc["rate"] == "1200/300" and doc["rate_per_s"] == 4.0
-    assert doc["eta_s"] == pytest.approx(7 / 1 / 4.0, abs=0.1)  # 1 row left at 7 requests a row so far, at the promise
+    # the 120 s pause, then 1 row left at 7 requests a row so far, at the promise (4/s)
+    assert doc["eta_s"] == pytest.approx(120 + 7 / 4.0, abs=1)
     assert "--set title=x" in doc["resume"]
 
 
