@@ -371,7 +371,7 @@ class Job:
                     rows = self.rows_from_stdin(store, source)
                 else:
                     self.progress.total = store.count_todo(cfg.retry_failed)
-                    say_estimate(self.console, cfg, self.progress.total)
+                    say_estimate(self.console, cfg, self.progress.total, progress=self.progress)
                     rows = self.rows_to_send(store, source)
                 self.pacer = Pacer(cfg.rate, self.control.clock, self.control.sleep)
                 async with Client(cfg, self.pacer, self.control.sleep, on_retry=self.console.debug) as self.client:

@@ -8,7 +8,7 @@ know that before they start, not after the first hour.
 from __future__ import annotations
 
 from .config import JobConfig, RateSpec
-from .progress import Console
+from .progress import Console, Progress
 from .source import Source
 
 # Requests a row needs when all goes well: merge GETs then PUTs (an unchanged
@@ -59,12 +59,24 @@ def count_rows(config: JobConfig) -> int | None:
         return None
 
 
-def say_estimate(console: Console, config: JobConfig, rows: int | None, *, is_plan: bool = False) -> None:
-    """Print the estimate to stderr before sending (``rows`` None: count a file input)."""
+def say_estimate(
+    console: Console,
+    config: JobConfig,
+    rows: int | None,
+    *,
+    is_plan: bool = False,
+    progress: Progress | None = None,
+) -> None:
+    """Print the estimate to stderr before sending (``rows`` None: count a file input).
+
+    With ``progress``, its ETA is also capped at the rows/s the rate promise allows.
+    """
+    mode = "plan" if is_plan else config.mode
+    if progress is not None and config.rate is not None:
+        progress.max_rows_per_s = config.rate.max_requests / config.rate.window_s / REQUESTS_PER_ROW[mode]
     rows = count_rows(config) if rows is None else rows
     if rows is None:
         return  # stdin: the number of rows is not known before they arrive
-    mode = "plan" if is_plan else config.mode
     text = estimate_text(mode, rows, config.rate)
     requests, seconds = estimate(mode, rows, config.rate)
     verb = "to plan" if is_plan else "to send"

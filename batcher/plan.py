@@ -141,7 +141,7 @@ async def plan_job(
                 batch=1 if config.input == "-" else 4096,
                 mode=config.mode,
             )
-            say_estimate(console, config, None, is_plan=True)
+            say_estimate(console, config, None, is_plan=True, progress=progress)
             pacer = Pacer(config.rate, control.clock, control.sleep)
             async with Client(config, pacer, control.sleep, on_retry=console.debug) as planner.client:
                 await pump(

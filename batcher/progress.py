@@ -66,6 +66,8 @@ class Progress:
         self.failed = 0
         self.label = label
         self.paused_until: float | None = None  # wall-clock end of a Retry-After pause
+        # Rows/s the --rate promise allows: the first window's burst must not make the ETA promise more
+        self.max_rows_per_s: float | None = None
         self._started = time.monotonic()
         self._last_plain = self._started
         self._bar: Any = None
@@ -105,7 +107,8 @@ class Progress:
         rate = self.done / elapsed
         parts = [f"{self.done}{f'/{self.total}' if self.total is not None else ''} {self.label}", f"{rate:.1f}/s"]
         if self.total:
-            left = (self.total - self.done) / rate if rate > 0 else None
+            pace = min(rate, self.max_rows_per_s) if self.max_rows_per_s else rate
+            left = (self.total - self.done) / pace if pace > 0 else None
             parts.insert(1, f"{100 * self.done / self.total:.0f}%")
             parts.append("ETA " + (time.strftime("%H:%M:%S", time.gmtime(left)) if left is not None else "--:--:--"))
         parts.append(f"{self.failed} failed")

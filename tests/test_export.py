@@ -196,3 +196,29 @@ async def test_a_reader_closing_the_pipe_stops_the_export_without_a_traceback(tm
     assert orjson.loads(first)["account_id"] == ACCOUNT
     assert proc.returncode == 1 and b"Traceback" not in err
     assert b"the output was closed by its reader" in err
+
+
+class VirtualTime(Control):
+    """A Control whose clock only moves when someone sleeps: pacing without waiting."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)
+        await asyncio.sleep(0)
+
+
+async def test_export_is_paced_by_rate_like_every_other_request(tmp_path, server):
+    server.add(12)
+    cfg = config(tmp_path, server, "", app_id="app-1", rate="5/60")
+    control = VirtualTime()
+    opts = ExportOptions(out_path=str(tmp_path / "out.jsonl"), is_full=True)
+    result = await export_meetings(cfg, opts, control=control, console=Console(io.StringIO()))
+    assert result.exit_code == 0 and result.written == 12
+    assert server.api.requests["GET"] == 14  # refused page 0, one page, 12 meetings
+    assert control.now >= 120  # 14 starts at 5 per 60 s: the third window opens at 120 s

@@ -6,6 +6,8 @@ import argparse
 import io
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -13,10 +15,10 @@ from batcher.commands import parse_set
 from batcher.config import parse_rate
 from batcher.engine import Job, run_job
 from batcher.errors import StateMismatchError, UsageError, ValidationFailed
-from batcher.estimate import estimate, estimate_text
+from batcher.estimate import estimate, estimate_text, say_estimate
 from batcher.plan import plan_job
 from batcher.pool import Control
-from batcher.progress import Console
+from batcher.progress import Console, Progress
 
 from .conftest import ACCOUNT, config, read_jsonl, write_csv, write_jsonl
 
@@ -183,3 +185,16 @@ def test_validate_checks_rows_with_set_and_mode_offline(tmp_path):
     assert patch.returncode == 0, patch.stderr
     bad = subprocess.run([*base, "--set", "titel=x"], capture_output=True, text=True, env=env, timeout=60)
     assert bad.returncode == 2 and "did you mean 'title'" in bad.stderr
+
+
+def test_progress_eta_is_never_faster_than_the_rate_promise():
+    # the first window's burst shows a row rate the promise cannot sustain
+    progress = Progress(1000, console=Console(io.StringIO()))
+    progress.done = 100
+    progress._started = time.monotonic() - 10  # 10 rows/s so far
+    assert "ETA 00:01:30" in progress.line()
+    say_estimate(
+        Console(io.StringIO()), config(Path("."), None, "-", state_path="s.db", rate="1200/300"), 0, progress=progress
+    )
+    assert progress.max_rows_per_s == 2.0  # merge: 2 requests a row at 4 requests/s
+    assert "ETA 00:07:30" in progress.line()
