@@ -66,6 +66,8 @@ async def test_export_seed_set_status_rollback(tmp_path):
     lines = read_jsonl(export)
     assert sorted(line["meeting_id"] for line in lines) == sorted(paris)
     assert all(line["ai_config"]["summarization"]["word_limit"] == 700 for line in lines)  # --full
+    code, _, err = await batcher("validate", str(export))  # the export is also a valid run input
+    assert code == 0 and "6 rows: 6 valid, 0 invalid" in err
 
     # The export seeds a rehearsal API; the first PUT there is answered 429 with Retry-After: 300.
     rehearsal = FakeApi(seed=2)
