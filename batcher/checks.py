@@ -20,10 +20,16 @@ _PAIR = struct.Struct(">QQ")
 
 
 def check_row(
-    number: int, data: dict[str, Any], problems: list[FieldError], default_account: str | None, require_account: bool
+    number: int,
+    data: dict[str, Any],
+    problems: list[FieldError],
+    default_account: str | None,
+    require_account: bool,
+    *,
+    defer_required: bool = False,
 ) -> Row | RowError:
     """``parse_row`` plus the rule that every row's account is known."""
-    result = parse_row(number, data, default_account, problems)
+    result = parse_row(number, data, default_account, problems, defer_required=defer_required)
     if isinstance(result, Row) and require_account and result.account_id is None:
         fix = "add an account_id column/key, or pass --account-id / set CLOUDFLARE_ACCOUNT_ID"
         return RowError(number, result.meeting_id, None, [FieldError("account_id", f"missing: {fix}")], result.patch)
@@ -79,6 +85,8 @@ def iter_checked(
     keys: KeySet | KeyLog,
     require_account: bool,
     batch: int = 4096,
+    *,
+    defer_required: bool = False,
 ) -> Iterator[Row | RowError]:
     """Every row of ``source``, decoded and checked, in order.
 
@@ -91,7 +99,7 @@ def iter_checked(
     if isinstance(keys, KeyLog):
         for number, raw in source.records():
             data, problems = decode(raw)
-            result = check_row(number, data, problems, default_account, require_account)
+            result = check_row(number, data, problems, default_account, require_account, defer_required=defer_required)
             if isinstance(result, Row):
                 keys.add(result)
             yield result
@@ -99,7 +107,9 @@ def iter_checked(
     pending: list[Row | RowError] = []
     for number, raw in source.records():
         data, problems = decode(raw)
-        pending.append(check_row(number, data, problems, default_account, require_account))
+        pending.append(
+            check_row(number, data, problems, default_account, require_account, defer_required=defer_required)
+        )
         if len(pending) >= batch:
             yield from _dedup(pending, keys)
             pending = []
@@ -107,7 +117,7 @@ def iter_checked(
 
 
 def duplicate_errors(
-    path: str, fmt: str | None, default_account: str | None, duplicates: dict[int, int]
+    path: str, fmt: str | None, default_account: str | None, duplicates: dict[int, int], defer_required: bool = False
 ) -> Iterator[RowError]:
     """Re-read a file for the rows ``KeyLog.duplicates()`` named; one RowError each, in row order."""
     if not duplicates:
@@ -116,7 +126,7 @@ def duplicate_errors(
         for number, raw in source.records():
             if number in duplicates:
                 data, problems = source.decode(raw)
-                row = check_row(number, data, problems, default_account, False)
+                row = check_row(number, data, problems, default_account, False, defer_required=defer_required)
                 if isinstance(row, Row):
                     yield _duplicate(row, duplicates[number])
 

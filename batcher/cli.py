@@ -272,7 +272,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """``batcher run``."""
-    from .engine import Job
+    from .engine import run_job
     from .pool import Control
 
     console = _console(args)
@@ -280,17 +280,21 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     _require_account(config)
 
     async def go() -> int:
-        control = Control(float(os.environ.get("BATCHER_TIME_SCALE", "1")))
-        job = Job(config, control, console.progress(), _row_error_printer(console), console=console)
+        control = Control()
 
         def second() -> None:
-            if hasattr(job, "store"):
-                job.flush()
+            control.flush_now()
             _say_resume(console, argv, "batcher: interrupted again: stopped at once; state saved.")
             os._exit(130)
 
         _install_signals(control, second)
-        result = await job.run()
+        result = await run_job(
+            config,
+            control=control,
+            progress=console.progress(),
+            on_invalid=_row_error_printer(console),
+            console=console,
+        )
         console.say("summary", result.message, **result.summary)
         if result.exit_code == 130:
             _say_resume(console, argv, "batcher: interrupted; state saved.")
@@ -354,7 +358,7 @@ def cmd_rollback(args: argparse.Namespace, argv: Sequence[str]) -> int:
     config = _config(args, console, needs_token=True)
 
     async def go() -> int:
-        control = Control(float(os.environ.get("BATCHER_TIME_SCALE", "1")))
+        control = Control()
         _install_signals(control, lambda: os._exit(130))
         result = await rollback_job(config, control=control, console=console)
         console.say("summary", result.message, **result.counts)

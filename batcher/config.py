@@ -7,6 +7,7 @@ import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from .errors import UsageError
 
@@ -125,11 +126,23 @@ class JobConfig:
         return f"{base}.failures.jsonl"
 
     def meeting_url(self, account_id: str, meeting_id: str) -> str:
-        """The URL of one meeting; ids are validated before they get here."""
+        """The URL of one meeting, each id an encoded path segment.
+
+        Ids are validated before they get here; encoding each one as a single
+        segment (``/``, ``?``, ``#``, ``%`` and ``..`` included) means that even
+        an unvalidated id could not add a segment or a query.
+        """
         root = self.base_url.rstrip("/")
+        account, meeting = _segment(account_id), _segment(meeting_id)
         if self.app_id:
-            return f"{root}/accounts/{account_id}/realtime/kit/{self.app_id}/meetings/{meeting_id}"
-        return f"{root}/accounts/{account_id}/realtimekit/meetings/{meeting_id}"
+            return f"{root}/accounts/{account}/realtime/kit/{_segment(self.app_id)}/meetings/{meeting}"
+        return f"{root}/accounts/{account}/realtimekit/meetings/{meeting}"
+
+
+def _segment(value: str) -> str:
+    """One URL path segment: everything but unreserved characters percent-encoded; dots too, so
+    ``.`` and ``..`` cannot name a parent."""
+    return quote(value, safe="").replace(".", "%2E")
 
 
 def read_token(token_file: str | None, environ: dict[str, str] | None = None) -> tuple[Secret, list[str]]:

@@ -4,7 +4,8 @@
     ├── UsageError               bad options or configuration (exit 2, nothing sent)
     │   ├── InputError           the input cannot be read as CSV/JSONL at all
     │   ├── ValidationFailed     some rows are invalid (no --skip-invalid)
-    │   └── StateMismatchError   the state file belongs to another job (exit 2; --force)
+    │   ├── StateMismatchError   the state file belongs to another job (exit 2; --force)
+    │   └── InputChangedError    a row read to be sent differs from what the job recorded (exit 2)
     ├── StateLockedError         another process holds the state file (exit 2)
     ├── HaltError                the job stopped early on purpose (exit 3)
     │   └── AuthError            the API answered 401/403: the token is bad
@@ -39,6 +40,10 @@ class InputError(UsageError):
 
 class StateMismatchError(UsageError):
     """The state file was made by a different job (input or meaning-changing options)."""
+
+
+class InputChangedError(UsageError):
+    """The input changed under the job: a row read to be sent is not the row pre-flight recorded."""
 
 
 class StateLockedError(BatcherError):

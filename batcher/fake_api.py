@@ -66,8 +66,11 @@ class FakeApi:
         seed: int | None = None,
         record_arrivals: bool = False,
         ratelimit_headers: bool = True,
+        extra_fields: frozenset[str] | set[str] = frozenset(),
     ) -> None:
         self.token = token
+        # Dotted paths the server knows beyond our schema (the API grows): accepted and stored by PUT.
+        self.extra_fields = frozenset(extra_fields)
         self.rate_limit = rate_limit
         self.ratelimit_headers = ratelimit_headers
         self.fail_rate = fail_rate
@@ -285,7 +288,7 @@ class FakeApi:
         status = body.pop("status", None) if request.method == "PATCH" else None
         if status not in (None, "ACTIVE", "INACTIVE"):
             return service_error(400, "status: must be ACTIVE or INACTIVE")
-        problems = validate_body(body)
+        problems = validate_body(_without(body, self.extra_fields))
         if problems:
             return service_error(400, "; ".join(str(p) for p in problems))
         self.meetings[key] = _fresh(apply(self.meetings[key], body))
@@ -325,6 +328,21 @@ class FakeApi:
         faults = orjson.loads(await request.read())
         self.faults.extend(faults)
         return _json(200, {"queued": len(self.faults)})
+
+
+def _without(body: dict[str, Any], paths: frozenset[str]) -> dict[str, Any]:
+    """``body`` minus the dotted ``paths`` (the server's extra fields, not in the strict schema)."""
+    out = dict(body)
+    for path in paths:
+        *parents, leaf = path.split(".")
+        node: Any = out
+        for key in parents:
+            if not isinstance(node.get(key), dict):
+                break
+            node[key] = node = dict(node[key])
+        else:
+            node.pop(leaf, None)
+    return out
 
 
 async def start(api: FakeApi, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, int]:

@@ -308,7 +308,7 @@ def _describe(err: dict[str, Any], path: str) -> str:
         return "unknown field" + (f"; did you mean '{hint}'?" if hint else "; see the spec for valid fields")
     if kind == "missing":
         parent = path.rsplit(".", 1)[0]
-        return f"required whenever {parent} is given"
+        return f"required whenever {parent} is given (in --mode merge, unless the meeting already has one)"
     if given is None and spec is not None and not spec.is_nullable:
         return "null is not allowed here; leave the field out to keep the current value"
     if kind == "literal_error":
@@ -350,13 +350,19 @@ def _bounds(path: str) -> str:
 _validate_python = MeetingBody.__pydantic_validator__.validate_python  # the hot path skips a wrapper
 
 
-def validate_body(body: dict[str, Any]) -> list[FieldError]:
-    """Validate a body or patch against the schema; return its problems."""
+def validate_body(body: dict[str, Any], *, defer_required: bool = False) -> list[FieldError]:
+    """Validate a body or patch against the schema; return its problems.
+
+    ``defer_required``: leave the required-if rules (``storage_config.type``...)
+    to the merged document (merge mode: the meeting may already have the field).
+    """
     try:
         _validate_python(body)
     except ValidationError as exc:
         out = []
         for err in exc.errors(include_url=False):
+            if defer_required and err["type"] == "missing":
+                continue
             path = ".".join(str(p) for p in err["loc"] if not isinstance(p, int))
             out.append(FieldError(path or "(body)", _describe(err, path)))
         return out
@@ -368,6 +374,8 @@ def parse_row(
     data: dict[str, Any],
     default_account: str | None,
     problems: list[FieldError] | None = None,
+    *,
+    defer_required: bool = False,
 ) -> Row | RowError:
     """Check one decoded input row; return a ``Row`` or a ``RowError`` naming every problem.
 
@@ -386,7 +394,7 @@ def parse_row(
         account_id = default_account
     elif not (isinstance(account_id, str) and ACCOUNT_RE.fullmatch(account_id)):
         errors.append(FieldError("account_id", check_account_id(account_id) or ""))
-    errors.extend(validate_body(patch))
+    errors.extend(validate_body(patch, defer_required=defer_required))
     if errors:  # ids that are not valid never leave this function: they must not reach a URL
         shown_id = meeting_id if isinstance(meeting_id, str) and UUID_RE.fullmatch(meeting_id) else None
         shown_account = account_id if isinstance(account_id, str) and ACCOUNT_RE.fullmatch(account_id) else None
@@ -394,8 +402,26 @@ def parse_row(
     return Row(number, meeting_id.lower(), account_id, patch)
 
 
-def trusted_row(number: int, data: dict[str, Any], default_account: str | None) -> Row:
-    """A ``Row`` from data that already passed ``parse_row`` (the same bytes, checked by
-    the pre-flight pass): the send pass skips re-validating what cannot have changed."""
-    patch = {k: v for k, v in data.items() if k not in ROW_KEYS}
-    return Row(number, data["meeting_id"].lower(), data.get("account_id") or default_account, patch)
+def _required_paths(model: type[BaseModel], prefix: str) -> typing.Iterator[tuple[str, str]]:
+    for name, info in model.model_fields.items():
+        inner, _ = _unwrap(info.annotation)
+        if info.is_required() and prefix:
+            yield prefix.rstrip("."), name
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            yield from _required_paths(inner, prefix + name + ".")
+
+
+# (object path, field) pairs: the field is required whenever the object is given.
+REQUIRED_IF = tuple(_required_paths(MeetingBody, ""))
+
+
+def missing_required(document: dict[str, Any]) -> list[FieldError]:
+    """Required-if fields absent from a whole document (e.g. a merged one)."""
+    out = []
+    for parent, name in REQUIRED_IF:
+        node: Any = document
+        for key in parent.split("."):
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and name not in node:
+            out.append(FieldError(f"{parent}.{name}", f"required whenever {parent} is given"))
+    return out

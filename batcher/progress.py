@@ -12,7 +12,6 @@ instead (a JSON ``progress`` event in JSON mode).
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import time
@@ -20,17 +19,23 @@ from typing import IO, Any
 
 import orjson
 
-# Seconds between plain status lines when stderr is not a terminal (env for tests and tuning).
-PLAIN_EVERY_S = float(os.environ.get("BATCHER_PROGRESS_EVERY_S", "5"))
+# Seconds between plain status lines when stderr is not a terminal.
+PLAIN_EVERY_S = 5.0
 
 
 class Console:
     """stderr, in text or JSON lines; ``quiet`` silences progress, not errors."""
 
     def __init__(
-        self, stream: IO[str] | None = None, log_format: str = "text", quiet: bool = False, verbose: bool = False
+        self,
+        stream: IO[str] | None = None,
+        log_format: str = "text",
+        quiet: bool = False,
+        verbose: bool = False,
+        plain_every_s: float = PLAIN_EVERY_S,
     ):
         self.stream = stream or sys.stderr
+        self.plain_every_s = plain_every_s  # tests pass 0: a status line on every tick
         self.is_json = log_format == "json"
         self.quiet = quiet
         self.verbose = verbose
@@ -124,7 +129,7 @@ class Progress:
             postfix = f"{self.failed} failed" + (f", {p}" if (p := self._paused_text()) else "")
             self._bar.set_postfix_str(postfix, refresh=True)
             return
-        if time.monotonic() - self._last_plain >= PLAIN_EVERY_S:
+        if time.monotonic() - self._last_plain >= self.console.plain_every_s:
             self._last_plain = time.monotonic()
             self.console.say(
                 "progress",

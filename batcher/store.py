@@ -21,6 +21,7 @@ import sqlite3
 import time
 import zlib
 from collections.abc import Iterable, Iterator
+from dataclasses import astuple, dataclass
 from typing import IO, Any
 
 import orjson
@@ -64,6 +65,21 @@ CREATE TABLE IF NOT EXISTS rollback (
 )
 
 
+@dataclass(slots=True)
+class RowRecord:
+    """One input row as the state keeps it (columns of the ``rows`` table, in order)."""
+
+    row: int
+    account_id: str | None
+    meeting_id: str | None
+    patch_hash: bytes | None
+    outcome: str = "pending"
+    error: str | None = None
+    message: str | None = None
+    patch: str | None = None  # redacted JSON, failed rows only
+
+
+_STATS_KEY = "run_stats"
 _UPDATE_ROW = "UPDATE rows SET outcome = ?, error = ?, status = ?, message = ?, attempts = ?, patch = ? WHERE row = ?"
 
 
@@ -137,6 +153,7 @@ class Store:
         self._lock = lock
         self._pending: list[tuple[Any, ...]] = []
         self._pending_writes: list[tuple[str, str, str]] = []
+        self._stats_delta = [0, 0, 0.0]  # requests, retries, elapsed_s not yet committed
         self.keys = KeySet(db)
 
     @classmethod
@@ -156,6 +173,11 @@ class Store:
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
         return cls(path, db, lock, is_new)
+
+    @property
+    def is_closed(self) -> bool:
+        """True once ``close`` ran."""
+        return self._lock.closed
 
     def close(self) -> None:
         """Flush, release the lock (safe to call twice)."""
@@ -226,27 +248,33 @@ class Store:
         """After a rebuild: rows whose (account, meeting, patch) was already done stay done."""
         if not self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'rows_old'").fetchone():
             return 0
+        # Failed rows keep their failure too: --force alone never retries them (--retry-failed does).
         cur = self.db.execute(
-            """UPDATE rows SET outcome = o.outcome, status = o.status, attempts = o.attempts
+            """UPDATE rows SET outcome = o.outcome, error = o.error, status = o.status, message = o.message,
+                 attempts = o.attempts, patch = o.patch
                FROM rows_old AS o
                WHERE rows.outcome = 'pending' AND o.meeting_id = rows.meeting_id
                  AND o.account_id IS rows.account_id AND o.patch_hash = rows.patch_hash
-                 AND o.outcome IN ('succeeded', 'unchanged')"""
+                 AND o.outcome IN ('succeeded', 'unchanged', 'failed')"""
         )
         self.db.execute("DROP TABLE rows_old")
         return cur.rowcount
 
-    def add_rows(self, rows: Iterable[tuple[Any, ...]]) -> None:
-        """Insert ``(row, account_id, meeting_id, patch_hash, outcome, error, message, patch)`` tuples."""
+    def add_rows(self, rows: Iterable[RowRecord]) -> None:
+        """Insert (or replace) row records."""
         self.db.executemany(
             "INSERT OR REPLACE INTO rows (row, account_id, meeting_id, patch_hash, outcome, error, message, patch)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
+            (astuple(r) for r in rows),
         )
 
-    def row_state(self, row: int) -> tuple[str, bytes | None, str | None] | None:
-        """(outcome, patch_hash, error) of one row, or None if unknown."""
-        return self.db.execute("SELECT outcome, patch_hash, error FROM rows WHERE row = ?", (row,)).fetchone()
+    def row_record(self, row: int) -> RowRecord | None:
+        """The recorded state of one row, or None if unknown."""
+        found = self.db.execute(
+            "SELECT row, account_id, meeting_id, patch_hash, outcome, error, message, patch FROM rows WHERE row = ?",
+            (row,),
+        ).fetchone()
+        return RowRecord(*found) if found else None
 
     @staticmethod
     def _todo_where(retry_failed: bool) -> str:
@@ -260,18 +288,20 @@ class Store:
         """How many rows a run would send."""
         return self.db.execute(f"SELECT COUNT(*) FROM rows WHERE {self._todo_where(retry_failed)}").fetchone()[0]
 
-    def todo_rows(self, retry_failed: bool, chunk: int = 20000) -> Iterator[int]:
-        """Row numbers still to send, ascending, read in chunks (memory stays flat)."""
+    def todo_rows(self, retry_failed: bool, chunk: int = 20000) -> Iterator[RowRecord]:
+        """Rows still to send, ascending, read in chunks (memory stays flat)."""
         where = self._todo_where(retry_failed)
         last = 0
         while True:
             batch = self.db.execute(
-                f"SELECT row FROM rows WHERE row > ? AND {where} ORDER BY row LIMIT ?", (last, chunk)
+                "SELECT row, account_id, meeting_id, patch_hash, outcome, error, message, patch"
+                f" FROM rows WHERE row > ? AND {where} ORDER BY row LIMIT ?",
+                (last, chunk),
             ).fetchall()
             if not batch:
                 return
-            for (row,) in batch:
-                yield row
+            for found in batch:
+                yield RowRecord(*found)
             last = batch[-1][0]
 
     def record(
@@ -289,13 +319,32 @@ class Store:
         self._pending.append((outcome, error, status, message, attempts, patch, row))
         return len(self._pending)
 
+    def count_requests(self, requests: int, retries: int, elapsed_s: float) -> None:
+        """Add request counters to the job's totals; committed with the next ``flush``.
+
+        So a killed run's requests are not forgotten: after ``kill -9`` the
+        totals miss only what happened since the last group commit.
+        """
+        delta = self._stats_delta
+        delta[0] += requests
+        delta[1] += retries
+        delta[2] += elapsed_s
+
     def flush(self, also: tuple[str, tuple[Any, ...]] | None = None) -> None:
-        """Commit buffered outcomes (and ``also``, one more statement) in one transaction."""
-        if not self._pending and not self._pending_writes and also is None:
+        """Commit buffered outcomes, counters (and ``also``, one more statement) in one transaction."""
+        has_stats = self._stats_delta[0] or self._stats_delta[1]
+        if not self._pending and not self._pending_writes and also is None and not has_stats:
             return
         pending, self._pending = self._pending, []
         writes, self._pending_writes = self._pending_writes, []
         self.db.execute("BEGIN")
+        if any(self._stats_delta):
+            (requests, retries, elapsed_s), self._stats_delta = self._stats_delta, [0, 0, 0.0]
+            total = self.run_stats()
+            total["requests"] += requests
+            total["retries"] += retries
+            total["elapsed_s"] = round(total["elapsed_s"] + elapsed_s, 3)
+            self.set_meta(_STATS_KEY, total)
         if pending:
             self.db.executemany(_UPDATE_ROW, pending)
         if writes:
@@ -325,15 +374,17 @@ class Store:
             " FROM rows WHERE outcome = 'failed' ORDER BY row"
         )
 
-    def add_run_stats(self, requests: int, retries: int, elapsed_s: float) -> dict[str, float]:
-        """Accumulate request counters over every run of the job."""
-        total = self.get_meta("run_stats", {"requests": 0, "retries": 0, "elapsed_s": 0.0})
-        total["requests"] += requests
-        total["retries"] += retries
-        total["elapsed_s"] = round(total["elapsed_s"] + elapsed_s, 3)
+    def run_stats(self) -> dict[str, Any]:
+        """The job's committed request counters over every run (killed ones included)."""
+        return self.get_meta(_STATS_KEY, {"requests": 0, "retries": 0, "elapsed_s": 0.0})
+
+    def end_run(self) -> dict[str, Any]:
+        """Commit the last counters and count one finished run; returns the totals."""
+        self.flush()
+        total = self.run_stats()
         total["runs"] = total.get("runs", 0) + 1
         total["last_run_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        self.set_meta("run_stats", total)
+        self.set_meta(_STATS_KEY, total)
         return total
 
     # -- snapshots (merge mode) ----------------------------------------------

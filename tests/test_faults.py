@@ -10,9 +10,9 @@ from batcher.client import Client, error_message
 from batcher.config import RateSpec, Secret
 from batcher.engine import run_job
 from batcher.limiter import Pacer
-from batcher.pool import Control
 
 from .conftest import config, read_jsonl, write_jsonl
+from .fake_time import VirtualTime
 from .test_limiter import FakeTime
 
 
@@ -20,7 +20,7 @@ async def run_one(server, tmp_path, faults, **overrides):
     [mid] = server.add(title="old")
     server.api.faults.extend(faults)
     src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "title": "new"}])
-    result = await run_job(config(tmp_path, server, src, **overrides), control=Control(time_scale=0.001))
+    result = await run_job(config(tmp_path, server, src, **overrides), control=VirtualTime().control())
     return mid, result
 
 
@@ -47,10 +47,27 @@ async def test_transient_faults_are_retried_to_success(server, tmp_path, fault):
 @pytest.mark.parametrize("mode", ["merge", "replace", "patch"])
 async def test_a_write_applied_before_the_connection_dropped_is_not_sent_again(server, tmp_path, mode):
     method = "PATCH" if mode == "patch" else "PUT"
-    mid, result = await run_one(server, tmp_path, [{"kind": "apply_then_drop", "method": method}], mode=mode)
+    # Not at the defaults before the write: in replace mode the confirming GET must see the
+    # write's own effect (persist_chat back to its default), not a meeting that already matched.
+    [mid] = server.add(title="old", persist_chat=True, ai_config={"transcription": {"language": "fr"}})
+    server.api.faults.append({"kind": "apply_then_drop", "method": method})
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "title": "new"}])
+    result = await run_job(config(tmp_path, server, src, mode=mode), control=VirtualTime().control())
     assert result.exit_code == 0 and result.summary["succeeded"] == 1
-    assert server.api.puts[mid] == 1, "a GET confirmed the write had landed, so it was not repeated"
+    assert server.api.requests[method] == 1, "a GET confirmed the write had landed, so it was not repeated"
     assert server.doc(mid)["title"] == "new"
+    assert server.doc(mid)["persist_chat"] is (mode != "replace")
+
+
+@pytest.mark.parametrize("mode", ["replace", "patch"])
+async def test_a_write_dropped_before_it_landed_is_sent_again_in_every_mode(server, tmp_path, mode):
+    method = "PATCH" if mode == "patch" else "PUT"
+    [mid] = server.add(title="old", persist_chat=True)
+    server.api.faults.append({"kind": "drop", "method": method})
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "title": "new"}])
+    result = await run_job(config(tmp_path, server, src, mode=mode), control=VirtualTime().control())
+    assert result.exit_code == 0 and server.doc(mid)["title"] == "new"
+    assert server.api.requests == {"GET": 1, method: 2}, "write (dropped), GET (not applied), write again"
 
 
 async def test_a_write_that_did_not_land_is_sent_again_after_the_check(server, tmp_path):
