@@ -141,7 +141,8 @@ class Job:
     async def send(self, row: Row, url: str, send: Send, current: dict[str, Any] | None, attempts: int) -> None:
         """Carry out a ``Send``: the way back first (merge mode), then the write."""
         account = row.account_id or ""
-        if current is not None:  # durable before the change is made
+        if current is not None:  # durable before the change is made (a group commit: counters go too)
+            self.count_requests()
             self.store.save_snapshot(account, row.meeting_id, row.number, project(current), strip_secrets(send.body))
         verify = self.confirmer(url, send.confirm) if send.confirm is not None else None
         result = await self.client.call(send.method, url, send.body, verify)

@@ -143,17 +143,22 @@ async def pump(
             for _ in range(concurrency):
                 await queue.put(_END)
 
+    feed_error: Exception | None = None  # e.g. the input changed: raised as itself, not in a group
     async with asyncio.TaskGroup() as workers:
         for _ in range(concurrency):
             workers.create_task(worker())
         beat = asyncio.create_task(heartbeat()) if on_tick is not None else None
         try:
             await feed()
+        except Exception as exc:
+            feed_error = exc
         finally:
             if beat is not None:
                 beat.cancel()
     if on_tick is not None:
         on_tick()
+    if feed_error is not None:
+        raise feed_error
     if len(control.crashes) == 1:
         raise control.crashes[0]
     if control.crashes:
