@@ -265,7 +265,12 @@ class Job:
                 f"the first {n} rows all failed with network errors after their retries: "
                 f"check --base-url (now {cfg.base_url}) and the network"
             )
-        self.control.halt_with(HaltError(f"stopped early: {why}. Fix it and re-run with --retry-failed"))
+        self.control.halt_with(
+            HaltError(
+                f"stopped early: {why}. Fix it, then re-run with --retry-failed "
+                "(and --force if you changed --base-url, --account-id or --app-id)"
+            )
+        )
 
     def count_requests(self) -> None:
         """Hand the request counters since the last count to the store (committed with the next flush)."""

@@ -269,3 +269,13 @@ def test_account_is_part_of_the_row_record(tmp_path):
     record = store.row_record(1)
     store.close()
     assert record is not None and (record.account_id, record.outcome) == (ACCOUNT, "pending")
+
+
+def test_validate_offline_says_the_type_is_needed_unless_the_meeting_has_one(tmp_path):
+    from batcher.checks import validate_input
+
+    row = {"meeting_id": "0b7e2a9c-4f1d-4a57-9a3e-1c2d3e4f5a6b", "recording_config": {"storage_config": NEW_KEYS}}
+    [result] = list(validate_input(str(write_jsonl(tmp_path / "in.jsonl", [row]))))
+    [problem] = result.errors
+    assert problem.field == "recording_config.storage_config.type"
+    assert "unless the meeting already has one" in problem.reason
