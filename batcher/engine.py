@@ -31,6 +31,7 @@ Choices made here (the README repeats them):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -111,6 +112,7 @@ class Job:
         self.failures_this_run = 0
         self._early: list[str | None] = []  # operator-mistake kind of the first rows sent (None: anything else)
         self._counted = (0, 0, time.monotonic())  # requests, retries, clock at the last count
+        self.is_prepared = False  # the state is this job's and pre-flight is done
 
     # -- sending ----------------------------------------------------------------
 
@@ -299,8 +301,21 @@ class Job:
         if store.check_identity(fp, force=cfg.force):
             # stdin rows are matched one by one as they stream (row, patch hash): no rebuild
             if not self.is_stdin:
-                await asyncio.to_thread(self.intake.load_rows, rebuild=not store.is_new)
+                await self._in_thread(self.intake.load_rows, rebuild=not store.is_new)
             store.set_meta("fingerprint", fp)
+        self.is_prepared = True
+
+    async def _in_thread(self, work: Callable[..., Any], **kwargs: Any) -> Any:
+        """Run blocking ``work`` in a thread. A cancellation asks it to stop and waits for it:
+        the Store's connection is never used by two threads at once."""
+        task = asyncio.ensure_future(asyncio.to_thread(work, **kwargs))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            self.control.stop.set()  # pre-flight checks it every STOP_CHECK_ROWS rows
+            with contextlib.suppress(Exception):
+                await task
+            raise
 
     async def run(self) -> JobResult:
         """Prepare, send, report. Raises BatcherError for usage errors and halts.
@@ -322,7 +337,8 @@ class Job:
         except asyncio.CancelledError:
             self.control.interrupted = True
             self.control.stop.set()
-            self.wrap_up(started)
+            if self.is_prepared:
+                self.wrap_up(started)
             raise
         finally:
             if not self.store.is_closed:

@@ -279,3 +279,27 @@ def test_validate_offline_says_the_type_is_needed_unless_the_meeting_has_one(tmp
     [problem] = result.errors
     assert problem.field == "recording_config.storage_config.type"
     assert "unless the meeting already has one" in problem.reason
+
+
+async def test_cancelling_during_preflight_waits_for_it_and_the_job_still_runs_after(server, tmp_path):
+    import threading
+
+    rows = [{"meeting_id": "bad"}, *[{"meeting_id": m, "title": "x"} for m in server.add(3)]]
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
+    loop = asyncio.get_running_loop()
+    in_preflight, go_on = asyncio.Event(), threading.Event()
+    released = []
+
+    def on_invalid(_err):  # pre-flight's thread: tell the test, wait until the job was cancelled
+        loop.call_soon_threadsafe(in_preflight.set)
+        released.append(go_on.wait(10))  # False if pre-flight held the event loop
+
+    job = asyncio.ensure_future(run_job(config(tmp_path, server, src, skip_invalid=True), on_invalid=on_invalid))
+    await in_preflight.wait()
+    job.cancel()
+    go_on.set()
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    assert released == [True] and sum(server.api.requests.values()) == 0
+    again = await run_job(config(tmp_path, server, src, skip_invalid=True))
+    assert again.summary["succeeded"] == 3 and again.summary["failed"] == 1
