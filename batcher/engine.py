@@ -46,8 +46,8 @@ from .decide import READS_FIRST, Options, Refuse, Send, Unchanged, decide
 from .errors import AuthError, HaltError, Interrupted
 from .intake import Intake, fingerprint
 from .limiter import Pacer
-from .merge import project, shows, strip_secrets
-from .model import FIELDS, Row, RowError
+from .merge import carried_unknown, project, shows, strip_secrets
+from .model import Row, RowError
 from .pool import Control, pump, show_pause
 from .progress import Console, Progress
 from .report import (
@@ -369,23 +369,10 @@ class Job:
 
 def _carried_note(body: dict[str, Any], patch: dict[str, Any], message: str) -> str:
     """Name the fields of a rejected PUT that the row did not set but GET showed (carried)."""
-    named = [path for path in _unknown_paths(body, patch) if path.rsplit(".", 1)[-1] in message]
+    named = [path for path in carried_unknown(body, patch) if path.rsplit(".", 1)[-1] in message]
     if not named:
         return ""
     return f" ({', '.join(named)}: not in the row; carried from the meeting as GET showed it)"
-
-
-def _unknown_paths(body: dict[str, Any], patch: dict[str, Any], prefix: str = "") -> list[str]:
-    out = []
-    for key, value in body.items():
-        path = prefix + key
-        sub = patch.get(key) if isinstance(patch, dict) else None
-        if path not in FIELDS:
-            if sub is None:
-                out.append(path)
-        elif isinstance(value, dict):
-            out.extend(_unknown_paths(value, sub if isinstance(sub, dict) else {}, path + "."))
-    return out
 
 
 async def run_job(

@@ -161,3 +161,17 @@ def strip_secrets(document: dict[str, Any]) -> dict[str, Any]:
         return document
     clean = {k: v for k, v in storage.items() if k not in SECRET_FIELDS}
     return {**document, "recording_config": {**document["recording_config"], "storage_config": clean}}
+
+
+def carried_unknown(body: dict[str, Any], patch: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted paths of ``body`` the schema does not know and ``patch`` did not set: carried from GET."""
+    out = []
+    for key, value in body.items():
+        path = prefix + key
+        sub = patch.get(key) if isinstance(patch, dict) else None
+        if path not in FIELDS:
+            if sub is None:
+                out.append(path)
+        elif isinstance(value, dict):
+            out.extend(carried_unknown(value, sub if isinstance(sub, dict) else {}, path + "."))
+    return out

@@ -113,3 +113,10 @@ def test_shows_checks_every_value_the_write_sets_and_ignores_the_rest():
     assert shows(now, {"title": "b", "ai_config": {"transcription": {"language": "fr"}}})
     assert not shows(now, {"ai_config": {"transcription": {"language": "de"}}})
     assert not shows(now, {"missing": None}), "a value GET does not show is not shown"
+
+
+def test_carried_unknown_names_fields_from_get_that_the_row_did_not_set():
+    from batcher.merge import carried_unknown
+
+    body = {"title": "b", "beta_flag": True, "row_extra": 1, "ai_config": {"future": {"x": 1}, "transcription": {}}}
+    assert sorted(carried_unknown(body, {"title": "b", "row_extra": 1})) == ["ai_config.future", "beta_flag"]
