@@ -122,9 +122,9 @@ def human_summary(doc: dict[str, Any], store: Store, report_path: str, this_run:
     if doc["failed"]:
         kinds: Counter[str] = Counter()
         messages: dict[str, Counter[str]] = {}
-        for _row, _m, _a, error, _s, message, _n, _p in store.failures():
-            kinds[error] += 1
-            messages.setdefault(error, Counter())[(message or "")[:200]] += 1
+        for failure in store.failures():
+            kinds[failure.error] += 1
+            messages.setdefault(failure.error, Counter())[(failure.message or "")[:200]] += 1
         for kind, n in kinds.most_common():
             top = "; ".join(f"{m} (x{c})" for m, c in messages[kind].most_common(2))
             lines.append(f"  failed {kind}: {n} - {top}")

@@ -21,14 +21,14 @@ import time
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import astuple, dataclass
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import orjson
 
 from .errors import StateLockedError, StateMismatchError
 from .keys import KeySet, file_digest, patch_hash, row_key, scratch_keyset
 
-__all__ = ["KeySet", "RowRecord", "Store", "file_digest", "patch_hash", "row_key", "scratch_keyset"]
+__all__ = ["Failure", "KeySet", "RowRecord", "Store", "file_digest", "patch_hash", "row_key", "scratch_keyset"]
 
 OUTCOMES = ("succeeded", "unchanged", "failed", "skipped")
 
@@ -79,6 +79,19 @@ class RowRecord:
     error: str | None = None
     message: str | None = None
     patch: str | None = None  # redacted JSON, failed rows only
+
+
+class Failure(NamedTuple):
+    """One failed row, as the failure report shows it."""
+
+    row: int
+    meeting_id: str | None
+    account_id: str | None
+    error: str | None
+    status: int | None
+    message: str | None
+    attempts: int | None
+    patch: str | None  # redacted JSON
 
 
 _STATS_KEY = "run_stats"
@@ -317,12 +330,13 @@ class Store:
         out["total"] = sum(out[o] for o in OUTCOMES)
         return out
 
-    def failures(self) -> Iterator[tuple[Any, ...]]:
-        """(row, meeting_id, account_id, error, status, message, attempts, patch) of failed rows."""
-        return self.db.execute(
+    def failures(self) -> Iterator[Failure]:
+        """Every failed row of the job, in row order."""
+        for found in self.db.execute(
             "SELECT row, meeting_id, account_id, error, status, message, attempts, patch"
             " FROM rows WHERE outcome = 'failed' ORDER BY row"
-        )
+        ):
+            yield Failure(*found)
 
     def run_stats(self) -> dict[str, Any]:
         """The job's committed request counters over every run (killed ones included)."""
