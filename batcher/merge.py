@@ -95,13 +95,19 @@ def same(a: Any, b: Any) -> bool:
 
 
 def shows(document: dict[str, Any], expected: dict[str, Any]) -> bool:
-    """True when ``document`` holds every value of ``expected`` (objects key by key; the rest whole)."""
+    """True when ``document`` holds every value of ``expected`` (objects key by key; the rest whole).
+
+    A field ``document`` leaves out shows ``null`` (APIs often omit nulls), nothing else.
+    """
     for key, want in expected.items():
         have = document.get(key, _ABSENT)
         if isinstance(want, dict) and isinstance(have, dict):
             if not shows(have, want):
                 return False
-        elif have is _ABSENT or not same(have, want):
+        elif have is _ABSENT:
+            if want is not None:
+                return False
+        elif not same(have, want):
             return False
     return True
 

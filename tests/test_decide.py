@@ -112,7 +112,9 @@ def test_shows_checks_every_value_the_write_sets_and_ignores_the_rest():
     now = {"title": "b", "ai_config": {"transcription": {"language": "fr", "keywords": []}}, "extra": 1}
     assert shows(now, {"title": "b", "ai_config": {"transcription": {"language": "fr"}}})
     assert not shows(now, {"ai_config": {"transcription": {"language": "de"}}})
-    assert not shows(now, {"missing": None}), "a value GET does not show is not shown"
+    assert not shows(now, {"missing": 1}), "a value GET does not show is not shown"
+    assert shows(now, {"missing": None}), "a field GET leaves out reads as null"
+    assert not shows(now, {"title": None}) and not shows(now, {"extra": True})
 
 
 def test_carried_unknown_names_fields_from_get_that_the_row_did_not_set():
