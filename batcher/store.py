@@ -251,14 +251,17 @@ class Store:
         """How many rows a run would send."""
         return self.db.execute(f"SELECT COUNT(*) FROM rows WHERE {self._todo_where(retry_failed)}").fetchone()[0]
 
-    def todo_rows(self, retry_failed: bool, chunk: int = 20000) -> Iterator[RowRecord]:
-        """Rows still to send, ascending, read in chunks (memory stays flat)."""
+    def todo_rows(self, retry_failed: bool, chunk: int = 4096) -> Iterator[RowRecord]:
+        """Rows still to send, ascending, read in chunks (memory stays flat).
+
+        Only what identifies a row is read (number, account, meeting, patch hash):
+        the send pass compares each row it sends with it.
+        """
         where = self._todo_where(retry_failed)
         last = 0
         while True:
             batch = self.db.execute(
-                "SELECT row, account_id, meeting_id, patch_hash, outcome, error, message, patch"
-                f" FROM rows WHERE row > ? AND {where} ORDER BY row LIMIT ?",
+                f"SELECT row, account_id, meeting_id, patch_hash FROM rows WHERE row > ? AND {where} ORDER BY row LIMIT ?",
                 (last, chunk),
             ).fetchall()
             if not batch:
