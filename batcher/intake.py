@@ -90,7 +90,7 @@ def _same_row(record: RowRecord, result: Row | RowError) -> bool:
 
 def _changed(number: int, what: str) -> InputChangedError:
     return InputChangedError(
-        f"row {number} of the input {what} since the job recorded it; nothing more was sent. "
+        f"row {number} of the input {what}; nothing more was sent. "
         "Restore the input, or start a new job (another --state, or --force)"
     )
 
@@ -147,7 +147,9 @@ class Intake:
                     store.add_rows(batch)
                     batch.clear()
                 if count % STOP_CHECK_ROWS == 0 and self.should_stop():
-                    raise Interrupted("interrupted during the pre-flight check; nothing was sent, no state kept")
+                    raise Interrupted(
+                        "interrupted during the pre-flight check; nothing was sent, the state is as it was"
+                    )
             dups = duplicate_errors(cfg.input, cfg.input_format, cfg.account_id, keys.duplicates(), self.defer)
             for duplicate in dups:
                 invalid += 1
@@ -181,11 +183,11 @@ class Intake:
             data, problems = source.decode(raw)
             result = check_row(number, data, problems, cfg.account_id, True, defer_required=self.defer)
             if isinstance(result, RowError) or not _same_row(next_row, result):
-                raise _changed(number, "changed")
+                raise _changed(number, "changed since the job's pre-flight check recorded it")
             next_row = next(todo, None)
             yield result
         if next_row is not None:
-            raise _changed(next_row.row, "is gone")
+            raise _changed(next_row.row, "is gone since the job's pre-flight check recorded it")
 
     def rows_from_stdin(self, source: Source) -> Iterator[Row | RowError]:
         """Stdin: check and record rows as they stream; skip what an earlier run finished."""
@@ -197,7 +199,7 @@ class Intake:
             known = store.row_record(result.number)
             if known is not None and not _same_row(known, result):
                 if not cfg.force:
-                    raise _changed(result.number, "differs from the stream an earlier run of this job read")
+                    raise _changed(result.number, "differs from the row an earlier run of this job read")
                 known = None
             if known is not None and isinstance(result, Row) and _is_done(known, cfg.retry_failed):
                 continue
