@@ -6,6 +6,9 @@ back to its default), write-only storage credentials hidden on GET, 404 for
 unknown meetings, 400 from the same schema, a rate limit answered with 429 and
 ``Retry-After``, random failures (``fail_rate``) and latency.
 
+``extra_fields`` (dotted paths) are fields this server knows beyond batcher's
+schema, as the real API grows: a PUT may carry them and they are stored.
+
 Tests script faults through ``FakeApi.faults`` (or ``POST /__faults``): each
 entry answers the next matching request with a status, a dropped connection,
 a hang, a truncated or non-JSON body. ``GET /__stats`` and ``GET /__meetings``

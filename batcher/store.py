@@ -5,7 +5,12 @@ engine flushes once ``--concurrency`` outcomes are waiting (and a few times a
 second), so after a ``kill -9`` at most that many finished rows, plus those in
 flight, are sent again. WAL with ``synchronous=NORMAL`` makes a commit survive the death of the
 process (only a power cut could undo the last ones), at a few microseconds a
-commit instead of an fsync each.
+commit instead of an fsync each. The job's request counters (requests, retries,
+elapsed) ride on the same group commits as deltas, so a killed run still counts.
+
+A ``--force`` rebuild carries every outcome of a row whose (account, meeting,
+patch) is unchanged, failures included: ``--force`` alone never retries a
+failed row; ``--retry-failed`` does.
 
 Secrets are never stored: patches are kept only as a hash (to match rows on
 ``--force``) and, for failed rows, redacted; snapshots hold what GET showed
