@@ -33,6 +33,7 @@ from .pool import TICK, Control, pump, show_pause
 from .progress import Console, Progress
 from .report import (
     ResultsStream,
+    finished_rows_sql,
     human_summary,
     redacted_patch_json,
     scrub,
@@ -361,11 +362,13 @@ class Job:
                 if not self.is_stdin:
                     self.load_rows(store, rebuild=not store.is_new)
                 store.set_meta("fingerprint", fingerprint)
+            # results of rows committed by an earlier (killed) run, before anything is sent
+            self.results.catch_up(store.db, finished_rows_sql(store, cfg.retry_failed))
             with Source(cfg.input, cfg.input_format, self.stdin) as source:
                 if self.is_stdin:
                     rows = self.rows_from_stdin(store, source)
                 else:
-                    self.progress.total = store.count_todo(cfg.retry_failed)
+                    self.progress.resume(store.counts(), store.count_todo(cfg.retry_failed))
                     rows = self.rows_to_send(store, source)
                 self.pacer = Pacer(cfg.rate, self.control.clock, self.control.sleep)
                 async with Client(cfg, self.pacer, self.control.sleep, on_retry=self.console.debug) as self.client:
