@@ -135,7 +135,9 @@ def resolve_target(
     Returns (target, differences); differences are sentences naming both
     values, and only when ``force`` (else ``UsageError`` is raised). An account
     given when the job recorded none is used as is: every snapshot carries its
-    own account, so it never changes a URL.
+    own account, so it never changes a URL. An app id given for a job that had
+    none is a difference (it changes the path). With no recorded job (a state
+    from before fingerprints), what is given is used.
     """
     recorded = recorded or {}
     target: dict[str, str | None] = {}
@@ -145,10 +147,12 @@ def resolve_target(
         if key == "base_url":
             old = old.rstrip("/") if old else None
             new = new.rstrip("/") if new else None
-        if new is None or old is None or new == old:
+        # An app id changes the path even when the job had none; an account never does (snapshots carry theirs).
+        if new is None or new == old or (old is None and key != "app_id") or not recorded:
             target[key] = old if new is None else new
             continue
-        differences.append(f"{label}: the job used {old}, this rollback was given {new}")
+        used = old if old is not None else "none (the /realtimekit/ path)"
+        differences.append(f"{label}: the job used {used}, this rollback was given {new}")
         target[key] = new
     if differences and not force:
         raise UsageError(
