@@ -60,7 +60,8 @@ class Progress:
     A resumed job starts from what earlier runs finished (``resume``): the bar
     shows the whole job, the rate only this run's rows. The ETA counts a
     Retry-After pause still to wait (``paused_until``) plus the remaining rows
-    at the current rate, so it keeps moving while nothing finishes. Clocks and
+    at the rate measured outside pauses, so it counts down while nothing
+    finishes. Clocks and
     the plain-line interval are constructor arguments (tests pass their own).
     """
 
@@ -82,13 +83,36 @@ class Progress:
         self.failed = 0
         self.initial = 0  # rows finished by earlier runs: not part of this run's rate
         self.label = label
-        self.paused_until: float | None = None  # wall-clock end of a Retry-After pause
+        self._paused_until: float | None = None
+        self._pause_began: float | None = None
+        self._paused_s = 0.0  # time spent in ended pauses: not part of the rate
         self.plain_every_s = PLAIN_EVERY_S if plain_every_s is None else plain_every_s
         self._clock = clock
         self._wall = wall_clock
         self._started = clock()
         self._last_plain = self._started
         self._bar: Any = None
+
+    @property
+    def paused_until(self) -> float | None:
+        """Wall-clock end of the current Retry-After pause, or None."""
+        return self._paused_until
+
+    @paused_until.setter
+    def paused_until(self, value: float | None) -> None:
+        now = self._clock()
+        if value and self._pause_began is None:
+            self._pause_began = now
+        elif not value and self._pause_began is not None:
+            self._paused_s += now - self._pause_began
+            self._pause_began = None
+        self._paused_until = value
+
+    def _active_s(self) -> float:
+        """Seconds this run spent not paused: a pause must not lower the rate the ETA uses after it."""
+        now = self._clock()
+        paused = self._paused_s + (now - self._pause_began if self._pause_began is not None else 0.0)
+        return max(now - self._started - paused, 1e-9)
 
     def resume(self, counts: dict[str, int], todo: int) -> None:
         """Start from the whole job: ``counts`` from ``Store.counts()``, ``todo`` rows this run will send.
@@ -128,13 +152,13 @@ class Progress:
             self._bar.update(1)
 
     def _paused_text(self) -> str | None:
-        if self.paused_until and self.paused_until > self._wall():
+        if self._paused_until and self._paused_until > self._wall():
             return "paused for Retry-After until " + time.strftime("%H:%M:%S", time.localtime(self.paused_until))
         return None
 
     def rate(self) -> float:
-        """Rows per second finished by this run."""
-        return (self.done - self.initial) / max(self._clock() - self._started, 1e-9)
+        """Rows per second finished by this run, pauses left out."""
+        return (self.done - self.initial) / self._active_s()
 
     def eta_s(self) -> float | None:
         """Seconds until the job is done: the pause still to wait plus the remaining rows at the current rate.
@@ -149,7 +173,7 @@ class Progress:
         rate = self.rate()
         if rate <= 0:
             return None
-        pause = max(0.0, self.paused_until - self._wall()) if self.paused_until else 0.0
+        pause = max(0.0, self._paused_until - self._wall()) if self._paused_until else 0.0
         return pause + remaining / rate
 
     def _eta_text(self) -> str:
