@@ -244,7 +244,7 @@ def _row_error_printer(console: Console) -> Callable[[RowError], None]:
 
 
 DRAINING = (
-    "batcher: interrupted: taking no more rows; waiting for the requests in flight to finish "
+    "batcher: interrupted: starting nothing new; waiting for the requests in flight to finish "
     "(at most --timeout). Press Ctrl-C again to stop at once (the state is saved either way)."
 )
 
@@ -382,6 +382,8 @@ def cmd_rollback(args: argparse.Namespace, argv: Sequence[str]) -> int:
         console.say("summary", result.message, **result.summary)
         if result.exit_code == 130:
             _say_resume(console, argv, "batcher: interrupted; state saved.")
+        elif result.exit_code == 3:
+            _say_resume(console, argv)
         return result.exit_code
 
     return _run_async(go())

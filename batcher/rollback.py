@@ -62,6 +62,7 @@ from typing import Any
 
 import orjson
 
+from . import rollback_state
 from .client import Client
 from .config import DEFAULT_BASE_URL, JobConfig
 from .errors import AuthError, HaltError, UsageError
@@ -70,7 +71,8 @@ from .merge import project, storage_of
 from .pool import Control, pump, show_pause
 from .progress import Console, Progress
 from .report import ResultsStream, write_report
-from .store import SnapshotRecord, Store
+from .rollback_state import SnapshotRecord
+from .store import Store
 
 TARGET_FIELDS = {"base_url": "base URL", "app_id": "app id", "account_id": "account"}
 
@@ -218,9 +220,7 @@ class Rollback:
         attempts: int = 0,
     ) -> None:
         """Keep one meeting's outcome (committed at once), then stream and count it."""
-        self.store.record_rollback(
-            snap.account_id, snap.meeting_id, outcome, error, status, message, attempts, snap.seq
-        )
+        rollback_state.record(self.store, snap, outcome, error, status, message, attempts)
         self.results.emit(snap.row, snap.meeting_id, snap.account_id, outcome, status, attempts, error)
         self.results.flush()  # after the commit: a line never names an outcome a kill could undo
         self.counts[error or outcome] += 1
@@ -291,10 +291,10 @@ async def rollback_job(
         for difference in differences:
             console.say("warning", f"batcher: warning: --force: {difference}")
         config = dataclasses.replace(config, **target)
-        tally = store.rollback_tally()
+        tally = rollback_state.tally(store)
         if why := no_way_back(fingerprint, sum(t["meetings"] for t in tally.values())):
             raise UsageError(why)
-        results.catch_up(store.db, store.rollback_finished())
+        results.catch_up(store.db, rollback_state.FINISHED_SQL)
         changed = tally["landed"]["meetings"] + tally["unknown"]["meetings"]
         progress = console.progress(changed, label="meetings")
         judged = sum(tally[g]["succeeded"] + tally[g]["unchanged"] for g in ("landed", "unknown"))
@@ -303,10 +303,10 @@ async def rollback_job(
         async with Client(config, pacer, control.sleep, on_retry=console.debug) as client:
             rollback = Rollback(config, store, control, progress, client, results)
             tick = lambda: show_pause(progress, pacer, control)  # noqa: E731
-            await pump(store.rollback_todo(), rollback.handle, config.concurrency, control, tick)
+            await pump(rollback_state.todo(store), rollback.handle, config.concurrency, control, tick)
         progress.close()
         report_path = config.report_path or f"{config.state_file}.rollback.failures.jsonl"
-        failed = write_report(((*entry[:7], None) for entry in store.rollback_failures()), report_path)
+        failed = write_report(rollback_state.failures(store), report_path)
         doc = _summary(store, client.stats.requests, client.stats.retries, time.monotonic() - started)
         if config.summary_path:
             Path(config.summary_path).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
@@ -332,7 +332,7 @@ def _summary(store: Store, requests: int, retries: int, elapsed_s: float) -> dic
         "elapsed_s": round(stats["elapsed_s"] + elapsed_s, 3),
     }
     store.set_meta("rollback_stats", stats)
-    tally = store.rollback_tally()
+    tally = rollback_state.tally(store)
     by_write = {}
     for group in ("landed", "unknown"):
         t = tally[group]

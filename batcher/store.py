@@ -20,9 +20,8 @@ import os
 import sqlite3
 import time
 import zlib
-from collections import Counter
 from collections.abc import Iterable, Iterator
-from typing import IO, Any, NamedTuple
+from typing import IO, Any
 
 import orjson
 
@@ -369,7 +368,7 @@ class Store:
         """
         self._pending_writes.append((state, account_id, meeting_id))
 
-    # -- rollback ---------------------------------------------------------------
+    # -- rollback (its queries live in rollback_state.py) --------------------------
 
     def snapshots(self) -> Iterator[tuple[str, str, int, dict[str, Any], dict[str, Any]]]:
         """(account_id, meeting_id, row, before, after) of every snapshot, failed writes included."""
@@ -377,102 +376,3 @@ class Store:
             "SELECT account_id, meeting_id, row, before, after FROM snapshots ORDER BY row"
         ):
             yield account, meeting, row, _unpack(before), _unpack(after)
-
-    def rollback_todo(self, chunk: int = 1000) -> Iterator[SnapshotRecord]:
-        """Snapshots a rollback must judge now, in chunks (memory stays flat).
-
-        Every meeting whose latest job write landed or may have landed
-        (write_state landed, unknown or pending), unless a rollback already
-        restored it or found it as before *at the same seq*: a later write of
-        the job (``run --retry-failed``, ``run --force``) bumps the seq, so the
-        meeting is judged again. Conflicts and errors are always judged again.
-        """
-        last = 0
-        while True:
-            batch = self.db.execute(
-                "SELECT s.rowid, s.account_id, s.meeting_id, s.row, s.before, s.after, s.write_state, s.seq"
-                " FROM snapshots s LEFT JOIN rollback r USING (account_id, meeting_id)"
-                " WHERE s.rowid > ? AND s.write_state != 'failed'"
-                " AND (r.outcome IS NULL OR r.seq != s.seq OR r.outcome NOT IN ('succeeded', 'unchanged'))"
-                " ORDER BY s.rowid LIMIT ?",
-                (last, chunk),
-            ).fetchall()
-            if not batch:
-                return
-            for _rowid, account, meeting, row, before, after, write_state, seq in batch:
-                yield SnapshotRecord(account, meeting, row, _unpack(before), _unpack(after), write_state, seq)
-            last = batch[-1][0]
-
-    def record_rollback(
-        self,
-        account_id: str,
-        meeting_id: str,
-        outcome: str,
-        error: str | None,
-        status: int | None,
-        message: str,
-        attempts: int,
-        seq: int = 0,
-    ) -> None:
-        """Record one rollback outcome and the snapshot seq it judged (committed at once: rollbacks are few)."""
-        self.db.execute(
-            "INSERT OR REPLACE INTO rollback (account_id, meeting_id, outcome, error, status, message, attempts, seq)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (account_id, meeting_id, outcome, error, status, message, attempts, seq),
-        )
-
-    def rollback_tally(self) -> dict[str, Counter[str]]:
-        """What rollbacks found for the job's current writes, by write_state class.
-
-        ``{"landed": Counter, "unknown": Counter, "failed": Counter}``: the keys
-        of each Counter are ``meetings`` plus, for judged meetings, the outcome
-        (``succeeded``, ``unchanged``) or the error of a failed one
-        (``conflict``, ``credential_guard``, ``not_found``...); a meeting not
-        judged at its current seq counts as ``pending``. ``unknown`` covers
-        write_state unknown and pending (a write killed before its outcome was
-        committed); ``failed`` (writes that never landed) only has ``meetings``.
-        """
-        tally: dict[str, Counter[str]] = {"landed": Counter(), "unknown": Counter(), "failed": Counter()}
-        for write_state, judged, n in self.db.execute(
-            "SELECT s.write_state,"
-            " CASE WHEN r.seq IS s.seq THEN COALESCE(r.error, r.outcome) ELSE 'pending' END, COUNT(*)"
-            " FROM snapshots s LEFT JOIN rollback r USING (account_id, meeting_id) GROUP BY 1, 2"
-        ):
-            group = "unknown" if write_state == "pending" else write_state
-            tally[group]["meetings"] += n
-            if group != "failed":
-                tally[group][judged] += n
-        return tally
-
-    def rollback_failures(self) -> Iterator[tuple[Any, ...]]:
-        """(row, meeting_id, account_id, error, status, message, attempts, write_state) of failed rollback outcomes.
-
-        Only outcomes of the job's current writes (same seq) and never a
-        snapshot whose write failed: those are not the job's changes.
-        """
-        return self.db.execute(
-            "SELECT s.row, r.meeting_id, r.account_id, r.error, r.status, r.message, r.attempts, s.write_state"
-            " FROM rollback r JOIN snapshots s USING (account_id, meeting_id)"
-            " WHERE r.outcome = 'failed' AND r.seq = s.seq AND s.write_state != 'failed' ORDER BY s.row"
-        )
-
-    def rollback_finished(self) -> str:
-        """SQL for the committed rollback outcomes of current writes, as results lines (see ``ResultsStream.catch_up``)."""
-        return (
-            "SELECT s.row AS row, r.meeting_id AS meeting_id, r.account_id AS account_id, r.outcome AS outcome,"
-            " r.status AS status, r.attempts AS attempts, r.error AS error"
-            " FROM rollback r JOIN snapshots s USING (account_id, meeting_id)"
-            " WHERE r.seq = s.seq AND s.write_state != 'failed'"
-        )
-
-
-class SnapshotRecord(NamedTuple):
-    """One meeting's way back, as a rollback sees it."""
-
-    account_id: str
-    meeting_id: str
-    row: int
-    before: dict[str, Any]
-    after: dict[str, Any]
-    write_state: str  # pending | landed | unknown (failed ones are never handed out)
-    seq: int

@@ -89,3 +89,28 @@ async def test_results_file_has_every_row_exactly_once_after_kill_9_and_resume(s
     twice = sorted(row for row, n in per_row.items() if n > 1)
     assert (missing, twice) == ([], []), f"{kills} kills: {len(missing)} rows missing, {len(twice)} written twice"
     assert {line["meeting_id"] for line in lines} == set(ids)
+
+
+async def test_rollback_results_have_every_meeting_once_after_kill_9_and_resume(server, tmp_path):
+    ids = server.add(200, title="orig")
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, "title": "new"} for m in ids])
+    code, _, err = await run_cli("run", str(src), "--rate", "none", base_url=server.base_url)
+    assert code == 0, err
+    results = tmp_path / "rollback.jsonl"
+    args = ("rollback", "--state", f"{src}.state.db", "--rate", "none", "--concurrency", "16", "-q")
+    args += ("--results", str(results))
+    reached = when_requests_reach(server, sum(server.api.requests.values()) + 150)
+    proc = await start_cli(*args, base_url=server.base_url)
+    done = asyncio.ensure_future(proc.wait())
+    await asyncio.wait({done, asyncio.ensure_future(reached.wait())}, return_when=asyncio.FIRST_COMPLETED)
+    proc.kill()
+    await done
+    server.api.on_request = None
+    assert any(server.doc(m)["title"] == "new" for m in ids), "killed part-way"
+    code, _, err = await run_cli(*args, base_url=server.base_url)
+    assert code == 0, err
+    per_meeting = Counter(line["meeting_id"] for line in _lines(results))
+    assert set(per_meeting) == set(ids) and set(per_meeting.values()) == {1}
+    # a restore that landed just before the kill is found as before on resume: unchanged, still one line
+    assert {line["outcome"] for line in _lines(results)} <= {"succeeded", "unchanged"}
+    assert all(server.doc(m)["title"] == "orig" for m in ids)

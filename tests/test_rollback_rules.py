@@ -11,8 +11,10 @@ import sqlite3
 
 import pytest
 
+from batcher import rollback_state
 from batcher.engine import run_job
 from batcher.rollback import judge, rollback_job
+from batcher.store import Store
 
 from .conftest import config, write_jsonl
 
@@ -135,3 +137,16 @@ async def test_unknown_writes_are_judged_with_the_conflict_check_and_reported_ap
     assert (result.summary["landed"]["meetings"], unknown["meetings"]) == (1, 3)
     assert (unknown["restored"], unknown["unchanged"], unknown["failed"]) == (1, 1, {"conflict": 1})
     assert "write outcome unknown: 3 - 1 restored, 1 not changed" in result.message
+
+
+async def test_todo_pages_through_snapshots_that_share_a_row_number(server, tmp_path):
+    ids = server.add(5, title="orig")
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, "title": "new"} for m in ids])
+    await run_job(config(tmp_path, server, src))
+    with sqlite3.connect(tmp_path / "job.state.db") as db:  # --force runs of other inputs reuse row numbers
+        db.execute("UPDATE snapshots SET row = 1")
+    store = Store.open(str(tmp_path / "job.state.db"))
+    try:
+        assert sorted(snap.meeting_id for snap in rollback_state.todo(store, chunk=2)) == sorted(ids)
+    finally:
+        store.close()
