@@ -110,7 +110,8 @@ def judge(
                 "refuse",
                 "conflict",
                 "the job's write of this meeting has an unknown outcome and the meeting now shows neither its "
-                "before-state nor the job's change: someone else's edit, not overwritten (not even with --force)",
+                "before-state nor the job's change, so nothing shows the job changed it: not overwritten, not even "
+                "with --force (it may be a colleague's edit); check the meeting by hand",
             )
         if not force:
             return Verdict(
@@ -173,9 +174,8 @@ def no_way_back(fingerprint: dict[str, Any] | None, snapshots: int) -> str | Non
         return None
     return (
         f"this job ran in {mode} mode, which writes without reading the meeting first, so it kept no "
-        "before-state and there is nothing to roll back to. Restore the meetings from a backup "
-        "(batcher export before a job keeps one) or by a new job; run a job in --mode merge (the default) "
-        "to keep a way back"
+        "before-state and there is nothing to roll back to. Restore the meetings from a backup, or with a "
+        "new job that sets the old values; a job in --mode merge (the default) keeps a way back"
     )
 
 
