@@ -3,31 +3,37 @@
 Which meetings a rollback touches
 ---------------------------------
 The state file keeps, per meeting the job tried to write in merge mode, a
-snapshot: ``before`` (the meeting as GET showed it before the job's first write
-that landed), ``after`` (what the job's *latest* write put, credentials
+snapshot: ``before`` (the meeting as GET showed it before the job's first write;
+replaced by the next write's when that one failed), ``after`` (what the job's *latest* write put, credentials
 stripped), ``write_state`` (did that latest write land: ``landed``, ``unknown``,
 ``pending`` = killed before its outcome was committed, or ``failed``) and
 ``seq`` (which write of the job that is; every new write bumps it).
 
-- A snapshot whose latest write ``failed`` is not a change of the job: it is not
-  counted, never read, never restored and never a conflict.
+- A snapshot whose only write ``failed`` (seq 1) is not a change of the job: it
+  is not counted, never read, never restored and never a conflict.
 - Every other snapshot is judged by reading the meeting (GET) and comparing it
   with ``before`` and ``after`` (``judge``):
 
-  ============================  =====================  ==============================
-  the server now holds          write landed           write unknown / pending
-  ============================  =====================  ==============================
-  ``before``                    unchanged (as before)  unchanged (it never landed,
-                                                       or was undone)
-  ``after`` (the job's write)   restore                restore
-  anything else                 conflict; ``--force``  conflict, *even with*
-                                restores               ``--force``
-  ============================  =====================  ==============================
+  ===========================  =====================  ======================  ======================
+  the server now holds         latest write landed    unknown / pending       failed, after an
+                                                                              earlier write (seq > 1)
+  ===========================  =====================  ======================  ======================
+  ``before``                   unchanged              unchanged (it never     unchanged
+                                                      landed, or was undone)
+  ``after`` (the job's write)  restore                restore                 restore
+  anything else                conflict; ``--force``  conflict, *even with*   conflict, *even with*
+                               restores               ``--force``             ``--force``
+  ===========================  =====================  ======================  ======================
 
   With an unknown outcome and a meeting showing neither state, nothing shows that
   the job changed it at all: the difference may be a colleague's edit made on the
   before-state, and restoring would destroy it with no change of the job to undo.
-  Such a meeting is reported (``conflict``) for a person to decide.
+  The last column is a meeting the job wrote once (that write may have landed),
+  then tried again (``run --force`` with a changed input, ``run --retry-failed``)
+  and failed: the snapshot keeps the first write's before-state but no longer
+  says whether that write landed, so a meeting showing something else may hold
+  the job's earlier change or a colleague's edit. Both are reported
+  (``conflict``) for a person to decide; never overwritten.
 - Restoring PUTs the whole before-document. A before-state with storage
   credentials cannot be restored (GET never returned them): ``credential_guard``
   unless ``--allow-credential-reset``.
@@ -74,6 +80,9 @@ from .report import ResultsStream, write_report
 from .rollback_state import SnapshotRecord
 from .store import Store
 
+# Snapshot classes a rollback judges (see rollback_state.tally): the job's latest write landed; its
+# outcome is unknown (or was never recorded); it failed after an earlier write that may have landed.
+GROUPS = ("landed", "unknown", "earlier")
 TARGET_FIELDS = {"base_url": "base URL", "app_id": "app id", "account_id": "account"}
 
 
@@ -105,6 +114,15 @@ def judge(
     if current == before:
         return Verdict("unchanged")
     if current != after:
+        if write_state == "earlier":
+            return Verdict(
+                "refuse",
+                "conflict",
+                "the job's latest write of this meeting failed, but an earlier write of the job (before a --force "
+                "or --retry-failed run) may have landed, and the meeting shows neither its before-state nor the "
+                "failed write: not overwritten, not even with --force (it may be a colleague's edit); check the "
+                "meeting by hand",
+            )
         if write_state != "landed":
             return Verdict(
                 "refuse",
@@ -295,9 +313,8 @@ async def rollback_job(
         if why := no_way_back(fingerprint, sum(t["meetings"] for t in tally.values())):
             raise UsageError(why)
         results.catch_up(store.db, rollback_state.FINISHED_SQL)
-        changed = tally["landed"]["meetings"] + tally["unknown"]["meetings"]
-        progress = console.progress(changed, label="meetings")
-        judged = sum(tally[g]["succeeded"] + tally[g]["unchanged"] for g in ("landed", "unknown"))
+        progress = console.progress(sum(tally[g]["meetings"] for g in GROUPS), label="meetings")
+        judged = sum(tally[g]["succeeded"] + tally[g]["unchanged"] for g in GROUPS)
         progress.done = progress.initial = judged
         pacer = Pacer(config.rate, control.clock, control.sleep)
         async with Client(config, pacer, control.sleep, on_retry=console.debug) as client:
@@ -334,7 +351,7 @@ def _summary(store: Store, requests: int, retries: int, elapsed_s: float) -> dic
     store.set_meta("rollback_stats", stats)
     tally = rollback_state.tally(store)
     by_write = {}
-    for group in ("landed", "unknown"):
+    for group in GROUPS:
         t = tally[group]
         judged = {k: n for k, n in t.items() if k not in ("meetings", "succeeded", "unchanged", "pending")}
         by_write[group] = {
@@ -345,28 +362,27 @@ def _summary(store: Store, requests: int, retries: int, elapsed_s: float) -> dic
             "pending": t["pending"],
         }
     return {
-        "total": by_write["landed"]["meetings"] + by_write["unknown"]["meetings"],
-        "succeeded": by_write["landed"]["restored"] + by_write["unknown"]["restored"],
-        "unchanged": by_write["landed"]["unchanged"] + by_write["unknown"]["unchanged"],
-        "failed": sum(sum(by_write[g]["failed"].values()) for g in by_write),
-        "skipped": by_write["landed"]["pending"] + by_write["unknown"]["pending"],
+        "total": sum(g["meetings"] for g in by_write.values()),
+        "succeeded": sum(g["restored"] for g in by_write.values()),
+        "unchanged": sum(g["unchanged"] for g in by_write.values()),
+        "failed": sum(sum(g["failed"].values()) for g in by_write.values()),
+        "skipped": sum(g["pending"] for g in by_write.values()),
         **stats,
-        "landed": by_write["landed"],
-        "unknown": by_write["unknown"],
+        **by_write,
         "failed_writes_not_counted": tally["failed"]["meetings"],
     }
 
 
 def human_summary(doc: dict[str, Any]) -> str:
     """The rollback summary on stderr: how many writes landed or are unknown, and what became of each."""
-    landed, unknown = doc["landed"], doc["unknown"]
     lines = [
         f"batcher rollback: {doc['total']} meetings changed by the job - {doc['succeeded']} restored, "
         f"{doc['unchanged']} already as before, {doc['failed']} failed, {doc['skipped']} not judged yet",
     ]
     for name, group, as_before in (
-        ("written", landed, "already as before"),
-        ("write outcome unknown", unknown, "not changed (the write never landed or was undone)"),
+        ("written", doc["landed"], "already as before"),
+        ("write outcome unknown", doc["unknown"], "not changed (the write never landed or was undone)"),
+        ("latest write failed, an earlier one may have landed", doc["earlier"], "as before"),
     ):
         if not group["meetings"]:
             continue

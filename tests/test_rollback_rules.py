@@ -37,6 +37,9 @@ KEYS = {"recording_config": {"storage_config": {"type": "aws", "bucket": "b"}}}
         ("unknown", OTHER, True, ("refuse", "conflict")),
         ("pending", AFTER, False, ("restore", None)),
         ("pending", OTHER, True, ("refuse", "conflict")),
+        ("earlier", BEFORE, False, ("unchanged", None)),
+        ("earlier", AFTER, False, ("restore", None)),
+        ("earlier", OTHER, True, ("refuse", "conflict")),
         ("failed", OTHER, True, ("unchanged", None)),
         ("failed", AFTER, True, ("unchanged", None)),
     ],
@@ -150,3 +153,28 @@ async def test_todo_pages_through_snapshots_that_share_a_row_number(server, tmp_
         assert sorted(snap.meeting_id for snap in rollback_state.todo(store, chunk=2)) == sorted(ids)
     finally:
         store.close()
+
+
+async def test_a_failed_rewrite_does_not_hide_an_earlier_write_that_landed(server, tmp_path):
+    [mid] = server.add(title="orig")
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "title": "new"}])
+    await run_job(config(tmp_path, server, src))
+    write_jsonl(src, [{"meeting_id": mid, "title": "newer"}])
+    _failing_put(server, mid, status=400)
+    assert (await run_job(config(tmp_path, server, src, force=True))).summary["failed"] == 1
+    assert server.doc(mid)["title"] == "new", "the job's first change is still there"
+    result = await rollback_job(config(tmp_path, server, src, force=True))
+    assert result.exit_code == 1 and result.counts == {"conflict": 1}
+    assert result.summary["earlier"]["failed"] == {"conflict": 1} and result.summary["total"] == 1
+    assert "latest write failed, an earlier one may have landed: 1" in result.message
+    assert server.doc(mid)["title"] == "new", "reported for a person to decide, not overwritten"
+
+
+async def test_a_meeting_whose_every_write_failed_is_found_as_before(server, tmp_path):
+    [mid] = server.add(title="orig")
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "title": "new"}])
+    server.api.faults.append({"kind": "status", "status": 400, "method": "PUT", "meeting": mid, "times": 2})
+    await run_job(config(tmp_path, server, src))
+    await run_job(config(tmp_path, server, src, retry_failed=True))
+    result = await rollback_job(config(tmp_path, server, src))
+    assert result.exit_code == 0 and result.counts == {"unchanged": 1} and server.api.puts[mid] == 0
