@@ -182,7 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     _job_options(rollback, with_input=False)
     rollback.add_argument("--force", action="store_true", help="overwrite meetings that changed again after the job")
     rollback.add_argument("--report", dest="report_path", metavar="FILE", help="default STATE.rollback.failures.jsonl")
-    rollback.add_argument("--results", dest="results_path", metavar="FILE")
+    rollback.add_argument(
+        "--results", dest="results_path", metavar="FILE", help="one JSON line per judged meeting (- for stdout)"
+    )
+    # None = not given: rollback then uses the job's recorded server (an explicit one must match it)
+    rollback.set_defaults(base_url=None, app_id=None, account_id=None)
 
     fake = sub.add_parser(
         "fake-api", help="serve a local RealtimeKit-compatible API", epilog=EXAMPLES["fake-api"], formatter_class=fmt
@@ -239,9 +243,16 @@ def _row_error_printer(console: Console) -> Callable[[RowError], None]:
     return show
 
 
-def _install_signals(control: Any, on_second: Any) -> None:
+DRAINING = (
+    "batcher: interrupted: starting nothing new; waiting for the requests in flight to finish "
+    "(at most --timeout). Press Ctrl-C again to stop at once (the state is saved either way)."
+)
+
+
+def _install_signals(control: Any, on_second: Any, on_first: Any = None) -> None:
     loop = asyncio.get_running_loop()
     control.on_second_interrupt = on_second
+    control.on_first_interrupt = on_first
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, control.interrupt)
 
@@ -287,11 +298,12 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             _say_resume(console, argv, "batcher: interrupted again: stopped at once; state saved.")
             os._exit(130)
 
-        _install_signals(control, second)
+        progress = console.progress()
+        _install_signals(control, second, lambda: progress.note(DRAINING))
         result = await run_job(
             config,
             control=control,
-            progress=console.progress(),
+            progress=progress,
             on_invalid=_row_error_printer(console),
             console=console,
         )
@@ -355,15 +367,28 @@ def cmd_rollback(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if not os.path.exists(args.state_path):
         raise UsageError(f"no state file at {args.state_path}")
     console = _console(args)
+    env = os.environ
+    given = {
+        "base_url": args.base_url or env.get("BATCHER_BASE_URL") or None,
+        "app_id": args.app_id or env.get("BATCHER_APP_ID") or None,
+        "account_id": args.account_id or env.get("CLOUDFLARE_ACCOUNT_ID") or None,
+    }
+    args.base_url, args.app_id, args.account_id = (
+        given["base_url"] or DEFAULT_BASE_URL,
+        given["app_id"],
+        given["account_id"],
+    )
     config = _config(args, console, needs_token=True)
 
     async def go() -> int:
         control = Control()
-        _install_signals(control, lambda: os._exit(130))
-        result = await rollback_job(config, control=control, console=console)
-        console.say("summary", result.message, **result.counts)
+        _install_signals(control, lambda: os._exit(130), lambda: console.say("interrupt", DRAINING))
+        result = await rollback_job(config, control=control, console=console, given=given)
+        console.say("summary", result.message, **result.summary)
         if result.exit_code == 130:
             _say_resume(console, argv, "batcher: interrupted; state saved.")
+        elif result.exit_code == 3:
+            _say_resume(console, argv)
         return result.exit_code
 
     return _run_async(go())

@@ -52,6 +52,7 @@ from .pool import Control, pump, show_pause
 from .progress import Console, Progress
 from .report import (
     ResultsStream,
+    finished_rows_sql,
     human_summary,
     redacted_patch_json,
     scrub,
@@ -327,11 +328,13 @@ class Job:
         started = time.monotonic()
         try:
             await self.prepare()
+            # results of rows committed by an earlier (killed) run, before anything is sent
+            self.results.catch_up(self.store.db, finished_rows_sql(self.store, cfg.retry_failed))
             with Source(cfg.input, cfg.input_format, self.stdin) as source:
                 if self.is_stdin:
                     rows: Any = self.intake.rows_from_stdin(source)
                 else:
-                    self.progress.total = self.store.count_todo(cfg.retry_failed)
+                    self.progress.resume(self.store.counts(), self.store.count_todo(cfg.retry_failed))
                     rows = self.intake.rows_to_send(source)
                 await pump(rows, self.handle, cfg.concurrency, self.control, on_tick=self.heartbeat)
         except asyncio.CancelledError:

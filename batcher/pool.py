@@ -39,6 +39,7 @@ class Control:
         self._sleep = sleep
         self.on_second_interrupt: Callable[[], None] | None = None
         self.flushers: list[Callable[[], None]] = []  # what a hard stop must save first
+        self.on_first_interrupt: Callable[[], None] | None = None  # e.g. say that in-flight requests drain
 
     @property
     def stopping(self) -> bool:
@@ -73,6 +74,8 @@ class Control:
         """First SIGINT/SIGTERM: stop taking rows. A second one calls ``on_second_interrupt``."""
         if self.interrupted and self.on_second_interrupt is not None:
             self.on_second_interrupt()
+        elif not self.interrupted and self.on_first_interrupt is not None:
+            self.on_first_interrupt()
         self.interrupted = True
         self.stop.set()
 

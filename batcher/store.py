@@ -391,42 +391,11 @@ class Store:
         """
         self._pending_writes.append((state, account_id, meeting_id))
 
+    # -- rollback (its queries live in rollback_state.py) --------------------------
+
     def snapshots(self) -> Iterator[tuple[str, str, int, dict[str, Any], dict[str, Any]]]:
-        """(account_id, meeting_id, row, before, after) of every changed meeting."""
+        """(account_id, meeting_id, row, before, after) of every snapshot, failed writes included."""
         for account, meeting, row, before, after in self.db.execute(
             "SELECT account_id, meeting_id, row, before, after FROM snapshots ORDER BY row"
         ):
             yield account, meeting, row, _unpack(before), _unpack(after)
-
-    def rollback_todo(self, chunk: int = 1000) -> Iterator[tuple[str, str, int, dict[str, Any], dict[str, Any]]]:
-        """Snapshots not yet restored (or found unchanged) by a rollback, in chunks."""
-        last = -1
-        while True:
-            batch = self.db.execute(
-                "SELECT s.account_id, s.meeting_id, s.row, s.before, s.after FROM snapshots s"
-                " LEFT JOIN rollback r USING (account_id, meeting_id)"
-                " WHERE s.row > ? AND (r.outcome IS NULL OR r.outcome NOT IN ('succeeded', 'unchanged'))"
-                " ORDER BY s.row LIMIT ?",
-                (last, chunk),
-            ).fetchall()
-            if not batch:
-                return
-            for account, meeting, row, before, after in batch:
-                yield account, meeting, row, _unpack(before), _unpack(after)
-            last = batch[-1][2]
-
-    def record_rollback(
-        self,
-        account_id: str,
-        meeting_id: str,
-        outcome: str,
-        error: str | None,
-        status: int | None,
-        message: str,
-        attempts: int,
-    ) -> None:
-        """Record one rollback outcome (committed at once: rollbacks are few)."""
-        self.db.execute(
-            "INSERT OR REPLACE INTO rollback (account_id, meeting_id, outcome, error, status, message, attempts) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (account_id, meeting_id, outcome, error, status, message, attempts),
-        )
