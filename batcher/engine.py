@@ -336,6 +336,13 @@ class Job:
                     )
                 )
 
+    def output_closed(self) -> None:
+        """``--results -`` lost its reader (``| head``): stop as on a first interrupt, resumable.
+
+        Not ``control.interrupt``: a Ctrl-C that also ended the reader would count twice and exit at once."""
+        self.control.interrupted = True
+        self.control.stop.set()
+
     def flush(self) -> None:
         """Group commit: outcomes become durable, results reach their file."""
         self.store.flush()
@@ -353,7 +360,7 @@ class Job:
         cfg = self.config
         started = time.monotonic()
         self.store = store = Store.open(cfg.state_file)
-        self.results = ResultsStream(cfg.results_path)
+        self.results = ResultsStream(cfg.results_path, on_broken=self.output_closed)
         try:
             fingerprint = self.fingerprint()
             if store.check_identity(fingerprint, force=cfg.force):

@@ -8,8 +8,10 @@ may echo a secret (a server's error message) goes through ``scrub`` first.
 from __future__ import annotations
 
 import csv
+import os
 import sys
 from collections import Counter
+from collections.abc import Callable
 from typing import IO, Any
 
 import orjson
@@ -64,11 +66,26 @@ def write_failure_report(store: Store, path: str) -> int:
     return count
 
 
-class ResultsStream:
-    """``--results``: one JSON line per row as it finishes (``-`` for stdout)."""
+def silence_stdout() -> None:
+    """Point file descriptor 1 at /dev/null after EPIPE (Python's documented advice), so later
+    writes and the interpreter's final flush succeed quietly."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
-    def __init__(self, path: str | None) -> None:
+
+class ResultsStream:
+    """``--results``: one JSON line per row as it finishes (``-`` for stdout).
+
+    When stdout's reader goes away (``| head -1``) the stream stops writing,
+    sets ``is_broken`` and calls ``on_broken`` once: the job stops as on a
+    first interrupt (state saved, report written, resumable).
+    """
+
+    def __init__(self, path: str | None, on_broken: Callable[[], None] | None = None) -> None:
         self.is_on = bool(path)
+        self.is_broken = False
+        self._on_broken = on_broken
         self._out: IO[bytes] | None = None
         self._owned = False
         if path == "-":
@@ -83,12 +100,29 @@ class ResultsStream:
         """Write one finished row."""
         if self._out is not None:
             values = (row, meeting_id, account_id, outcome, status, attempts)
-            self._out.write(orjson.dumps(dict(zip(RESULT_FIELDS, values, strict=True))) + b"\n")
+            try:
+                self._out.write(orjson.dumps(dict(zip(RESULT_FIELDS, values, strict=True))) + b"\n")
+            except BrokenPipeError:
+                self._broken()
 
     def flush(self) -> None:
         """Push buffered lines out (called with each group commit)."""
         if self._out is not None:
-            self._out.flush()
+            try:
+                self._out.flush()
+            except BrokenPipeError:
+                self._broken()
+
+    def _broken(self) -> None:
+        """The reader went away: write nothing more; stop the job once."""
+        if self._owned:  # a FIFO given by name
+            self._owned = False
+            self._out = None
+        else:
+            silence_stdout()
+        if not self.is_broken and self._on_broken is not None:
+            self._on_broken()
+        self.is_broken = True
 
     def close(self) -> None:
         """Flush and close (stdout stays open)."""
