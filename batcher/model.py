@@ -321,7 +321,8 @@ def _describe(err: dict[str, Any], path: str) -> str:
     if given is None and spec is not None and not spec.is_nullable:
         return "null is not allowed here; leave the field out to keep the current value"
     if kind == "literal_error":
-        return f"must be one of {ctx.get('expected')}{got}"
+        expected = str(ctx.get("expected", "")).replace("'", '"')  # JSON's spelling of the choices
+        return f"must be one of {expected}{got}"
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
         low = _bounds(path)
         return f"must be {low}{got}"

@@ -14,10 +14,11 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sqlite3
 import stat
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from .errors import UsageError
 
@@ -78,6 +79,20 @@ def is_sqlite(path: str) -> bool:
     return head in (b"", SQLITE_HEADER)
 
 
+def foreign_tables(path: str) -> list[str]:
+    """The tables of an SQLite file that has tables but no batcher ``meta`` table (another program's
+    database, which the Store must not add its tables to); empty when it is batcher's or unreadable."""
+    try:
+        db = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=ro", uri=True)
+        try:
+            names = [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return []  # e.g. a WAL file that cannot be read without writing: the Store will say more
+    return [] if not names or "meta" in names else sorted(names)
+
+
 def _is_special(path: str) -> bool:
     """A device or pipe (``/dev/null``, ``/dev/stdout``, a FIFO): not a file an output could clobber."""
     try:
@@ -115,6 +130,11 @@ def check_state(path: str, *, must_exist: bool, flag: str = "--state") -> None:
         if not ok:
             raise UsageError(
                 f"{flag} {path} is not a batcher state file (not SQLite); it was left untouched: check the path"
+            )
+        if tables := foreign_tables(path):
+            raise UsageError(
+                f"{flag} {path} is another program's SQLite database (tables {', '.join(tables[:5])}), "
+                "not a batcher state file; it was left untouched: check the path"
             )
         folder = os.path.dirname(os.path.abspath(path))
         if not os.access(folder, os.W_OK | os.X_OK):  # SQLite's WAL needs -wal and -shm files beside it

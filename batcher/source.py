@@ -35,7 +35,7 @@ from typing import IO, Any
 import orjson
 
 from .errors import InputError
-from .model import FIELDS, ROW_KEYS, FieldError, closest_path, show_value
+from .model import FIELDS, MAX_JSON_INT, ROW_KEYS, FieldError, closest_path, show_value
 
 MAX_RECORD_BYTES = 1 << 20  # one meeting's patch is a few KB; 1 MiB is surely a mistake
 csv.field_size_limit(MAX_RECORD_BYTES)
@@ -128,10 +128,10 @@ def _cell(kind: str, text: str) -> Any:
     if kind == "int":
         if not _INT.fullmatch(text):
             raise ValueError(f"must be a whole number as JSON writes it (no +, _ or leading 0), got {show_value(text)}")
-        return int(text)
+        return _json_int(text)
     if kind == "number":
         if _INT.fullmatch(text):
-            return int(text)
+            return _json_int(text)
         if not _NUMBER.fullmatch(text):
             raise ValueError(f"must be a number as JSON writes it (such as 3600 or 0.5), got {show_value(text)}")
         value = float(text)
@@ -155,6 +155,17 @@ def _looks_like(names: list[str]) -> str | None:
                 'save it as "CSV UTF-8 (Comma delimited)", or write JSONL'
             )
     return None
+
+
+def _json_int(text: str) -> int:
+    # Refused here, not only by the schema: a larger integer must never reach a patch, which
+    # the state and the report serialise (orjson stops at 64 bits).
+    value = int(text)
+    if abs(value) > MAX_JSON_INT:
+        raise ValueError(
+            f"must be at most {MAX_JSON_INT} (2^53-1, the largest integer JSON carries exactly), got {text}"
+        )
+    return value
 
 
 class CsvDecoder:
