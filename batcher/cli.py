@@ -88,7 +88,7 @@ def _job_options(p: argparse.ArgumentParser, *, with_input: bool = True) -> None
         )
     p.add_argument(
         "--base-url",
-        default=env.get("BATCHER_BASE_URL", DEFAULT_BASE_URL),
+        default=env.get("BATCHER_BASE_URL") or DEFAULT_BASE_URL,  # set but empty: the default
         help=f"API base URL (env BATCHER_BASE_URL; default {DEFAULT_BASE_URL})",
     )
     p.add_argument(
@@ -283,7 +283,8 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     console = _console(args)
     config = _config(args, console, needs_token=True)
     _require_account(config)
-    check_job_outputs(config, [(flag, getattr(args, dest, None)) for flag, dest in _EXTRA_OUTPUTS])
+    extra = [(flag, getattr(args, dest, None)) for flag, dest in _EXTRA_OUTPUTS]
+    check_job_outputs(config, extra, [("--token-file", args.token_file)])
 
     async def go() -> int:
         control = Control(float(os.environ.get("BATCHER_TIME_SCALE", "1")))
@@ -342,7 +343,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     console = _console(args)
     config = _config(args, console, needs_token=True)
     _require_account(config)
-    check_outputs(config.input, [("--out", args.out)])
+    check_outputs(config.input, [("--out", args.out)], [("--token-file", args.token_file)])
 
     async def go() -> int:
         control = Control()
@@ -363,9 +364,8 @@ def cmd_rollback(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise UsageError("rollback needs --state FILE (the state file of the job to undo)")
     report = args.report_path or f"{args.state_path}.rollback.failures.jsonl"
     extra = (("--results", "results_path"), ("--summary-json", "summary_path"))
-    check_outputs(
-        None, [("--state", args.state_path), ("--report", report)] + [(f, getattr(args, d, None)) for f, d in extra]
-    )
+    outputs = [("--state", args.state_path), ("--report", report)] + [(f, getattr(args, d, None)) for f, d in extra]
+    check_outputs(None, outputs, [("--token-file", args.token_file)])
     check_state(args.state_path, must_exist=True)
     console = _console(args)
     config = _config(args, console, needs_token=True)

@@ -141,16 +141,22 @@ def check_state(path: str, *, must_exist: bool, flag: str = "--state") -> None:
             raise UsageError(f"{flag} {path}: cannot create files in {folder} (SQLite needs them); move the state")
 
 
-def check_outputs(input_path: str | None, outputs: Iterable[tuple[str, str | None]]) -> None:
+def check_outputs(
+    input_path: str | None,
+    outputs: Iterable[tuple[str, str | None]],
+    inputs: Iterable[tuple[str, str | None]] = (),
+) -> None:
     """Check every ``(flag, path)`` output of one command before anything is opened for writing.
 
     ``None`` and ``-`` (stdout) are skipped. An output may not resolve to the
-    input or to another output of the same command: that would destroy the
-    input, or interleave two files into one.
+    input (or to another file the command reads, ``inputs``, such as
+    ``--token-file``) or to another output of the same command: that would
+    destroy the input, or interleave two files into one.
     """
     seen: dict[str, str] = {}
-    if input_path and input_path != STDIO and not _is_special(input_path):
-        seen[os.path.realpath(input_path)] = "the input"
+    for name, path in [("the input", input_path), *inputs]:
+        if path and path != STDIO and not _is_special(path):
+            seen.setdefault(os.path.realpath(path), name)
     for flag, path in outputs:
         if not path or path == STDIO:
             continue
@@ -163,7 +169,9 @@ def check_outputs(input_path: str | None, outputs: Iterable[tuple[str, str | Non
         seen[real] = f"{flag} {path}"
 
 
-def check_job_outputs(config: Any, extra: Iterable[tuple[str, str | None]] = ()) -> None:
+def check_job_outputs(
+    config: Any, extra: Iterable[tuple[str, str | None]] = (), inputs: Iterable[tuple[str, str | None]] = ()
+) -> None:
     """``run``: the state, report, results, summary (and ``extra``) outputs of a ``JobConfig``."""
     report_flag = "--report" if config.report_path else "the report (default INPUT.failures.jsonl)"
     state_flag = "--state" if config.state_path else "the state (default INPUT.state.db)"
@@ -174,5 +182,5 @@ def check_job_outputs(config: Any, extra: Iterable[tuple[str, str | None]] = ())
         ("--summary-json", config.summary_path),
         *extra,
     ]
-    check_outputs(config.input, outputs)
+    check_outputs(config.input, outputs, inputs)
     check_state(config.state_file, must_exist=False, flag=state_flag)

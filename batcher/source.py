@@ -196,6 +196,8 @@ class CsvDecoder:
         # "" marks an empty-headed column (Excel's trailing commas): a value there is an error
         self.kinds = [FIELDS[n].kind if n in FIELDS else ("" if not n else "str") for n in names]
         self.width = len(names)
+        # a row may stop before trailing empty-headed columns (Excel is not always consistent)
+        self._min_width = max(i for i, n in enumerate(names) if n) + 1
         # Leaf columns of one tree cannot collide, so rows nest directly; an
         # object column (a JSON cell) may overlap a leaf column: unflatten checks.
         self._paths = [tuple(n.split(".")) for n in names]
@@ -206,7 +208,7 @@ class CsvDecoder:
         problems: list[FieldError] = []
         if isinstance(cells, Broken):
             return {}, [FieldError("(row)", cells.reason)]
-        if len(cells) != self.width:
+        if len(cells) != self.width and not self._min_width <= len(cells) <= self.width:
             problems.append(
                 FieldError("(row)", f"has {len(cells)} cells but the header has {self.width}; check quoting and commas")
             )

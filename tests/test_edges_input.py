@@ -80,6 +80,14 @@ def test_excel_trailing_empty_headed_columns_are_ignored(tmp_path):
     assert cli("validate", str(path)).returncode == 0
 
 
+def test_a_row_may_stop_before_trailing_empty_headed_columns(tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_text(f"meeting_id,title,,\n{A},x\n{B},y,\n{C}\n", encoding="utf-8")
+    first, second, third = rows_of(path)
+    assert isinstance(first, Row) and isinstance(second, Row)
+    assert problems(third) == ["(row): has 1 cells but the header has 4; check quoting and commas"]
+
+
 def test_a_value_under_an_empty_header_is_an_error_naming_the_column(tmp_path):
     path = tmp_path / "in.csv"
     path.write_text(f"meeting_id,title,,\n{A},x,,\n{B},y,,oops\n", encoding="utf-8")

@@ -145,6 +145,25 @@ async def test_two_outputs_of_one_command_may_not_be_the_same_file(server, tmp_p
     await assert_refused(server, src, "run", str(src), "--report", same, "--results", same, says="same file as --")
 
 
+async def test_an_output_naming_the_token_file_is_refused(server, tmp_path):
+    _, src = make_input(server, tmp_path)
+    token = tmp_path / "token.txt"
+    token.write_text("secret-token\n")
+    token.chmod(0o600)
+    await assert_refused(
+        server,
+        src,
+        "run",
+        str(src),
+        "--token-file",
+        str(token),
+        "--report",
+        str(token),
+        says="same file as --token-file",
+    )
+    assert token.read_text() == "secret-token\n"
+
+
 async def test_report_naming_the_state_is_refused(server, tmp_path):
     _, src = make_input(server, tmp_path)
     state = str(tmp_path / "s.db")
@@ -190,6 +209,13 @@ def test_a_malformed_base_url_is_a_usage_error_showing_the_expected_form(tmp_pat
 
 
 # -- number options and foreign exceptions --------------------------------------------
+
+
+def test_an_empty_base_url_variable_means_the_default(monkeypatch):
+    from batcher.cli import build_parser
+
+    monkeypatch.setenv("BATCHER_BASE_URL", "")
+    assert build_parser().parse_args(["run", "in.csv"]).base_url == "https://api.cloudflare.com/client/v4"
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-1", "0", "1e300"])
