@@ -285,6 +285,7 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     _require_account(config)
     extra = [(flag, getattr(args, dest, None)) for flag, dest in _EXTRA_OUTPUTS]
     check_job_outputs(config, extra, [("--token-file", args.token_file)])
+    _check_input_opens(config)
 
     async def go() -> int:
         control = Control(float(os.environ.get("BATCHER_TIME_SCALE", "1")))
@@ -308,6 +309,16 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         return result.exit_code
 
     return _run_async(go())
+
+
+def _check_input_opens(config: JobConfig) -> None:
+    """A file input that cannot be read (missing, UTF-16, a bad CSV header) is refused before
+    the state file is created, so a usage error leaves no half-made state behind."""
+    from .source import Source
+
+    if config.input != "-":
+        with Source(config.input, config.input_format):
+            pass
 
 
 # Output options other helpers' commands may add (flag, argparse dest): checked like the rest when present.
@@ -362,6 +373,8 @@ def cmd_rollback(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     if not args.state_path:
         raise UsageError("rollback needs --state FILE (the state file of the job to undo)")
+    if not os.path.exists(args.state_path):
+        raise UsageError(f"no state file at {args.state_path}")
     report = args.report_path or f"{args.state_path}.rollback.failures.jsonl"
     extra = (("--results", "results_path"), ("--summary-json", "summary_path"))
     outputs = [("--state", args.state_path), ("--report", report)] + [(f, getattr(args, d, None)) for f, d in extra]

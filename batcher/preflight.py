@@ -24,7 +24,7 @@ from .errors import UsageError
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 BASE_URL_EXAMPLE = "https://api.cloudflare.com/client/v4"
-MAX_TIMEOUT_S = 86400.0  # a day per request is already absurd; beyond it asyncio timers overflow
+MAX_TIMEOUT_S = 86400.0  # a day for one request is surely a typo (and inf overflows asyncio's timers)
 STDIO = "-"
 
 
@@ -120,7 +120,7 @@ def _check_writable(flag: str, path: str) -> None:
 def check_state(path: str, *, must_exist: bool, flag: str = "--state") -> None:
     """The state file: an SQLite file that can be written (with its -wal/-shm beside it), or creatable."""
     if must_exist and not os.path.exists(path):
-        raise UsageError(f"no state file at {path}")
+        raise UsageError(f"no state file at {path}")  # the CLI says so first; library callers too
     _check_writable(flag, path)
     if os.path.isfile(path):
         try:

@@ -109,6 +109,27 @@ async def test_a_refused_run_leaves_no_lock_so_the_fixed_command_runs(server, tm
     assert outcomes(tmp_path / "in.csv.state.db") == {"succeeded": 1}
 
 
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (None, "cannot open"),
+        ("meeting_id,colour\n", "unknown column"),
+        ("meeting_id;title\n", "semicolon-separated"),
+        ("meeting_id,title\n".encode("utf-16"), "UTF-16"),
+    ],
+    ids=["missing", "unknown column", "semicolons", "utf-16"],
+)
+async def test_an_unreadable_input_leaves_no_state_file(server, tmp_path, content, says):
+    src = tmp_path / "in.csv"
+    if isinstance(content, str):
+        src.write_text(content, encoding="utf-8")
+    elif content is not None:
+        src.write_bytes(content)
+    code, _, err = await run_cli("run", str(src), base_url=server.base_url)
+    assert code == 2 and says in one_sentence(err)
+    assert not (tmp_path / "in.csv.state.db").exists()
+
+
 # -- outputs never clobber inputs ------------------------------------------------
 
 
