@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import re
 import sys
@@ -35,6 +34,7 @@ from typing import IO, Any
 import orjson
 
 from .errors import InputError
+from .jsonkeys import keys_given_twice
 from .model import FIELDS, MAX_JSON_INT, ROW_KEYS, FieldError, closest_path, show_value
 
 MAX_RECORD_BYTES = 1 << 20  # one meeting's patch is a few KB; 1 MiB is surely a mistake
@@ -294,70 +294,8 @@ def decode_json_line(line: bytes | Broken) -> tuple[dict[str, Any], list[FieldEr
         return {}, [FieldError("(row)", f"not valid JSON ({exc.msg}); one JSON object per line")]
     if not isinstance(data, dict):
         return {}, [FieldError("(row)", f'is a JSON {type(data).__name__}, not an object; write {{"meeting_id": ...}}')]
-    problems: list[FieldError] = []
-    # orjson keeps the last of two equal keys silently. A compact line that re-serialises to
-    # itself lost nothing (0.2 us). Otherwise: every key is followed by its colon, directly
-    # ('"key":') unless whitespace comes between, so a line with no more such colons than the
-    # decoded objects have keys lost none either. Only a line with spare colons (one in a
-    # value) pays for a second, pair-keeping parse.
-    if orjson.dumps(data) != line.strip() and _colons(line, _count_keys(data)):
-        problems.extend(FieldError(path, "is given twice in one object; keep one") for path in _duplicate_keys(line))
+    problems = [FieldError(path, "is given twice in one object; keep one") for path in keys_given_twice(line, data)]
     return unflatten(data, problems), problems
-
-
-def _colons(line: bytes, keys: int) -> bool:
-    """True when a JSON line has more key-like colons than ``keys`` (so a key may have been lost)."""
-    if line.count(b":") <= keys:  # every colon is a key's: the usual line
-        return False
-    if _SPACE_COLON.search(line):  # whitespace before some colon: cannot tell keys from values
-        return True
-    return line.count(b'":') > keys  # a key's colon follows its closing quote directly
-
-
-_SPACE_COLON = re.compile(rb"\s:")
-
-
-def _count_keys(value: Any) -> int:
-    """Keys in every object of a decoded JSON value (plain recursion: the fastest here)."""
-    if type(value) is dict:
-        count = len(value)
-        for item in value.values():
-            if type(item) is dict or type(item) is list:
-                count += _count_keys(item)
-        return count
-    return sum(_count_keys(item) for item in value if type(item) is dict or type(item) is list)
-
-
-class _Pairs(dict[str, Any]):
-    """A JSON object that remembers which of its keys were given twice."""
-
-    twice: tuple[str, ...] = ()
-
-
-def _keep_pairs(pairs: list[tuple[str, Any]]) -> _Pairs:
-    obj = _Pairs(pairs)
-    if len(obj) < len(pairs):
-        seen: set[str] = set()
-        obj.twice = tuple(dict.fromkeys(k for k, _ in pairs if k in seen or seen.add(k)))  # type: ignore[func-returns-value]
-    return obj
-
-
-def _duplicate_keys(line: bytes) -> list[str]:
-    """Dotted paths of the keys a JSON line gives twice in one object."""
-    try:
-        data = json.loads(line, object_pairs_hook=_keep_pairs)
-    except ValueError:
-        return []
-    out: list[str] = []
-    stack: list[tuple[Any, str]] = [(data, "")]
-    while stack:
-        value, prefix = stack.pop()
-        if isinstance(value, dict):
-            out.extend(prefix + k for k in getattr(value, "twice", ()))
-            stack.extend((v, f"{prefix}{k}.") for k, v in value.items())
-        elif isinstance(value, list):
-            stack.extend((v, prefix) for v in value)
-    return sorted(out)
 
 
 _UTF8_BOM = b"\xef\xbb\xbf"

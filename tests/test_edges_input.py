@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
+import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from batcher.checks import validate_input
+from batcher.jsonkeys import keys_given_twice
 from batcher.model import Row, RowError, parse_row
 from batcher.source import Source
 
@@ -282,3 +288,31 @@ async def test_run_and_plan_refuse_a_big_integer_like_validate_and_leave_no_stat
     assert code == (2 if command == "run" else 1)
     assert server.api.requests["PUT"] == 0
     assert not (tmp_path / f"in.{suffix}.state.db").exists()
+
+
+# -- the duplicate-key check never misses and never invents ------------------------------------
+
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-1000, 1000), st.text(alphabet='ab:" \\/{}', max_size=8))
+json_objects = st.recursive(
+    st.dictionaries(st.text(alphabet="ab:", min_size=1, max_size=3), json_scalars, max_size=4),
+    lambda inner: st.dictionaries(
+        st.text(alphabet="ab:", min_size=1, max_size=3), inner | st.lists(inner, max_size=2), max_size=4
+    ),
+    max_leaves=12,
+)
+SEPARATORS = [(",", ":"), (", ", ": "), (" , ", " : "), (",", "\t:")]
+
+
+@given(json_objects, st.sampled_from(SEPARATORS))
+def test_keys_given_twice_finds_nothing_in_a_line_without_duplicates(obj, separators):
+    line = json.dumps(obj, separators=separators).encode()
+    assert keys_given_twice(line, orjson.loads(line)) == []
+
+
+@given(json_objects.filter(bool), st.sampled_from(SEPARATORS), st.data())
+def test_keys_given_twice_finds_a_repeated_top_level_key(obj, separators, data):
+    key = data.draw(st.sampled_from(sorted(obj)))
+    comma, colon = separators
+    body = json.dumps(obj, separators=separators)
+    line = ("{" + json.dumps(key) + colon + "0" + comma + body[1:]).encode()
+    assert key in keys_given_twice(line, orjson.loads(line))
