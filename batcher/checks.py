@@ -36,9 +36,15 @@ def check_row(
     return result
 
 
-def _duplicate(row: Row, first: int) -> RowError:
+def _duplicate(row: Row, first: int, *, is_late: bool) -> RowError:
+    """``is_late``: found after the last row (the row was already yielded as a ``Row``)."""
     reason = f"duplicate of row {first} (same account and meeting); combine them into one row"
-    return RowError(row.number, row.meeting_id, row.account_id, [FieldError("meeting_id", reason)], row.patch, True)
+    return RowError(row.number, row.meeting_id, row.account_id, [FieldError("meeting_id", reason)], row.patch, is_late)
+
+
+def meeting_key(account_id: str | None, meeting_id: str) -> bytes:
+    """A row's identity for duplicates: ids are sent as spelt, but compared ignoring case."""
+    return row_key(account_id, meeting_id.lower())
 
 
 class KeyLog:
@@ -61,7 +67,7 @@ class KeyLog:
 
     def add(self, row: Row) -> None:
         """Remember one valid row's key."""
-        hi, lo = _PAIR.unpack(row_key(row.account_id, row.meeting_id))
+        hi, lo = _PAIR.unpack(meeting_key(row.account_id, row.meeting_id))
         self._hi.append(hi)
         self._lo.append(lo)
         self._rows.append(row.number)
@@ -128,15 +134,15 @@ def duplicate_errors(
                 data, problems = source.decode(raw)
                 row = check_row(number, data, problems, default_account, False, defer_required=defer_required)
                 if isinstance(row, Row):
-                    yield _duplicate(row, duplicates[number])
+                    yield _duplicate(row, duplicates[number], is_late=True)
 
 
 def _dedup(results: list[Row | RowError], keys: KeySet) -> Iterator[Row | RowError]:
     rows = [r for r in results if isinstance(r, Row)]
-    firsts = iter(keys.first_rows([(row_key(r.account_id, r.meeting_id), r.number) for r in rows]))
+    firsts = iter(keys.first_rows([(meeting_key(r.account_id, r.meeting_id), r.number) for r in rows]))
     for result in results:
         first = next(firsts) if isinstance(result, Row) else None
-        yield _duplicate(result, first) if first else result
+        yield _duplicate(result, first, is_late=False) if first else result
 
 
 def validate_input(

@@ -1,8 +1,10 @@
 """The command line: a thin layer over the library. ``main(argv) -> exit code``.
 
 Exit codes: 0 all rows succeeded/unchanged · 1 some rows failed · 2 usage,
-configuration or invalid input (nothing sent) · 3 stopped early (401/403,
---max-failures) · 130 interrupted, resumable.
+configuration or invalid input (nothing sent), or an unexpected error (one
+sentence; ``-v`` for the traceback) · 3 stopped early (401/403,
+--max-failures) · 130 interrupted, resumable (also when the reader of stdout
+goes away, e.g. ``| head``: the job stops as on a first Ctrl-C).
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from .config import (
     parse_rate,
     read_token,
 )
-from .errors import BatcherError, UsageError
+from .errors import BatcherError, UsageError, describe_exception
 from .model import Row, RowError
+from .preflight import check_job_outputs, check_outputs, check_state, finite_float
 from .progress import Console
 
 EXAMPLES = {
@@ -85,7 +88,7 @@ def _job_options(p: argparse.ArgumentParser, *, with_input: bool = True) -> None
         )
     p.add_argument(
         "--base-url",
-        default=env.get("BATCHER_BASE_URL", DEFAULT_BASE_URL),
+        default=env.get("BATCHER_BASE_URL") or DEFAULT_BASE_URL,  # set but empty: the default
         help=f"API base URL (env BATCHER_BASE_URL; default {DEFAULT_BASE_URL})",
     )
     p.add_argument(
@@ -121,7 +124,7 @@ def _job_options(p: argparse.ArgumentParser, *, with_input: bool = True) -> None
     p.add_argument(
         "--timeout",
         dest="timeout_s",
-        type=float,
+        type=finite_float,
         default=DEFAULT_TIMEOUT_S,
         help=f"seconds per request (default {DEFAULT_TIMEOUT_S:g})",
     )
@@ -201,8 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("--ids-out", metavar="FILE", help="where --meetings writes the ids (default fake-meetings.csv)")
     fake.add_argument("--token", help="accept only this bearer token (default: any non-empty one)")
     fake.add_argument("--rate-limit", help="N/SECONDS: answer 429 + Retry-After beyond it")
-    fake.add_argument("--fail-rate", type=float, default=0.0, help="share of requests answered 500/502/503 or dropped")
-    fake.add_argument("--latency-ms", type=float, default=0.0)
+    fake.add_argument(
+        "--fail-rate", type=finite_float, default=0.0, help="share of requests answered 500/502/503 or dropped"
+    )
+    fake.add_argument("--latency-ms", type=finite_float, default=0.0)
     fake.add_argument(
         "--no-ratelimit-headers", action="store_true", help="do not send Ratelimit / Ratelimit-Policy headers"
     )
@@ -289,6 +294,9 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     console = _console(args)
     config = _config(args, console, needs_token=True)
     _require_account(config)
+    extra = [(flag, getattr(args, dest, None)) for flag, dest in _EXTRA_OUTPUTS]
+    check_job_outputs(config, extra, [("--token-file", args.token_file)])
+    _check_input_opens(config)
 
     async def go() -> int:
         control = Control()
@@ -309,12 +317,27 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         )
         console.say("summary", result.message, **result.summary)
         if result.exit_code == 130:
-            _say_resume(console, argv, "batcher: interrupted; state saved.")
+            why = "stdout was closed by its reader" if control.output_closed else "interrupted"
+            _say_resume(console, argv, f"batcher: {why}; state saved.")
         elif result.exit_code == 3:
             _say_resume(console, argv)
         return result.exit_code
 
     return _run_async(go())
+
+
+def _check_input_opens(config: JobConfig) -> None:
+    """A file input that cannot be read (missing, UTF-16, a bad CSV header) is refused before
+    the state file is created, so a usage error leaves no half-made state behind."""
+    from .source import Source
+
+    if config.input != "-":
+        with Source(config.input, config.input_format):
+            pass
+
+
+# Output options other helpers' commands may add (flag, argparse dest): checked like the rest when present.
+_EXTRA_OUTPUTS = (("--html", "html_path"), ("--budget-file", "budget_file"))
 
 
 def _require_account(config: JobConfig) -> None:
@@ -346,12 +369,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
     console = _console(args)
     config = _config(args, console, needs_token=True)
     _require_account(config)
+    check_outputs(config.input, [("--out", args.out)], [("--token-file", args.token_file)])
 
     async def go() -> int:
         control = Control()
         _install_signals(control, lambda: os._exit(130))
         result = await plan_job(config, args.out, control=control, console=console)
         console.say("summary", result.message, **result.counts)
+        if control.output_closed:
+            console.say("error", "batcher: stopped: stdout was closed by its reader", kind="BrokenPipeError")
         return result.exit_code
 
     return _run_async(go())
@@ -366,6 +392,11 @@ def cmd_rollback(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise UsageError("rollback needs --state FILE (the state file of the job to undo)")
     if not os.path.exists(args.state_path):
         raise UsageError(f"no state file at {args.state_path}")
+    report = args.report_path or f"{args.state_path}.rollback.failures.jsonl"
+    extra = (("--results", "results_path"), ("--summary-json", "summary_path"))
+    outputs = [("--state", args.state_path), ("--report", report)] + [(f, getattr(args, d, None)) for f, d in extra]
+    check_outputs(None, outputs, [("--token-file", args.token_file)])
+    check_state(args.state_path, must_exist=True)
     console = _console(args)
     env = os.environ
     given = {
@@ -469,3 +500,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # stdout's reader went away (| head): not an error of the job; the interpreter's
+        # final flush must not fail again, so stdout now goes nowhere
+        from .report import silence_stdout
+
+        silence_stdout()
+        _console(args).say("error", "batcher: stopped: stdout was closed by its reader", kind="BrokenPipeError")
+        return 130
+    except Exception as exc:  # the one place foreign errors become a sentence (OSError, sqlite3.Error, ...)
+        if getattr(args, "verbose", False):
+            traceback.print_exc()
+        hint = "" if getattr(args, "verbose", False) else " (-v shows the traceback)"
+        text = f"batcher: error: {describe_exception(exc)}{hint}"
+        _console(args).say("error", text, kind=type(exc).__name__, exit_code=2)
+        return 2

@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .errors import UsageError
+from .preflight import check_base_url, check_seconds
 
 DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
 DEFAULT_CONCURRENCY = 8
@@ -104,8 +105,8 @@ class JobConfig:
             raise UsageError("--concurrency must be at least 1")
         if self.max_attempts < 1:
             raise UsageError("--max-attempts must be at least 1")
-        if self.timeout_s <= 0:
-            raise UsageError("--timeout must be more than 0 seconds")
+        check_seconds(self.timeout_s, "--timeout")
+        check_base_url(self.base_url)
         for flag, value in (("--account-id", self.account_id), ("--app-id", self.app_id)):
             if value is not None and not ACCOUNT_RE.fullmatch(value):
                 raise UsageError(f"{flag} must be 1-32 characters of 0-9 A-Z a-z _ -, not {value!r}")

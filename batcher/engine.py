@@ -394,7 +394,7 @@ async def run_job(
     store = Store.open(config.state_file)
     results: ResultsStream | None = None
     try:
-        results = ResultsStream(config.results_path)
+        results = ResultsStream(config.results_path, on_broken=control.output_lost)
         pacer = Pacer(config.rate, control.clock, control.sleep)
         async with Client(config, pacer, control.sleep, on_retry=console.debug) as client:
             job = Job(

@@ -70,3 +70,15 @@ class Interrupted(BatcherError):
 
 class ValidationFailed(UsageError):
     """Some input rows are invalid and ``--skip-invalid`` was not given: nothing was sent."""
+
+
+def describe_exception(exc: BaseException) -> str:
+    """One line for an exception batcher did not raise on purpose (OSError, sqlite3.Error, ...).
+
+    An OSError says what failed on which file; anything else is its type and message.
+    """
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    text = " ".join(str(exc).split()) or "no details"
+    return f"{type(exc).__name__}: {text}"

@@ -254,7 +254,7 @@ class FakeApi:
         account, meeting = request.match_info["account"], request.match_info["meeting"]
         if check_account_id(account) or check_meeting_id(meeting):
             return None, service_error(400, "invalid account or meeting id")
-        key = (account, meeting.lower())
+        key = (account, meeting)  # exactly as seeded: a real server may compare case-sensitively
         if key not in self.meetings:
             return None, service_error(404, f"Meeting {meeting} not found")
         return key, None

@@ -20,6 +20,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .config import ACCOUNT_RE
@@ -30,6 +31,10 @@ URI_PATTERN = r"^[A-Za-z][A-Za-z0-9+.\-]*://\S+$"
 Uri = typing.Annotated[str, Field(pattern=URI_PATTERN)]
 # "Number" fields accept ints and floats (strict mode still lets int -> float).
 Number = float
+# The largest integer every JSON reader keeps exactly (2^53 - 1: JavaScript's and any float64
+# parser's limit; orjson itself stops at 64 bits). An integer field with no upper bound in the
+# spec gets this one, so `validate` refuses what serialisation or the API could not carry.
+MAX_JSON_INT = 2**53 - 1
 
 Language = Literal["en-US", "nl", "pl", "fr", "el", "en-IN", "sv", "ru", "hi", "de"]
 SummaryType = Literal[
@@ -100,8 +105,8 @@ class StorageConfig(_Model):
 
 
 class WatermarkSize(_Model):
-    height: typing.Annotated[int, Field(ge=1)] = None  # type: ignore[assignment]
-    width: typing.Annotated[int, Field(ge=1)] = None  # type: ignore[assignment]
+    height: typing.Annotated[int, Field(ge=1, le=MAX_JSON_INT)] = None  # type: ignore[assignment]
+    width: typing.Annotated[int, Field(ge=1, le=MAX_JSON_INT)] = None  # type: ignore[assignment]
 
 
 class Watermark(_Model):
@@ -268,7 +273,7 @@ class RowError:
     account_id: str | None
     errors: list[FieldError]
     patch: dict[str, Any] | None = field(default=None)
-    is_duplicate: bool = False  # found by the end-of-file duplicate check
+    is_duplicate: bool = False  # found by the end-of-file duplicate check, after the row was yielded as a Row
 
     @property
     def message(self) -> str:
@@ -281,19 +286,23 @@ def check_meeting_id(value: Any) -> str | None:
     if not isinstance(value, str) or not value:
         return "required: a meeting UUID such as 0b7e2a9c-4f1d-4a57-9a3e-1c2d3e4f5a6b"
     if not UUID_RE.fullmatch(value):
-        return f"{_show(value)} is not a UUID (expected 8-4-4-4-12 hex digits)"
+        return f"{show_value(value)} is not a UUID (expected 8-4-4-4-12 hex digits)"
     return None
 
 
 def check_account_id(value: Any) -> str | None:
     """Return the reason ``value`` is not a usable account id, or None."""
     if not isinstance(value, str) or not ACCOUNT_RE.fullmatch(value):
-        return f"{_show(value)} is not an account id (1-32 characters of 0-9 A-Z a-z _ -)"
+        return f"{show_value(value)} is not an account id (1-32 characters of 0-9 A-Z a-z _ -)"
     return None
 
 
-def _show(value: Any, limit: int = 60) -> str:
-    text = repr(value)
+def show_value(value: Any, limit: int = 60) -> str:
+    """A value as JSON spells it (``true``, ``null``, ``"fr"``), cut to ``limit`` characters."""
+    try:
+        text = orjson.dumps(value).decode()
+    except TypeError:  # not JSON at all (an integer beyond 64 bits): Python's spelling is the closest
+        text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -302,7 +311,7 @@ def _describe(err: dict[str, Any], path: str) -> str:
     kind, ctx, given = err["type"], err.get("ctx") or {}, err.get("input")
     spec = FIELDS.get(path)
     is_secret = spec is not None and spec.is_secret
-    got = "" if is_secret else f", got {_show(given)}"
+    got = "" if is_secret else f", got {show_value(given)}"
     if kind == "extra_forbidden":
         hint = closest_path(path)
         return "unknown field" + (f"; did you mean '{hint}'?" if hint else "; see the spec for valid fields")
@@ -312,7 +321,8 @@ def _describe(err: dict[str, Any], path: str) -> str:
     if given is None and spec is not None and not spec.is_nullable:
         return "null is not allowed here; leave the field out to keep the current value"
     if kind == "literal_error":
-        return f"must be one of {ctx.get('expected')}{got}"
+        expected = str(ctx.get("expected", "")).replace("'", '"')  # JSON's spelling of the choices
+        return f"must be one of {expected}{got}"
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
         low = _bounds(path)
         return f"must be {low}{got}"
@@ -343,8 +353,12 @@ def _bounds(path: str) -> str:
         low = getattr(meta, "ge", low)
         high = getattr(meta, "le", high)
     if low is not None and high is not None:
-        return f"between {low:g} and {high:g}"
-    return f"at least {low:g}" if low is not None else f"at most {high:g}"
+        return f"between {_num(low)} and {_num(high)}"
+    return f"at least {_num(low)}" if low is not None else f"at most {_num(high)}"
+
+
+def _num(bound: float) -> str:
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
 
 
 _validate_python = MeetingBody.__pydantic_validator__.validate_python  # the hot path skips a wrapper
@@ -399,7 +413,7 @@ def parse_row(
         shown_id = meeting_id if isinstance(meeting_id, str) and UUID_RE.fullmatch(meeting_id) else None
         shown_account = account_id if isinstance(account_id, str) and ACCOUNT_RE.fullmatch(account_id) else None
         return RowError(number, shown_id, shown_account, errors, patch)
-    return Row(number, meeting_id.lower(), account_id, patch)
+    return Row(number, meeting_id, account_id, patch)  # as the row spells it: servers may compare exactly
 
 
 def _required_paths(model: type[BaseModel], prefix: str) -> typing.Iterator[tuple[str, str]]:

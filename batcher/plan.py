@@ -31,7 +31,7 @@ from .merge import diff, project, redact
 from .model import Row, RowError
 from .pool import Control, pump, show_pause
 from .progress import Console, Progress
-from .report import scrub, secret_values
+from .report import scrub, secret_values, silence_stdout
 from .source import Source
 from .store import scratch_keyset
 
@@ -67,7 +67,14 @@ class Planner:
             else line["action"]
         )
         self.counts[key] += 1
-        self.out.write(orjson.dumps(line) + b"\n")
+        if self.control.output_closed:
+            return
+        try:
+            self.out.write(orjson.dumps(line) + b"\n")
+        except BrokenPipeError:  # `plan ... | head`: stop, quietly
+            silence_stdout()
+            self.control.output_lost()
+            return
         self.progress.advance("failed" if line["action"] in ("invalid", "error") else "succeeded")
         if line["action"] == "update" and len(self.previews) < PREVIEW_ROWS:
             changes = ", ".join(
@@ -142,8 +149,12 @@ async def plan_job(
     finally:
         if out is not sys.stdout.buffer:
             out.close()
-        else:
-            out.flush()
+        elif not control.output_closed:
+            try:
+                out.flush()
+            except BrokenPipeError:
+                silence_stdout()
+                control.output_lost()
         progress.close()
     c = planner.counts
     text = (

@@ -33,6 +33,7 @@ class Control:
     def __init__(self, clock: Callable[[], float] = time.monotonic, sleep: Sleep | None = None) -> None:
         self.stop = asyncio.Event()
         self.interrupted = False
+        self.output_closed = False  # stdout's reader went away (``| head``): a stop, not a Ctrl-C
         self.halt: HaltError | None = None
         self.crashes: list[BaseException] = []  # every worker crash, in order
         self._clock = clock
@@ -76,6 +77,14 @@ class Control:
             self.on_second_interrupt()
         elif not self.interrupted and self.on_first_interrupt is not None:
             self.on_first_interrupt()
+        self.interrupted = True
+        self.stop.set()
+
+    def output_lost(self) -> None:
+        """Our stdout's reader went away (``| head``): stop as on a first interrupt, resumable.
+
+        Not ``interrupt()``: a Ctrl-C that also ended the reader would count twice and exit at once."""
+        self.output_closed = True
         self.interrupted = True
         self.stop.set()
 

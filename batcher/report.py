@@ -12,7 +12,7 @@ import os
 import sqlite3
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 import orjson
@@ -76,6 +76,14 @@ def write_report(entries: Iterable[tuple[Any, ...]], path: str) -> int:
     return count
 
 
+def silence_stdout() -> None:
+    """Point file descriptor 1 at /dev/null after EPIPE (Python's documented advice), so later
+    writes and the interpreter's final flush succeed quietly."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 class ResultsStream:
     """``--results``: one JSON line per finished row, exactly once across kills and resumes.
 
@@ -91,11 +99,17 @@ class ResultsStream:
     With ``-`` (stdout) nothing can be read back across processes: the stream
     then covers the rows finished by this run only, and a kill may lose the
     lines of the last uncommitted group.
+
+    When stdout's reader goes away (``| head -1``) the stream stops writing,
+    sets ``is_broken`` and calls ``on_broken`` once: the job stops as on a
+    first interrupt (state saved, report written, resumable).
     """
 
-    def __init__(self, path: str | None) -> None:
+    def __init__(self, path: str | None, on_broken: Callable[[], None] | None = None) -> None:
         self.is_on = bool(path)
         self.path = path if path and path != "-" else None
+        self.is_broken = False
+        self._on_broken = on_broken
         self._out: IO[bytes] | None = None
         self._owned = False
         self._lines: list[bytes] = []
@@ -123,10 +137,13 @@ class ResultsStream:
         """Write and push out the queued lines: call only once their outcomes are committed."""
         if self._out is None:
             return
-        if self._lines:
-            lines, self._lines = self._lines, []
-            self._out.write(b"".join(lines))
-        self._out.flush()
+        try:
+            if self._lines:
+                lines, self._lines = self._lines, []
+                self._out.write(b"".join(lines))
+            self._out.flush()
+        except BrokenPipeError:
+            self._broken()
 
     def catch_up(self, db: sqlite3.Connection, committed_sql: str) -> int:
         """Append the committed outcomes the file has no line for; returns how many.
@@ -194,6 +211,19 @@ class ResultsStream:
                     continue  # not one of ours: it names no row
                 if isinstance(doc, dict):
                     yield doc
+
+    def _broken(self) -> None:
+        """The reader went away: write nothing more; stop the job once."""
+        if self._owned:  # a FIFO given by name
+            self._owned = False
+            self._out = None
+        else:
+            silence_stdout()
+            self._out = None
+        self._lines.clear()
+        if not self.is_broken and self._on_broken is not None:
+            self._on_broken()
+        self.is_broken = True
 
     def close(self) -> None:
         """Close (stdout stays open). Lines never flushed are dropped: their outcomes

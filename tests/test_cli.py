@@ -79,7 +79,7 @@ def test_validate_exit_codes_and_messages(tmp_path):
     assert cli("validate", str(good), env=env).returncode == 0
     result = cli("validate", str(bad), env=env)
     assert result.returncode == 2
-    assert "row 1: persist_chat: must be true or false, got 'maybe'" in result.stderr
+    assert 'row 1: persist_chat: must be true or false, got "maybe"' in result.stderr
     assert "row 2: meeting_id:" in result.stderr
 
 
