@@ -90,7 +90,11 @@ class Chaos:
             ("429", spec.p_429, {"status": 429, "retry_after": spec.retry_after_s}),
             ("429_bare", spec.p_429_bare, {"status": 429}),
             ("5xx_retry_after", spec.p_5xx_retry_after, {"status": 503, "retry_after": spec.retry_after_s}),
-            ("5xx_html", spec.p_5xx_html, {"status": 502, "body": "<html><body><h1>502 Bad gateway</h1></body></html>"}),
+            (
+                "5xx_html",
+                spec.p_5xx_html,
+                {"status": 502, "body": "<html><body><h1>502 Bad gateway</h1></body></html>"},
+            ),
             ("drop", spec.p_drop, {"kind": "drop"}),
             ("apply_then_drop", spec.p_apply_then_drop, {"kind": "apply_then_drop"}),
             ("hang", spec.p_hang, {"kind": "hang", "seconds": spec.hang_s}),
