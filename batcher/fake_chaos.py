@@ -15,10 +15,12 @@ may send back the ones the server knows, while any other unknown field is a
 
 from __future__ import annotations
 
+import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .errors import UsageError
 from .model import FIELDS
 
 _OBJECT_PATHS = frozenset(p for p, s in FIELDS.items() if s.kind == "object")
@@ -65,6 +67,18 @@ class ChaosSpec:
         if doc.get("auth_window") is not None:
             doc["auth_window"] = tuple(doc["auth_window"])
         return cls(**doc)
+
+
+def parse_chaos(text: str) -> ChaosSpec:
+    """``--chaos JSON`` as a ``ChaosSpec``; a usage error naming the valid keys otherwise."""
+    names = sorted(f.name for f in fields(ChaosSpec))
+    try:
+        doc = json.loads(text)
+        if not isinstance(doc, dict):
+            raise TypeError
+        return ChaosSpec.from_dict(doc)
+    except (ValueError, TypeError):
+        raise UsageError(f"--chaos wants a JSON object with keys among {', '.join(names)}") from None
 
 
 @dataclass

@@ -10,8 +10,9 @@ import aiohttp
 import orjson
 import pytest
 
+from batcher.cli import main
 from batcher.fake_api import FakeApi, start
-from batcher.fake_chaos import Chaos, ChaosSpec
+from batcher.fake_chaos import Chaos, ChaosSpec, parse_chaos
 
 ACCOUNT = "acct-1"
 UPPER = "ABCDEF01-2345-6789-ABCD-EF0123456789"
@@ -183,3 +184,14 @@ async def test_older_x_ratelimit_headers_on_request() -> None:
                 assert "Ratelimit" not in resp.headers
         async with fake.session.get(fake.url(UPPER), headers=AUTH) as resp:
             assert resp.status == 429 and resp.headers["X-RateLimit-Reset"].endswith("GMT")
+
+
+def test_chaos_from_the_command_line_is_a_json_object_of_spec_fields() -> None:
+    spec = parse_chaos('{"p_429": 0.5, "auth_window": [10, 2], "hang_s": 4}')
+    assert spec == ChaosSpec(p_429=0.5, auth_window=(10, 2), hang_s=4)
+
+
+@pytest.mark.parametrize("text", ["nope", "[1]", '{"p_teapot": 1}'])
+def test_a_bad_chaos_option_is_a_usage_error_naming_the_keys(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fake-api", "--port", "0", "--chaos", text]) == 2
+    assert "p_apply_then_drop" in capsys.readouterr().err
