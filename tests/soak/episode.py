@@ -24,11 +24,11 @@ import orjson
 
 from batcher.fake_api import FakeApi
 
-from .plan import EpisodePlan, JobPlan, render_input
+from .plan import EDIT_MARKER, EpisodePlan, JobPlan, render_input
 from .server import ServerThread
 
 PROCESS_TIMEOUT_S = 180.0
-POLL_S = 0.02
+POLL_S = 0.05
 
 
 @dataclass
@@ -243,6 +243,7 @@ class Episode(Runner):
         ids = {f"{r.account_id}/{r.meeting_id}" for r in job.rows}
         interrupts = list(job.interrupts)
         edit_after = job.edit_after
+        counter = server.write_counter(ids)
         base = 0
         for runs in range(len(job.interrupts) + 6):
             argv = self.job_argv(job, server)
@@ -251,7 +252,7 @@ class Episode(Runner):
             proc, popen, handles = self.spawn(job, "run" if runs == 0 else "resume", argv)
             edit: dict[str, Any] | None = None
             while popen.poll() is None:
-                applied = server.applied_writes(ids) - base
+                applied = counter.poll() - base
                 if edit_after is not None and edit is None and applied >= edit_after:
                     edit = self.edit(job)
                 if interrupts and applied >= interrupts[0][1]:
@@ -262,7 +263,7 @@ class Episode(Runner):
                 time.sleep(POLL_S)
             self.finish(proc, popen, handles)
             self.record.procs.append(proc)
-            base = server.applied_writes(ids)
+            base = counter.poll()
             if edit is not None:
                 edit["running_rc"] = proc.rc
                 edit["running_end"] = proc.ended_t
@@ -278,7 +279,7 @@ class Episode(Runner):
     def edit(self, job: JobPlan) -> dict[str, Any]:
         """Change the last row of the input while the job runs (the job must refuse it)."""
         edited = copy.deepcopy(job)
-        edited.rows[-1].patch["title"] = "EDITED-MID-JOB"
+        edited.rows[-1].patch["title"] = EDIT_MARKER
         self.files[job.name].input.write_bytes(render_input(edited))
         entry = {"job": job.name, "t": time.time(), "row": job.rows[-1].number}
         entry["meeting"] = f"{job.rows[-1].account_id}/{job.rows[-1].meeting_id}"

@@ -22,7 +22,7 @@ from batcher.model import DEFAULT_DOCUMENT
 from batcher.store import _unpack
 
 from .episode import Record
-from .plan import JobPlan
+from .plan import EDIT_MARKER, JobPlan
 
 META = ("id", "account_id", "created_at", "updated_at")
 COUNT_KEYS = ("total", "succeeded", "unchanged", "failed", "skipped")
@@ -192,7 +192,7 @@ def check_double_writes(record: Record) -> list[Violation]:
 def check_rate(record: Record) -> list[Violation]:
     """No window of T seconds holds more than N request arrivals at the server, across all processes."""
     n, t = record.plan.rate
-    slack = max(0.05, 0.05 * t)  # arrival jitter: a request reaches the server a little after it started
+    slack = max(0.1, 0.1 * t)  # arrival jitter: a request reaches the server a little (and variably) after it started
     times = sorted(e["t"] for e in record.log)
     worst, at, j = 0, 0.0, 0
     for i, start in enumerate(times):
@@ -300,20 +300,18 @@ def _snapshot_texts(path: Path) -> list[str]:
 
 
 def check_edits(record: Record) -> list[Violation]:
-    """An input edited mid-job is refused (exit 2) and the edited row is never sent."""
+    """An input edited mid-job is refused on resume (exit 2), and the edited row never lands.
+
+    The running process may legitimately write the edited row with its *original*
+    content (it read the row before the edit), so what is checked is the value:
+    no meeting may end holding the edit's marker title.
+    """
     out = []
     for edit in record.edits:
         if edit.get("resume_rc") != 2:
             out.append(Violation("edits", f"{edit['job']}: resume over an edited input exited {edit.get('resume_rc')}"))
-        late = [
-            e
-            for e in record.log
-            if e["applied"]
-            and _key(e["account"], e["meeting"]) == edit["meeting"]
-            and edit["t"] < e["t"] <= edit.get("running_end", edit["t"])
-        ]
-        if edit.get("running_rc") != 2 and late:
-            out.append(Violation("edits", f"{edit['job']}: row {edit['row']} written after the input was edited"))
+        if record.after_run.get(edit["meeting"], {}).get("title") == EDIT_MARKER:
+            out.append(Violation("edits", f"{edit['job']}: the edited row {edit['row']} landed on the server"))
     return out
 
 

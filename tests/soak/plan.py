@@ -19,6 +19,7 @@ import orjson
 from batcher.fake_chaos import ChaosSpec
 
 LANGUAGES = ["en-US", "nl", "pl", "fr", "el", "en-IN", "sv", "ru", "hi", "de"]
+EDIT_MARKER = "EDITED-MID-JOB"  # the title an edit of the input mid-job gives its last row
 REGIONS = ["ap-south-1", "eu-central-1", "ap-southeast-1", "us-east-1", None]
 
 

@@ -41,11 +41,9 @@ class ServerThread:
         """The request log so far (entries still waiting for an answer show ``status`` None)."""
         return self.read(lambda api: api.log)
 
-    def applied_writes(self, meetings: set[str]) -> int:
-        """How many writes to ``meetings`` (``account/id``) were applied so far (a cheap progress probe)."""
-        return self.read(
-            lambda api: sum(1 for e in api.log if e["applied"] and f"{e['account']}/{e['meeting']}" in meetings)
-        )
+    def write_counter(self, meetings: set[str]) -> WriteCounter:
+        """A progress probe that reads only the log entries it has not seen yet."""
+        return WriteCounter(self, meetings)
 
     def set_chaos(self, chaos: Any) -> None:
         """Replace (or with None remove) the random fault schedule."""
@@ -64,3 +62,31 @@ class ServerThread:
         self._call(self.runner.cleanup())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
+
+
+class WriteCounter:
+    """Counts applied writes to some meetings, reading the log incrementally.
+
+    An entry is final once answered (``status`` set); the counter advances over
+    the answered prefix only, so a hanging request is counted when it ends.
+    """
+
+    def __init__(self, server: ServerThread, meetings: set[str]) -> None:
+        self.server, self.meetings = server, meetings
+        self.since = 0
+        self.count = 0
+
+    def poll(self) -> int:
+        """Applied writes so far (final entries only)."""
+
+        def take(api: FakeApi) -> list[Any]:
+            return [
+                (e["status"] is not None, e["applied"], f"{e['account']}/{e['meeting']}") for e in api.log[self.since :]
+            ]
+
+        for is_final, applied, key in self.server.read(take):
+            if not is_final:
+                break
+            self.since += 1
+            self.count += applied and key in self.meetings
+        return self.count

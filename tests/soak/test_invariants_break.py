@@ -22,7 +22,7 @@ from batcher.fake_chaos import ChaosSpec
 
 from .episode import JobFiles, Proc, Record, run_episode
 from .invariants import check_all
-from .plan import JobPlan, draw_episode
+from .plan import EDIT_MARKER, JobPlan, draw_episode
 
 CANARY_SEED = 4242
 
@@ -230,10 +230,16 @@ def test_a_secret_printed_on_a_stream_breaks_secrets(clean: Record, tmp_path: Pa
 
 def test_an_edit_that_was_not_refused_breaks_edits(clean: Record, tmp_path: Path) -> None:
     r = clone(clean, tmp_path)
-    r.edits.append(
-        {"job": "job0", "t": r.rollback_from - 60, "row": 1, "meeting": _key(r), "running_rc": 0, "resume_rc": 0}
-    )
+    r.edits.append({"job": "job0", "t": r.rollback_from - 60, "row": 1, "meeting": _key(r), "resume_rc": 0})
     assert invariants(r) == {"edits"}
+
+
+def test_an_edited_row_that_landed_breaks_edits(clean: Record, tmp_path: Path) -> None:
+    r = clone(clean, tmp_path)
+    r.edits.append({"job": "job0", "t": r.rollback_from - 60, "row": 1, "meeting": _key(r), "resume_rc": 2})
+    assert invariants(r) == set()
+    r.after_run[_key(r)]["title"] = EDIT_MARKER
+    assert "edits" in invariants(r)
 
 
 def test_a_traceback_breaks_processes(clean: Record, tmp_path: Path) -> None:
