@@ -244,7 +244,6 @@ class Episode(Runner):
         interrupts = list(job.interrupts)
         edit_after = job.edit_after
         counter = server.write_counter(ids)
-        base = 0
         for runs in range(len(job.interrupts) + 6):
             argv = self.job_argv(job, server)
             if runs and job.retry_failed[min(runs, len(job.retry_failed) - 1)]:
@@ -252,7 +251,7 @@ class Episode(Runner):
             proc, popen, handles = self.spawn(job, "run" if runs == 0 else "resume", argv)
             edit: dict[str, Any] | None = None
             while popen.poll() is None:
-                applied = counter.poll() - base
+                applied = counter.poll(after=proc.started_t)  # this process's writes only
                 if edit_after is not None and edit is None and applied >= edit_after:
                     edit = self.edit(job)
                 if interrupts and applied >= interrupts[0][1]:
@@ -263,7 +262,6 @@ class Episode(Runner):
                 time.sleep(POLL_S)
             self.finish(proc, popen, handles)
             self.record.procs.append(proc)
-            base = counter.poll()
             if edit is not None:
                 edit["running_rc"] = proc.rc
                 edit["running_end"] = proc.ended_t

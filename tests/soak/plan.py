@@ -159,7 +159,7 @@ def draw_episode(
     """The episode of ``seed`` (rows per episode drawn from ``rows_range``).
 
     ``without`` leaves out features (names in ``WITHOUT``), so a defect already
-    known does not hide the others; the same seed draws the same numbers either way.
+    known does not hide the others (the rest of the episode may then draw differently).
     """
     rng = random.Random(seed)
     secrets: list[str] = []

@@ -74,19 +74,21 @@ class WriteCounter:
     def __init__(self, server: ServerThread, meetings: set[str]) -> None:
         self.server, self.meetings = server, meetings
         self.since = 0
-        self.count = 0
+        self.times: list[float] = []  # arrival of each applied write
 
-    def poll(self) -> int:
-        """Applied writes so far (final entries only)."""
+    def poll(self, after: float = 0.0) -> int:
+        """Applied writes that arrived at or after ``after`` (wall clock), final entries only."""
 
         def take(api: FakeApi) -> list[Any]:
             return [
-                (e["status"] is not None, e["applied"], f"{e['account']}/{e['meeting']}") for e in api.log[self.since :]
+                (e["status"] is not None, e["applied"], f"{e['account']}/{e['meeting']}", e["t"])
+                for e in api.log[self.since :]
             ]
 
-        for is_final, applied, key in self.server.read(take):
+        for is_final, applied, key, t in self.server.read(take):
             if not is_final:
                 break
             self.since += 1
-            self.count += applied and key in self.meetings
-        return self.count
+            if applied and key in self.meetings:
+                self.times.append(t)
+        return sum(1 for t in self.times if t >= after)
