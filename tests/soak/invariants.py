@@ -224,8 +224,9 @@ def check_counters(record: Record) -> list[Violation]:
         if not summary_path.exists():
             out.append(Violation("counters", f"{job.name}: no --summary-json written"))
             continue
-        keys = {_key(r.account_id, r.meeting_id) for r in job.rows}
-        seen = sum(1 for e in log if _key(e["account"], e["meeting"]) in keys)
+        # case-insensitive: a client that changes an id's case still made the request (it 404s)
+        keys = {_key(r.account_id, r.meeting_id).lower() for r in job.rows}
+        seen = sum(1 for e in log if _key(e["account"], e["meeting"]).lower() in keys)
         counted = orjson.loads(summary_path.read_bytes()).get("requests", 0)
         runs = len(_job_procs(record, job, ("run", "resume", "final")))
         allowed = job.concurrency * runs + drops
