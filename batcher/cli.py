@@ -214,6 +214,20 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument(
         "--record-arrivals", action="store_true", help="keep request arrival times for GET /__arrivals (benchmarks)"
     )
+    fake.add_argument(
+        "--chaos",
+        metavar="JSON",
+        help='random faults, e.g. \'{"p_429": 0.02, "p_drop": 0.01, "hang_s": 5, "auth_window": [100, 3]}\' (see fake_chaos.ChaosSpec)',
+    )
+    fake.add_argument("--chaos-seed", type=int, help="seed of --chaos and --fail-rate (same seed, same faults)")
+    fake.add_argument(
+        "--extra-fields",
+        metavar="PATHS",
+        help="comma-separated unknown field paths a PUT may carry (default: every unknown path in --seed)",
+    )
+    fake.add_argument(
+        "--x-ratelimit-headers", action="store_true", help="also send the older X-RateLimit-Limit/-Remaining/-Reset"
+    )
     return parser
 
 
@@ -428,6 +442,7 @@ def cmd_rollback(args: argparse.Namespace, argv: Sequence[str]) -> int:
 def cmd_fake_api(args: argparse.Namespace) -> int:
     """``batcher fake-api``: serve until interrupted."""
     from .fake_api import FakeApi, start
+    from .fake_chaos import parse_chaos
 
     rate = None
     if args.rate_limit:
@@ -440,6 +455,10 @@ def cmd_fake_api(args: argparse.Namespace) -> int:
         latency_ms=args.latency_ms,
         record_arrivals=args.record_arrivals,
         ratelimit_headers=not args.no_ratelimit_headers,
+        x_ratelimit_headers=args.x_ratelimit_headers,
+        seed=args.chaos_seed,
+        chaos=parse_chaos(args.chaos) if args.chaos else None,
+        extra_fields=[f for f in args.extra_fields.split(",") if f] if args.extra_fields is not None else None,
     )
     if args.seed:
         with open(args.seed, "rb") as fh:

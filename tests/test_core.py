@@ -36,7 +36,8 @@ def snapshot(tmp_path):
 
 
 async def test_merge_carries_fields_the_schema_does_not_know(server, tmp_path):
-    server.api.extra_fields = frozenset({"beta_flag", "ai_config.future"})
+    server.api.extra_fields = {"beta_flag", "ai_config.future"}
+    server.api.learns_extra_fields = False
     [mid] = server.add(title="old", beta_flag=True, ai_config={"future": {"x": 3}})
     src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "title": "new"}])
     result = await run_job(config(tmp_path, server, src))
@@ -49,7 +50,8 @@ async def test_merge_carries_fields_the_schema_does_not_know(server, tmp_path):
 
 
 async def test_a_carried_field_the_server_rejects_fails_the_row_naming_it(server, tmp_path):
-    [mid] = server.add(title="old", beta_flag=True)  # GET shows it; this server's PUT does not accept it
+    server.api.learns_extra_fields = False  # GET shows it; this server's PUT does not accept it
+    [mid] = server.add(title="old", beta_flag=True)
     src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "title": "new"}])
     result = await run_job(config(tmp_path, server, src))
     assert result.exit_code == 1
