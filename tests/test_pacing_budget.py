@@ -24,6 +24,31 @@ class VirtualTime:
         self.now = 0.0
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._seq = 0
+        self.busy = 0  # real I/O in flight (see ``tracked``): time stands still meanwhile
+        self._idle = asyncio.Event()
+
+    def tracked(self, call: Any) -> Any:
+        """Wrap an I/O coroutine function so that no time passes while it runs."""
+
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            self.busy += 1
+            self._idle.clear()
+            try:
+                return await call(*args, **kwargs)
+            finally:
+                self.busy -= 1
+                if not self.busy:
+                    self._idle.set()
+
+        return wrapper
+
+    async def _settle(self) -> None:
+        while True:
+            for _ in range(20):  # let every runnable task reach its next sleep
+                await asyncio.sleep(0)
+            if not self.busy:
+                return
+            await self._idle.wait()
 
     def clock(self) -> float:
         return self.now
@@ -37,13 +62,16 @@ class VirtualTime:
     async def run(self, *coros: Any) -> None:
         tasks = [asyncio.ensure_future(c) for c in coros]
         while not all(task.done() for task in tasks):
-            for _ in range(20):  # let every runnable task reach its next sleep
-                await asyncio.sleep(0)
+            await self._settle()
             if self._sleepers:
                 when, _, future = heapq.heappop(self._sleepers)
                 self.now = max(self.now, when)
-                future.set_result(None)
+                if not future.done():
+                    future.set_result(None)
             elif not all(task.done() for task in tasks):
+                await self._settle()
+                if all(task.done() for task in tasks) or self._sleepers:
+                    continue
                 raise AssertionError("deadlock: tasks blocked with nobody sleeping")
         await asyncio.gather(*tasks)
 
