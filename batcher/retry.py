@@ -87,6 +87,10 @@ class Decision:
         return self.pause_s > 0
 
 
+# The answers that carry no numbers, made once: decide() runs after every request.
+_DONE, _FAIL, _FATAL = Decision(Action.DONE), Decision(Action.FAIL), Decision(Action.FATAL)
+
+
 def classify(status: int | None) -> Verdict:
     """The verdict for an HTTP status; ``None`` is a network error or timeout."""
     if status is None or status in RETRY_STATUSES:
@@ -115,14 +119,14 @@ def decide(
     is finite or None); ``is_write`` is true for PUT and PATCH.
     """
     if error == "api_error":
-        return Decision(Action.FAIL)
+        return _FAIL
     verdict = classify(status)
     if verdict is Verdict.OK:
-        return Decision(Action.DONE)
+        return _DONE
     if verdict is Verdict.FATAL:
-        return Decision(Action.FATAL)
+        return _FATAL
     if verdict is Verdict.FAIL:
-        return Decision(Action.FAIL)
+        return _FAIL
     is_unknown = is_write and status in UNKNOWN_OUTCOME
     wait = backoff_s(attempt, rng)
     if retry_after_s is not None and math.isfinite(retry_after_s) and retry_after_s > wait:
