@@ -116,6 +116,12 @@ def _job_options(p: argparse.ArgumentParser, *, with_input: bool = True) -> None
         help=f"N/SECONDS: at most N requests start in any SECONDS window (default {DEFAULT_RATE}); 'none'; 'auto[:N/S]'",
     )
     p.add_argument(
+        "--budget-file",
+        dest="budget_path",
+        metavar="FILE",
+        help="the rate budget shared by every batcher using this token (default: a per-token file in ~/.cache/batcher)",
+    )
+    p.add_argument(
         "--max-attempts",
         type=int,
         default=DEFAULT_MAX_ATTEMPTS,

@@ -97,6 +97,7 @@ class JobConfig:
     results_path: str | None = None
     summary_path: str | None = None
     insecure: bool = False
+    budget_path: str | None = None  # the shared rate budget file (budget.py); None: per-token default
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

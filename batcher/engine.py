@@ -40,7 +40,7 @@ from typing import IO, Any
 
 import orjson
 
-from .client import UNKNOWN_OUTCOME, CallResult, Client
+from .client import CallResult, Client
 from .config import JobConfig
 from .decide import READS_FIRST, Options, Refuse, Send, Unchanged, decide
 from .errors import AuthError, HaltError, Interrupted
@@ -150,17 +150,14 @@ class Job:
         verify = self.confirmer(url, send.confirm) if send.confirm is not None else None
         result = await self.client.call(send.method, url, send.body, verify)
         result.attempts += attempts
-        # With no verify the client could not ask a GET: a drop, timeout or 5xx leaves it unknown.
-        is_unknown = not result.is_ok and (
-            result.is_unknown or (verify is None and result.status in UNKNOWN_OUTCOME and result.error != "auth")
-        )
+        is_unknown = not result.is_ok and result.is_unknown  # the client judged it (see client.call)
         if current is not None:
             self.store.mark_write(
                 account, row.meeting_id, "landed" if result.is_ok else "unknown" if is_unknown else "failed"
             )
         if is_unknown:
             result.error = "unknown_outcome"
-            result.message = f"the write may have been applied (no answer confirmed it): {result.message}"
+            result.message = f"outcome unknown: {result.message}"
         elif result.status == 400 and current is not None:
             result.message += _carried_note(send.body, row.patch, result.message)
         self.finish_call(row, result)

@@ -284,6 +284,12 @@ class FakeApi:
             await resp.write(b'{"success": true, "data": {')
             request.transport.close()  # type: ignore[union-attr]
             return resp
+        if kind == "headers":  # answer normally, with extra headers (X-RateLimit-*, Ratelimit, ...)
+            response = await self.route(request)
+            response.headers.update(fault["headers"])
+            return response
+        if kind == "redirect":
+            return web.Response(status=fault.get("status", 302), headers={"Location": fault["location"]})
         headers = {"Retry-After": str(fault["retry_after"])} if "retry_after" in fault else None
         if "body" in fault:
             return web.Response(
