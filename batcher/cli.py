@@ -15,6 +15,7 @@ import os
 import shlex
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -494,19 +495,45 @@ def cmd_fake_api(args: argparse.Namespace) -> int:
     return _run_async(serve()) or 0
 
 
+def _interrupted(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def _run_async(coro: Any) -> Any:
+    """Run a command's coroutine. Signals are handled in every phase of the process:
+    before the loop a SIGTERM, like a SIGINT, ends it as interrupted (exit 130, nothing
+    sent yet); inside it the command's own handlers stop the job cleanly; once the loop
+    has finished, the job is over and a late signal no longer changes its exit code."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupted)
     try:
         if os.environ.get("BATCHER_NO_UVLOOP"):
             raise ImportError
         import uvloop  # optional: faster event loop when installed
     except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
+        result = asyncio.run(coro)
+    else:
+        result = uvloop.run(coro)
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, dispatch, map errors to exit codes."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv is not None and threading.current_thread() is threading.main_thread():
+        # called as a library (tests): give the caller its signal handlers back afterwards
+        saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            return _main(list(argv))
+        finally:
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
+    return _main(list(sys.argv[1:] if argv is None else argv))
+
+
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "validate":

@@ -1,7 +1,7 @@
 """The decision core: what to do with one row, given what the server shows. Pure.
 
     decide(mode, current, patch, options) -> Unchanged | Send | Refuse
-    restore(current, before, after, options) -> Unchanged | Send | Refuse   (rollback)
+    restore(write_state, before, after, current, options) -> Unchanged | Send | Refuse   (rollback)
 
 ``run`` carries the decision out, ``plan`` prints it, ``rollback`` asks
 ``restore`` about a before-document: they cannot disagree, because none of
@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .merge import deep_merge, known_fields, missing_credentials, project, same, sets_secret, storage_of
+from .merge import deep_merge, known_fields, missing_credentials, project, same, sets_secret, storage_of, strip_secrets
 from .model import DEFAULT_DOCUMENT, missing_required
 
 
@@ -125,25 +125,66 @@ def expected_after(mode: str, current: dict[str, Any], patch: dict[str, Any]) ->
     return deep_merge(project(current), patch)
 
 
-def restore(current: dict[str, Any], before: dict[str, Any], after: dict[str, Any], options: Options) -> Decision:
-    """Rollback of one meeting: PUT ``before`` back if the meeting is still what the job made it.
+def restore(
+    write_state: str,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    current: dict[str, Any] | None,
+    options: Options,
+) -> Decision:
+    """Rollback of one meeting: PUT ``before`` back when that is safe (the README's rollback table).
 
-    ``current`` is GET's document now; ``after`` what the job wrote (secrets
-    stripped). Unchanged when it already is ``before``; ``conflict`` when it
-    changed again since the job (unless ``force``); ``credential_guard`` when
-    ``before`` had storage, whose credentials GET never showed.
+    ``write_state`` says whether the job's latest write landed (``landed``),
+    may have (``unknown``/``pending``), failed after an earlier write that may
+    have landed (``earlier``) or simply failed (``failed``: never a change of
+    the job). ``after`` is what the job wrote, with the credentials it set
+    shown as ``"***"``; ``current`` what GET shows now (``None``: not read).
+
+    - as before -> Unchanged; as the job left it -> PUT ``before``;
+    - anything else -> ``conflict``, overwritten only with ``force`` and only
+      when the job's write surely landed (else it may be a colleague's edit);
+    - the job set write-only credentials over a before-state that had storage:
+      the old ones were never readable, so they cannot come back ->
+      ``credential_guard`` (even when the visible fields already match);
+      ``allow_credential_reset`` restores the rest and leaves no credentials.
     """
-    now = project(current)
-    if same(now, before):
+    if write_state == "failed" or current is None:
         return Unchanged()
-    if not same(now, after) and not options.force:
-        return Refuse(
-            "conflict", "the meeting changed again after the job; not overwritten (use --force to restore anyway)"
-        )
+    now, shown_after = project(current), strip_secrets(after)
+    wrote_credentials = sets_secret(after) and storage_of(before) is not None
+    if same(now, before) and not wrote_credentials:
+        return Unchanged()
+    if not same(now, before) and not same(now, shown_after):
+        if write_state == "earlier":
+            return Refuse(
+                "conflict",
+                "the job's latest write of this meeting failed, but an earlier write of the job (before a --force "
+                "or --retry-failed run) may have landed, and the meeting shows neither its before-state nor the "
+                "failed write: not overwritten, not even with --force (it may be a colleague's edit); check the "
+                "meeting by hand",
+            )
+        if write_state != "landed":
+            return Refuse(
+                "conflict",
+                "the job's write of this meeting has an unknown outcome and the meeting now shows neither its "
+                "before-state nor the job's change, so nothing shows the job changed it: not overwritten, not even "
+                "with --force (it may be a colleague's edit); check the meeting by hand",
+            )
+        if not options.force:
+            return Refuse(
+                "conflict", "the meeting changed again after the job; not overwritten (use --force to restore anyway)"
+            )
     if storage_of(before) is not None and not options.allow_credential_reset:
+        if wrote_credentials:
+            return Refuse(
+                "credential_guard",
+                "the job set write-only storage credentials, and the ones before it were never readable (GET hides "
+                "them): set them back by hand, or pass --allow-credential-reset to restore the other fields and "
+                "leave the storage without credentials",
+            )
         return Refuse(
             "credential_guard",
             "the before-state had storage credentials, which GET never returns; "
             "restore them by hand or pass --allow-credential-reset",
         )
-    return Send("PUT", before, _confirm(before, before))
+    return Send("PUT", before, None if sets_secret(before) else before)

@@ -46,7 +46,7 @@ from .decide import READS_FIRST, Options, Refuse, Send, Unchanged, decide
 from .errors import AuthError, HaltError, Interrupted
 from .intake import Intake, fingerprint
 from .limiter import Pacer
-from .merge import carried_unknown, project, shows, strip_secrets
+from .merge import carried_unknown, project, redact, shows
 from .model import Row, RowError
 from .pool import Control, pump, show_pause
 from .progress import Console, Progress
@@ -146,7 +146,7 @@ class Job:
         account = row.account_id or ""
         if current is not None:  # durable before the change is made (a group commit: counters go too)
             self.count_requests()
-            self.store.save_snapshot(account, row.meeting_id, row.number, project(current), strip_secrets(send.body))
+            self.store.save_snapshot(account, row.meeting_id, row.number, project(current), redact(send.body))
         verify = self.confirmer(url, send.confirm) if send.confirm is not None else None
         result = await self.client.call(send.method, url, send.body, verify)
         result.attempts += attempts

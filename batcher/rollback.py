@@ -71,9 +71,9 @@ import orjson
 from . import rollback_state
 from .client import Client
 from .config import DEFAULT_BASE_URL, JobConfig
+from .decide import Options, Refuse, Unchanged, restore
 from .errors import AuthError, HaltError, UsageError
 from .limiter import Pacer
-from .merge import project, storage_of
 from .pool import Control, pump, show_pause
 from .progress import Console, Progress
 from .report import ResultsStream, write_report
@@ -84,67 +84,6 @@ from .store import Store
 # outcome is unknown (or was never recorded); it failed after an earlier write that may have landed.
 GROUPS = ("landed", "unknown", "earlier")
 TARGET_FIELDS = {"base_url": "base URL", "app_id": "app id", "account_id": "account"}
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What to do with one meeting: ``unchanged``, ``restore`` or ``refuse`` (with error and message)."""
-
-    action: str
-    error: str | None = None
-    message: str = ""
-
-
-def judge(
-    write_state: str,
-    before: dict[str, Any],
-    after: dict[str, Any],
-    current: dict[str, Any] | None,
-    *,
-    force: bool = False,
-    allow_credential_reset: bool = False,
-) -> Verdict:
-    """Decide one meeting's rollback from plain values (see the module docstring's table).
-
-    ``current`` is the meeting as GET shows it now (None when not read: only
-    for a failed write, which is never the job's change).
-    """
-    if write_state == "failed" or current is None:
-        return Verdict("unchanged", message="the job's write never landed: not a change of the job")
-    if current == before:
-        return Verdict("unchanged")
-    if current != after:
-        if write_state == "earlier":
-            return Verdict(
-                "refuse",
-                "conflict",
-                "the job's latest write of this meeting failed, but an earlier write of the job (before a --force "
-                "or --retry-failed run) may have landed, and the meeting shows neither its before-state nor the "
-                "failed write: not overwritten, not even with --force (it may be a colleague's edit); check the "
-                "meeting by hand",
-            )
-        if write_state != "landed":
-            return Verdict(
-                "refuse",
-                "conflict",
-                "the job's write of this meeting has an unknown outcome and the meeting now shows neither its "
-                "before-state nor the job's change, so nothing shows the job changed it: not overwritten, not even "
-                "with --force (it may be a colleague's edit); check the meeting by hand",
-            )
-        if not force:
-            return Verdict(
-                "refuse",
-                "conflict",
-                "the meeting changed again after the job; not overwritten (use --force to restore anyway)",
-            )
-    if storage_of(before) is not None and not allow_credential_reset:
-        return Verdict(
-            "refuse",
-            "credential_guard",
-            "the before-state had storage credentials, which GET never returns; "
-            "restore them by hand or pass --allow-credential-reset",
-        )
-    return Verdict("restore")
 
 
 def resolve_target(
@@ -261,20 +200,14 @@ class Rollback:
             if got.error == "auth":
                 self.control.halt_with(AuthError(f"HTTP {got.status}: {got.message}"))
             return
-        verdict = judge(
-            snap.write_state,
-            snap.before,
-            snap.after,
-            project(got.data),
-            force=self.config.force,
-            allow_credential_reset=self.config.allow_credential_reset,
-        )
-        if verdict.action == "unchanged":
+        options = Options(force=self.config.force, allow_credential_reset=self.config.allow_credential_reset)
+        decision = restore(snap.write_state, snap.before, snap.after, got.data, options)
+        if isinstance(decision, Unchanged):
             return self.record(snap, "unchanged", status=got.status, attempts=got.attempts)
-        if verdict.action == "refuse":
-            status = got.status if verdict.error == "conflict" else None
-            return self.record(snap, "failed", verdict.error, status, verdict.message, got.attempts)
-        put = await self.client.call("PUT", url, snap.before)
+        if isinstance(decision, Refuse):
+            status = got.status if decision.error == "conflict" else None
+            return self.record(snap, "failed", decision.error, status, decision.message, got.attempts)
+        put = await self.client.call(decision.method, url, decision.body)
         attempts = got.attempts + put.attempts
         if put.is_ok:
             return self.record(snap, "succeeded", status=put.status, attempts=attempts)

@@ -14,7 +14,7 @@ failed row; ``--retry-failed`` does.
 
 Secrets are never stored: patches are kept only as a hash (to match rows on
 ``--force``) and, for failed rows, redacted; snapshots hold what GET showed
-(which never includes credentials) and what was PUT with credentials stripped.
+(which never includes credentials) and what was PUT with credentials shown as "***" (so rollback knows which it set).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS keys (key BLOB PRIMARY KEY, row INTEGER NOT NULL) WIT
 CREATE TABLE IF NOT EXISTS snapshots (
     account_id TEXT NOT NULL, meeting_id TEXT NOT NULL, row INTEGER,
     before BLOB NOT NULL,            -- the meeting before the job (as GET showed it), zlib'd JSON
-    after BLOB NOT NULL,             -- what the job PUT, secrets stripped, zlib'd JSON
+    after BLOB NOT NULL,             -- what the job PUT, credentials as "***", zlib'd JSON
     write_state TEXT NOT NULL DEFAULT 'pending',  -- pending | landed | unknown | failed: did the job's last write land?
     seq INTEGER NOT NULL DEFAULT 0,  -- bumped by every save_snapshot: which write of the job this is
     PRIMARY KEY (account_id, meeting_id)

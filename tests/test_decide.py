@@ -90,7 +90,7 @@ RESTORE = [
     ("current", "before", "options", "expected"), [c[1:] for c in RESTORE], ids=[c[0] for c in RESTORE]
 )
 def test_restore(current, before, options, expected):
-    got = restore(current, before, AFTER, options)
+    got = restore("landed", before, AFTER, current, options)
     if expected is Send:
         assert isinstance(got, Send)
     elif isinstance(expected, Refuse):

@@ -12,8 +12,9 @@ import sqlite3
 import pytest
 
 from batcher import rollback_state
+from batcher.decide import Options, Refuse, Send, Unchanged, restore
 from batcher.engine import run_job
-from batcher.rollback import judge, rollback_job
+from batcher.rollback import rollback_job
 from batcher.store import Store
 
 from .conftest import config, write_jsonl
@@ -22,6 +23,15 @@ BEFORE = {"title": "orig", "persist_chat": False}
 AFTER = {"title": "new", "persist_chat": False}
 OTHER = {"title": "a colleague's", "persist_chat": False}
 KEYS = {"recording_config": {"storage_config": {"type": "aws", "bucket": "b"}}}
+
+
+def _action(decision):
+    if isinstance(decision, Unchanged):
+        return ("unchanged", None)
+    if isinstance(decision, Send):
+        return ("restore", None)
+    assert isinstance(decision, Refuse)
+    return ("refuse", decision.error)
 
 
 @pytest.mark.parametrize(
@@ -46,14 +56,30 @@ KEYS = {"recording_config": {"storage_config": {"type": "aws", "bucket": "b"}}}
     ids=lambda v: v if isinstance(v, str) else None,
 )
 def test_judge_table(write_state, current, force, expected):
-    verdict = judge(write_state, BEFORE, AFTER, current, force=force)
-    assert (verdict.action, verdict.error) == expected
+    assert _action(restore(write_state, BEFORE, AFTER, current, Options(force=force))) == expected
 
 
 def test_judge_will_not_restore_a_before_state_with_credentials_unless_allowed():
     before = {**BEFORE, **KEYS}
-    assert judge("landed", before, AFTER, AFTER).error == "credential_guard"
-    assert judge("landed", before, AFTER, AFTER, allow_credential_reset=True).action == "restore"
+    assert _action(restore("landed", before, AFTER, AFTER, Options())) == ("refuse", "credential_guard")
+    assert _action(restore("landed", before, AFTER, AFTER, Options(allow_credential_reset=True))) == ("restore", None)
+
+
+@pytest.mark.parametrize("write_state", ["landed", "unknown"])
+def test_credentials_the_job_set_over_stored_ones_are_never_called_as_before(write_state):
+    """A key rotation leaves every visible field as it was: GET cannot tell the job's keys from the old ones."""
+    before = {**BEFORE, **KEYS}
+    rotated = {**BEFORE, "recording_config": {"storage_config": {"type": "aws", "bucket": "b", "secret": "***"}}}
+    assert _action(restore(write_state, before, rotated, before, Options())) == ("refuse", "credential_guard")
+    reset = restore(write_state, before, rotated, before, Options(allow_credential_reset=True))
+    assert isinstance(reset, Send) and reset.body == before
+
+
+def test_credentials_the_job_added_where_there_was_no_storage_are_removed_by_the_restore():
+    added = {**BEFORE, "recording_config": {"storage_config": {"type": "aws", "bucket": "b", "secret": "***"}}}
+    shown = {**BEFORE, **KEYS}
+    decision = restore("landed", BEFORE, added, shown, Options())
+    assert isinstance(decision, Send) and decision.body == BEFORE
 
 
 def _failing_put(server, meeting: str, status: int = 503) -> None:
