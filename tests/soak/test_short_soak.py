@@ -19,7 +19,7 @@ import pytest
 
 from .runner import SHORT_ROWS, brief, describe, run_seed
 
-XFAIL_UNTIL_MERGED = True
+XFAIL_UNTIL_MERGED = False
 TAME = frozenset({"unknown_fields", "upper_ids"})  # leave out the two defects that hide the others
 
 # A spread of what an episode can be: kills, SIGINT/SIGTERM, two processes on one token, an edit
