@@ -425,5 +425,5 @@ async def start(api: FakeApi, host: str = "127.0.0.1", port: int = 0) -> tuple[w
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
     await site.start()
-    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    bound = runner.addresses[0][1]  # public API (BaseRunner.addresses): (host, port) of each bound socket
     return runner, bound
