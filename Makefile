@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# The soak: random seeded episodes until stopped, or N of them (make soak N=500); ROWS=MIN-MAX
+# (default 100-3000); SEED=S replays one episode. A short fixed set also runs inside `make test`.
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak $(if $(SEED),--seed $(SEED),--episodes $(or $(N),0)) --rows $(or $(ROWS),100-3000)
 
 clean:
 	rm -rf $(VENV) demo-out bench/out

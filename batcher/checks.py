@@ -25,19 +25,27 @@ def check_row(
     problems: list[FieldError],
     default_account: str | None,
     require_account: bool,
+    *,
+    defer_required: bool = False,
     mode: str | None = None,
 ) -> Row | RowError:
     """``parse_row`` plus the rule that every row's account is known (``mode``: see ``parse_row``)."""
-    result = parse_row(number, data, default_account, problems, mode)
+    result = parse_row(number, data, default_account, problems, defer_required=defer_required, mode=mode)
     if isinstance(result, Row) and require_account and result.account_id is None:
         fix = "add an account_id column/key, or pass --account-id / set CLOUDFLARE_ACCOUNT_ID"
         return RowError(number, result.meeting_id, None, [FieldError("account_id", f"missing: {fix}")], result.patch)
     return result
 
 
-def _duplicate(row: Row, first: int) -> RowError:
+def _duplicate(row: Row, first: int, *, is_late: bool) -> RowError:
+    """``is_late``: found after the last row (the row was already yielded as a ``Row``)."""
     reason = f"duplicate of row {first} (same account and meeting); combine them into one row"
-    return RowError(row.number, row.meeting_id, row.account_id, [FieldError("meeting_id", reason)], row.patch, True)
+    return RowError(row.number, row.meeting_id, row.account_id, [FieldError("meeting_id", reason)], row.patch, is_late)
+
+
+def meeting_key(account_id: str | None, meeting_id: str) -> bytes:
+    """A row's identity for duplicates: ids are sent as spelt, but compared ignoring case."""
+    return row_key(account_id, meeting_id.lower())
 
 
 class KeyLog:
@@ -60,7 +68,7 @@ class KeyLog:
 
     def add(self, row: Row) -> None:
         """Remember one valid row's key."""
-        hi, lo = _PAIR.unpack(row_key(row.account_id, row.meeting_id))
+        hi, lo = _PAIR.unpack(meeting_key(row.account_id, row.meeting_id))
         self._hi.append(hi)
         self._lo.append(lo)
         self._rows.append(row.number)
@@ -84,6 +92,8 @@ def iter_checked(
     keys: KeySet | KeyLog,
     require_account: bool,
     batch: int = 4096,
+    *,
+    defer_required: bool = False,
     mode: str | None = None,
 ) -> Iterator[Row | RowError]:
     """Every row of ``source``, decoded and checked, in order.
@@ -97,7 +107,9 @@ def iter_checked(
     if isinstance(keys, KeyLog):
         for number, raw in source.records():
             data, problems = decode(raw)
-            result = check_row(number, data, problems, default_account, require_account, mode)
+            result = check_row(
+                number, data, problems, default_account, require_account, defer_required=defer_required, mode=mode
+            )
             if isinstance(result, Row):
                 keys.add(result)
             yield result
@@ -105,7 +117,11 @@ def iter_checked(
     pending: list[Row | RowError] = []
     for number, raw in source.records():
         data, problems = decode(raw)
-        pending.append(check_row(number, data, problems, default_account, require_account, mode))
+        pending.append(
+            check_row(
+                number, data, problems, default_account, require_account, defer_required=defer_required, mode=mode
+            )
+        )
         if len(pending) >= batch:
             yield from _dedup(pending, keys)
             pending = []
@@ -113,26 +129,38 @@ def iter_checked(
 
 
 def duplicate_errors(
-    path: str, fmt: str | None, default_account: str | None, duplicates: dict[int, int]
+    path: str,
+    fmt: str | None,
+    default_account: str | None,
+    duplicates: dict[int, int],
+    defer_required: bool = False,
+    *,
+    mode: str | None = None,
+    constants: Sequence[tuple[str, Any]] = (),
 ) -> Iterator[RowError]:
-    """Re-read a file for the rows ``KeyLog.duplicates()`` named; one RowError each, in row order."""
+    """Re-read a file for the rows ``KeyLog.duplicates()`` named; one RowError each, in row order.
+
+    ``mode`` and ``constants`` (``--set``) must be the first pass's, or a row valid then reads invalid now.
+    """
     if not duplicates:
         return
-    with Source(path, fmt) as source:
+    with Source(path, fmt, constants=constants) as source:
         for number, raw in source.records():
             if number in duplicates:
                 data, problems = source.decode(raw)
-                row = check_row(number, data, problems, default_account, False)
+                row = check_row(
+                    number, data, problems, default_account, False, defer_required=defer_required, mode=mode
+                )
                 if isinstance(row, Row):
-                    yield _duplicate(row, duplicates[number])
+                    yield _duplicate(row, duplicates[number], is_late=True)
 
 
 def _dedup(results: list[Row | RowError], keys: KeySet) -> Iterator[Row | RowError]:
     rows = [r for r in results if isinstance(r, Row)]
-    firsts = iter(keys.first_rows([(row_key(r.account_id, r.meeting_id), r.number) for r in rows]))
+    firsts = iter(keys.first_rows([(meeting_key(r.account_id, r.meeting_id), r.number) for r in rows]))
     for result in results:
         first = next(firsts) if isinstance(result, Row) else None
-        yield _duplicate(result, first) if first else result
+        yield _duplicate(result, first, is_late=False) if first else result
 
 
 def validate_input(
@@ -153,4 +181,4 @@ def validate_input(
     with Source(path, fmt, stdin, constants) as source:
         yield from iter_checked(source, default_account, keys, require_account=False, batch=1, mode=mode)
     if isinstance(keys, KeyLog):
-        yield from duplicate_errors(path, fmt, default_account, keys.duplicates())
+        yield from duplicate_errors(path, fmt, default_account, keys.duplicates(), mode=mode, constants=constants)

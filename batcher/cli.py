@@ -1,8 +1,10 @@
 """The command line: a thin layer over the library. ``main(argv) -> exit code``.
 
 Exit codes: 0 all rows succeeded/unchanged · 1 some rows failed · 2 usage,
-configuration or invalid input (nothing sent) · 3 stopped early (401/403,
---max-failures) · 130 interrupted, resumable.
+configuration or invalid input (nothing sent), or an unexpected error (one
+sentence; ``-v`` for the traceback) · 3 stopped early (401/403,
+--max-failures) · 130 interrupted, resumable (also when the reader of stdout
+goes away, e.g. ``| head``: the job stops as on a first Ctrl-C).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import shlex
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -29,8 +32,9 @@ from .config import (
     parse_rate,
     read_token,
 )
-from .errors import BatcherError, UsageError
+from .errors import BatcherError, UsageError, describe_exception
 from .model import Row, RowError
+from .preflight import check_job_outputs, check_outputs, check_state, finite_float
 from .progress import Console
 
 EXAMPLES = {
@@ -86,7 +90,7 @@ def _job_options(p: argparse.ArgumentParser, *, with_input: bool = True) -> None
         )
     p.add_argument(
         "--base-url",
-        default=env.get("BATCHER_BASE_URL", DEFAULT_BASE_URL),
+        default=env.get("BATCHER_BASE_URL") or DEFAULT_BASE_URL,  # set but empty: the default
         help=f"API base URL (env BATCHER_BASE_URL; default {DEFAULT_BASE_URL})",
     )
     p.add_argument(
@@ -114,6 +118,12 @@ def _job_options(p: argparse.ArgumentParser, *, with_input: bool = True) -> None
         help=f"N/SECONDS: at most N requests start in any SECONDS window (default {DEFAULT_RATE}); 'none'; 'auto[:N/S]'",
     )
     p.add_argument(
+        "--budget-file",
+        dest="budget_path",
+        metavar="FILE",
+        help="the rate budget shared by every batcher using this token (default: a per-token file in ~/.cache/batcher)",
+    )
+    p.add_argument(
         "--max-attempts",
         type=int,
         default=DEFAULT_MAX_ATTEMPTS,
@@ -122,7 +132,7 @@ def _job_options(p: argparse.ArgumentParser, *, with_input: bool = True) -> None
     p.add_argument(
         "--timeout",
         dest="timeout_s",
-        type=float,
+        type=finite_float,
         default=DEFAULT_TIMEOUT_S,
         help=f"seconds per request (default {DEFAULT_TIMEOUT_S:g})",
     )
@@ -187,7 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     _job_options(rollback, with_input=False)
     rollback.add_argument("--force", action="store_true", help="overwrite meetings that changed again after the job")
     rollback.add_argument("--report", dest="report_path", metavar="FILE", help="default STATE.rollback.failures.jsonl")
-    rollback.add_argument("--results", dest="results_path", metavar="FILE")
+    rollback.add_argument(
+        "--results", dest="results_path", metavar="FILE", help="one JSON line per judged meeting (- for stdout)"
+    )
+    # None = not given: rollback then uses the job's recorded server (an explicit one must match it)
+    rollback.set_defaults(base_url=None, app_id=None, account_id=None)
 
     fake = sub.add_parser(
         "fake-api", help="serve a local RealtimeKit-compatible API", epilog=EXAMPLES["fake-api"], formatter_class=fmt
@@ -202,13 +216,29 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("--ids-out", metavar="FILE", help="where --meetings writes the ids (default fake-meetings.csv)")
     fake.add_argument("--token", help="accept only this bearer token (default: any non-empty one)")
     fake.add_argument("--rate-limit", help="N/SECONDS: answer 429 + Retry-After beyond it")
-    fake.add_argument("--fail-rate", type=float, default=0.0, help="share of requests answered 500/502/503 or dropped")
-    fake.add_argument("--latency-ms", type=float, default=0.0)
+    fake.add_argument(
+        "--fail-rate", type=finite_float, default=0.0, help="share of requests answered 500/502/503 or dropped"
+    )
+    fake.add_argument("--latency-ms", type=finite_float, default=0.0)
     fake.add_argument(
         "--no-ratelimit-headers", action="store_true", help="do not send Ratelimit / Ratelimit-Policy headers"
     )
     fake.add_argument(
         "--record-arrivals", action="store_true", help="keep request arrival times for GET /__arrivals (benchmarks)"
+    )
+    fake.add_argument(
+        "--chaos",
+        metavar="JSON",
+        help='random faults, e.g. \'{"p_429": 0.02, "p_drop": 0.01, "hang_s": 5, "auth_window": [100, 3]}\' (see fake_chaos.ChaosSpec)',
+    )
+    fake.add_argument("--chaos-seed", type=int, help="seed of --chaos and --fail-rate (same seed, same faults)")
+    fake.add_argument(
+        "--extra-fields",
+        metavar="PATHS",
+        help="comma-separated unknown field paths a PUT may carry (default: every unknown path in --seed)",
+    )
+    fake.add_argument(
+        "--x-ratelimit-headers", action="store_true", help="also send the older X-RateLimit-Limit/-Remaining/-Reset"
     )
     add_export_parser(sub, fmt)
     add_status_parser(sub, fmt)
@@ -246,9 +276,16 @@ def _row_error_printer(console: Console) -> Callable[[RowError], None]:
     return show
 
 
-def _install_signals(control: Any, on_second: Any) -> None:
+DRAINING = (
+    "batcher: interrupted: starting nothing new; waiting for the requests in flight to finish "
+    "(at most --timeout). Press Ctrl-C again to stop at once (the state is saved either way)."
+)
+
+
+def _install_signals(control: Any, on_second: Any, on_first: Any = None) -> None:
     loop = asyncio.get_running_loop()
     control.on_second_interrupt = on_second
+    control.on_first_interrupt = on_first
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, control.interrupt)
 
@@ -280,33 +317,56 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """``batcher run``."""
-    from .engine import Job
+    from .engine import run_job
     from .pool import Control
 
     console = _console(args)
     config = _config(args, console, needs_token=True)
     _require_account(config)
+    extra = [(flag, getattr(args, dest, None)) for flag, dest in _EXTRA_OUTPUTS]
+    check_job_outputs(config, extra, [("--token-file", args.token_file)])
+    _check_input_opens(config)
 
     async def go() -> int:
-        control = Control(float(os.environ.get("BATCHER_TIME_SCALE", "1")))
-        job = Job(config, control, console.progress(), _row_error_printer(console), console=console)
+        control = Control()
 
         def second() -> None:
-            if hasattr(job, "store"):
-                job.flush()
+            control.flush_now()
             _say_resume(console, argv, "batcher: interrupted again: stopped at once; state saved.")
             os._exit(130)
 
-        _install_signals(control, second)
-        result = await job.run()
+        progress = console.progress()
+        _install_signals(control, second, lambda: progress.note(DRAINING))
+        result = await run_job(
+            config,
+            control=control,
+            progress=progress,
+            on_invalid=_row_error_printer(console),
+            console=console,
+        )
         console.say("summary", result.message, **result.summary)
         if result.exit_code == 130:
-            _say_resume(console, argv, "batcher: interrupted; state saved.")
+            why = "stdout was closed by its reader" if control.output_closed else "interrupted"
+            _say_resume(console, argv, f"batcher: {why}; state saved.")
         elif result.exit_code == 3:
             _say_resume(console, argv)
         return result.exit_code
 
     return _run_async(go())
+
+
+def _check_input_opens(config: JobConfig) -> None:
+    """A file input that cannot be read (missing, UTF-16, a bad CSV header) is refused before
+    the state file is created, so a usage error leaves no half-made state behind."""
+    from .source import Source
+
+    if config.input != "-":
+        with Source(config.input, config.input_format):
+            pass
+
+
+# Output options other helpers' commands may add (flag, argparse dest): checked like the rest when present.
+_EXTRA_OUTPUTS = (("--html", "html_path"), ("--budget-file", "budget_file"))
 
 
 def _require_account(config: JobConfig) -> None:
@@ -338,12 +398,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
     console = _console(args)
     config = _config(args, console, needs_token=True)
     _require_account(config)
+    check_outputs(config.input, [("--out", args.out)], [("--token-file", args.token_file)])
 
     async def go() -> int:
         control = Control()
         _install_signals(control, lambda: os._exit(130))
         result = await plan_job(config, args.out, control=control, console=console)
         console.say("summary", result.message, **result.counts)
+        if control.output_closed:
+            console.say("error", "batcher: stopped: stdout was closed by its reader", kind="BrokenPipeError")
         return result.exit_code
 
     return _run_async(go())
@@ -358,16 +421,34 @@ def cmd_rollback(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise UsageError("rollback needs --state FILE (the state file of the job to undo)")
     if not os.path.exists(args.state_path):
         raise UsageError(f"no state file at {args.state_path}")
+    report = args.report_path or f"{args.state_path}.rollback.failures.jsonl"
+    extra = (("--results", "results_path"), ("--summary-json", "summary_path"))
+    outputs = [("--state", args.state_path), ("--report", report)] + [(f, getattr(args, d, None)) for f, d in extra]
+    check_outputs(None, outputs, [("--token-file", args.token_file)])
+    check_state(args.state_path, must_exist=True)
     console = _console(args)
+    env = os.environ
+    given = {
+        "base_url": args.base_url or env.get("BATCHER_BASE_URL") or None,
+        "app_id": args.app_id or env.get("BATCHER_APP_ID") or None,
+        "account_id": args.account_id or env.get("CLOUDFLARE_ACCOUNT_ID") or None,
+    }
+    args.base_url, args.app_id, args.account_id = (
+        given["base_url"] or DEFAULT_BASE_URL,
+        given["app_id"],
+        given["account_id"],
+    )
     config = _config(args, console, needs_token=True)
 
     async def go() -> int:
-        control = Control(float(os.environ.get("BATCHER_TIME_SCALE", "1")))
-        _install_signals(control, lambda: os._exit(130))
-        result = await rollback_job(config, control=control, console=console)
-        console.say("summary", result.message, **result.counts)
+        control = Control()
+        _install_signals(control, lambda: os._exit(130), lambda: console.say("interrupt", DRAINING))
+        result = await rollback_job(config, control=control, console=console, given=given)
+        console.say("summary", result.message, **result.summary)
         if result.exit_code == 130:
             _say_resume(console, argv, "batcher: interrupted; state saved.")
+        elif result.exit_code == 3:
+            _say_resume(console, argv)
         return result.exit_code
 
     return _run_async(go())
@@ -376,6 +457,7 @@ def cmd_rollback(args: argparse.Namespace, argv: Sequence[str]) -> int:
 def cmd_fake_api(args: argparse.Namespace) -> int:
     """``batcher fake-api``: serve until interrupted."""
     from .fake_api import FakeApi, start
+    from .fake_chaos import parse_chaos
 
     rate = None
     if args.rate_limit:
@@ -388,6 +470,10 @@ def cmd_fake_api(args: argparse.Namespace) -> int:
         latency_ms=args.latency_ms,
         record_arrivals=args.record_arrivals,
         ratelimit_headers=not args.no_ratelimit_headers,
+        x_ratelimit_headers=args.x_ratelimit_headers,
+        seed=args.chaos_seed,
+        chaos=parse_chaos(args.chaos) if args.chaos else None,
+        extra_fields=[f for f in args.extra_fields.split(",") if f] if args.extra_fields is not None else None,
     )
     if args.seed:
         with open(args.seed, "rb") as fh:
@@ -417,19 +503,45 @@ def cmd_fake_api(args: argparse.Namespace) -> int:
     return _run_async(serve()) or 0
 
 
+def _interrupted(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def _run_async(coro: Any) -> Any:
+    """Run a command's coroutine. Signals are handled in every phase of the process:
+    before the loop a SIGTERM, like a SIGINT, ends it as interrupted (exit 130, nothing
+    sent yet); inside it the command's own handlers stop the job cleanly; once the loop
+    has finished, the job is over and a late signal no longer changes its exit code."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupted)
     try:
         if os.environ.get("BATCHER_NO_UVLOOP"):
             raise ImportError
         import uvloop  # optional: faster event loop when installed
     except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
+        result = asyncio.run(coro)
+    else:
+        result = uvloop.run(coro)
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, dispatch, map errors to exit codes."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv is not None and threading.current_thread() is threading.main_thread():
+        # called as a library (tests): give the caller its signal handlers back afterwards
+        saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            return _main(list(argv))
+        finally:
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
+    return _main(list(sys.argv[1:] if argv is None else argv))
+
+
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "validate":
@@ -452,3 +564,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # stdout's reader went away (| head): not an error of the job; the interpreter's
+        # final flush must not fail again, so stdout now goes nowhere
+        from .report import silence_stdout
+
+        silence_stdout()
+        _console(args).say("error", "batcher: stopped: stdout was closed by its reader", kind="BrokenPipeError")
+        return 130
+    except Exception as exc:  # the one place foreign errors become a sentence (OSError, sqlite3.Error, ...)
+        if getattr(args, "verbose", False):
+            traceback.print_exc()
+        hint = "" if getattr(args, "verbose", False) else " (-v shows the traceback)"
+        text = f"batcher: error: {describe_exception(exc)}{hint}"
+        _console(args).say("error", text, kind=type(exc).__name__, exit_code=2)
+        return 2

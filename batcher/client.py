@@ -3,7 +3,10 @@
 This is the only module that touches aiohttp, and the only place its
 exceptions are caught: everything above sees a ``CallResult`` value. Every
 attempt (retries included) first awaits the shared ``Pacer``, so ``--rate``
-counts every request the job makes.
+counts every request the job makes; redirects are never followed (a followed
+redirect would be a request the pacer never saw). What to do after each
+attempt is ``retry.decide``'s answer; ``Client.call`` only carries it out.
+Every message it produces has the API token scrubbed out.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,13 +24,19 @@ import orjson
 from yarl import URL
 
 from . import __version__
+from .budget import Budget, Clock, default_budget_path
 from .config import JobConfig
 from .limiter import Pacer, Sleep
-from .retry import Verdict, backoff_s, classify, parse_ratelimit, parse_ratelimit_policy, parse_retry_after
+from .retry import (
+    Action,
+    decide,
+    parse_ratelimit,
+    parse_ratelimit_policy,
+    parse_retry_after,
+    parse_x_ratelimit,
+)
 
 _TAGS = re.compile(r"<[^>]+>")
-# After these, a write may or may not have been applied (429 means it was not).
-UNKNOWN_OUTCOME = frozenset({None, 408, 500, 502, 503, 504})
 _SPACE = re.compile(r"\s+")
 
 
@@ -85,6 +95,8 @@ def error_message(status: int, body: bytes) -> str:
 
 
 def _error_kind(status: int) -> str:
+    if 300 <= status < 400:
+        return "redirect"
     if status == 404:
         return "not_found"
     if status == 429:
@@ -94,8 +106,29 @@ def _error_kind(status: int) -> str:
     return "http_error"
 
 
+# aiohttp re-sends an idempotent request once, silently, when a kept-alive
+# connection drops; the switch to turn that off is private (since aiohttp 3.11,
+# hence the floor in pyproject.toml). If it ever disappears, fail loudly rather
+# than send requests --rate never counted.
+_RETRY_SWITCH = "_retry_connection"
+_WRITES = frozenset({"PUT", "PATCH", "POST", "DELETE"})
+# Verify answers: True = GET shows the write landed, False = it did not, None = the GET failed.
+Verify = Callable[[], Awaitable[bool | None]]
+
+
+def wall_clock_from(clock: Clock) -> Clock:
+    """Wall-clock seconds that advance with ``clock`` (the job's, maybe a test's)."""
+    offset = time.time() - clock()
+    return lambda: offset + clock()
+
+
 class Client:
-    """GET/PUT/PATCH meetings over one keep-alive session sized to the concurrency."""
+    """GET/PUT/PATCH meetings over one keep-alive session sized to the concurrency.
+
+    Entering it also attaches the token's shared rate budget (budget.py) to a
+    pacer that has a rate, so run, plan, rollback and export all keep one
+    budget per token without each having to know.
+    """
 
     def __init__(
         self,
@@ -112,12 +145,17 @@ class Client:
         self._rng = rng or random.Random()
         self._on_retry = on_retry  # (event, text, **fields): the --verbose log
         self._session: aiohttp.ClientSession | None = None
+        self._budget: Budget | None = None
+        self._token = config.token.reveal()
         # Ids are validated to [0-9A-Za-z_-] and UUIDs, so when the base URL is
         # already in encoded form, whole URLs can skip yarl's per-request encoding.
         self._is_url_safe = str(URL(config.base_url)) == config.base_url
-        self._reads_ratelimit = pacer.adaptive is not None
 
     async def __aenter__(self) -> Client:
+        if self.pacer.rate is not None and self.pacer.budget is None:
+            path = self.config.budget_path or default_budget_path(self._token)
+            self._budget = Budget(path, wall_clock_from(self.pacer.clock))
+            self.pacer.attach_budget(self._budget)
         connector = aiohttp.TCPConnector(
             limit=self.config.concurrency,
             limit_per_host=self.config.concurrency,
@@ -128,102 +166,144 @@ class Client:
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=self.config.timeout_s),
             headers={
-                "Authorization": f"Bearer {self.config.token.reveal()}",
+                "Authorization": f"Bearer {self._token}",
                 "User-Agent": f"batcher/{__version__}",
                 "Content-Type": "application/json",  # on GETs too: harmless, and saves a merge per request
             },
             raise_for_status=False,
             skip_auto_headers=("Accept-Encoding",),
         )
-        # aiohttp silently re-sends an idempotent request once when a kept-alive
-        # connection drops. That request would escape --rate and the retry
-        # counters; our own retry loop handles drops, so switch it off.
-        self._session._retry_connection = False
+        if not hasattr(self._session, _RETRY_SWITCH):
+            await self._session.close()
+            raise RuntimeError(
+                f"aiohttp {aiohttp.__version__} has no ClientSession.{_RETRY_SWITCH}: need aiohttp>=3.11"
+            )
+        setattr(self._session, _RETRY_SWITCH, False)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         if self._session is not None:
             await self._session.close()
+        if self._budget is not None:
+            self.pacer.attach_budget(None)
+            self._budget.close()
+            self._budget = None
+
+    def scrub(self, text: str) -> str:
+        """``text`` with the API token replaced by ``***`` (error bodies may echo headers)."""
+        return text.replace(self._token, "***") if self._token and self._token in text else text
 
     async def call(
         self,
         method: str,
         url: str,
         body: dict[str, Any] | None = None,
-        verify: Callable[[], Awaitable[bool]] | None = None,
+        verify: Verify | None = None,
     ) -> CallResult:
         """One logical call with retries; never raises for HTTP or network trouble.
 
-        ``verify`` is for writes: after a failure that leaves it unknown whether
-        the write landed (a dropped connection, a timeout, a 5xx from a proxy),
-        it is asked, before the write is sent again, whether the meeting already
-        looks as the write would leave it; if so the call has succeeded and is
-        not repeated. A server that applied a PUT and then lost the connection
-        is thus written once, not twice.
+        ``verify`` is for writes. After a failure that leaves it unknown whether
+        the write landed (a drop, a timeout, a 408 or 5xx), it is asked before
+        the write is sent again: True (a GET shows the write landed) makes the
+        call a success, not repeated; False (it did not land) lets it be sent
+        again; None (the GET itself failed) sends it again too - the same body
+        is idempotent - but the outcome stays unknown. A write that finally
+        fails while an unknown outcome was never ruled out by a GET (always the
+        case without ``verify``, e.g. a body with a secret GET cannot show)
+        returns ``is_unknown=True``, saying it may have been applied.
         """
         payload = orjson.dumps(body) if body is not None else None
         target: str | URL = URL(url, encoded=True) if self._is_url_safe else url
+        is_write = method in _WRITES
+        is_unknown = False  # an unknown-outcome failure no GET has ruled out
         attempt = 0
         while True:
             attempt += 1
-            if not self.pacer.is_free:
-                await self.pacer.acquire()
-            result, retry_after = await self._attempt(method, target, payload)
+            ticket = None if self.pacer.is_free else await self.pacer.acquire()
+            result, retry_after = await self._attempt(method, target, payload, ticket)
             result.attempts = attempt
-            verdict = classify(result.status) if result.error != "api_error" else Verdict.FAIL
-            if verdict is not Verdict.RETRY:
+            decision = decide(
+                result.status, result.error, retry_after, attempt, self.config.max_attempts, is_write, self._rng
+            )
+            if decision.pauses_everyone:
+                self.pacer.pause_for(decision.pause_s)
+            if decision.action in (Action.DONE, Action.FAIL, Action.FATAL):
                 return result
-            is_unknown = verify is not None and result.status in UNKNOWN_OUTCOME
-            if attempt >= self.config.max_attempts:
-                return await self._confirmed(result, verify) if is_unknown else result
+            is_unknown = is_unknown or decision.is_unknown
+            if decision.action is Action.GIVE_UP:
+                if decision.is_unknown and verify is not None:
+                    seen = await verify()
+                    if seen:
+                        return self._confirmed(result)
+                    is_unknown = seen is None
+                return self._unknown(result) if is_unknown else result
             self.stats.retries += 1
-            wait = retry_after if retry_after is not None else backoff_s(attempt, self._rng)
             if self._on_retry is not None:
                 why = f"HTTP {result.status}" if result.status else result.error
-                text = f"{method} {url}: {why}; attempt {attempt + 1} in {wait:.1f} s"
+                everyone = " (every worker pauses)" if decision.pauses_everyone else ""
+                text = f"{method} {url}: {why}; attempt {attempt + 1} in {decision.wait_s:.1f} s{everyone}"
                 self._on_retry("retry", text, status=result.status, attempt=attempt)
-            if retry_after is None:  # with Retry-After the shared gate does the waiting
-                await self._sleep(wait)
-            if is_unknown and (confirmed := await self._confirmed(result, verify)).is_ok:
-                return confirmed
+            if not decision.pauses_everyone:  # else the pacer's pause does the waiting
+                await self._sleep(decision.wait_s)
+            if decision.is_unknown and verify is not None:
+                seen = await verify()
+                if seen:
+                    return self._confirmed(result)
+                if seen is False:
+                    is_unknown = False  # a GET showed it did not land: a clean re-send
 
-    async def _confirmed(self, result: CallResult, verify: Callable[[], Awaitable[bool]] | None) -> CallResult:
-        """``result`` turned into a success if ``verify`` shows the write landed after all."""
-        if verify is not None and await verify():
-            return CallResult(
-                200, attempts=result.attempts, message=f"confirmed by GET after {result.error or result.status}"
-            )
+    @staticmethod
+    def _confirmed(result: CallResult) -> CallResult:
+        return CallResult(
+            200, attempts=result.attempts, message=f"confirmed by GET after {result.error or result.status}"
+        )
+
+    @staticmethod
+    def _unknown(result: CallResult) -> CallResult:
+        result.is_unknown = True
+        result.message = f"{result.message}; the write may have been applied (no GET could tell)"
         return result
 
-    async def _attempt(self, method: str, url: str | URL, payload: bytes | None) -> tuple[CallResult, float | None]:
+    async def _attempt(
+        self, method: str, url: str | URL, payload: bytes | None, ticket: int | None
+    ) -> tuple[CallResult, float | None]:
         assert self._session is not None, "use Client as an async context manager"
         self.stats.requests += 1
         try:
-            async with self._session.request(method, url, data=payload) as resp:
+            async with self._session.request(method, url, data=payload, allow_redirects=False) as resp:
                 body = await resp.read()
                 status = resp.status
-                # Headers matter on errors (Retry-After) and to --rate auto; skip the look-ups otherwise.
-                headers = resp.headers if status >= 400 or self._reads_ratelimit else None
+                headers = resp.headers
         except TimeoutError:
             return CallResult(None, error="timeout", message=f"no answer within {self.config.timeout_s:g} s"), None
         except aiohttp.ClientError as exc:
-            # str(exc) of aiohttp errors names host and port, never headers
-            return CallResult(None, error="network", message=f"{type(exc).__name__}: {exc}"[:300]), None
-        retry_after = None
-        if headers is not None:
-            retry_after = parse_retry_after(headers.get("Retry-After"))
-            ratelimit = parse_ratelimit(headers.get("Ratelimit"))
-            self.pacer.on_response(
-                status, retry_after, ratelimit, parse_ratelimit_policy(headers.get("Ratelimit-Policy"))
-            )
+            # str(exc) of aiohttp errors names host and port; scrubbed all the same
+            return CallResult(None, error="network", message=self.scrub(f"{type(exc).__name__}: {exc}")[:300]), None
+        # The server's word on its budget, on every response (two look-ups when it says nothing).
+        ratelimit_text = headers.get("Ratelimit")
+        if ratelimit_text is not None:
+            policy = parse_ratelimit_policy(headers.get("Ratelimit-Policy"))
+            self.pacer.on_response(status, parse_ratelimit(ratelimit_text), policy, ticket)
+        elif (remaining := headers.get("X-RateLimit-Remaining")) is not None:
+            ratelimit = parse_x_ratelimit(remaining, headers.get("X-RateLimit-Reset"))
+            self.pacer.on_response(status, ratelimit, None, ticket)
+        elif self.pacer.adaptive is not None:
+            self.pacer.on_response(status, None, None, ticket)
         if 200 <= status < 300:
             try:
                 doc = orjson.loads(body) if body else {}
             except orjson.JSONDecodeError:
-                return CallResult(status, error="api_error", message=error_message(status, body)), None
+                return CallResult(status, error="api_error", message=self.scrub(error_message(status, body))), None
             if isinstance(doc, dict) and doc.get("success") is False:
-                return CallResult(status, error="api_error", message=error_message(status, body)), None
+                return CallResult(status, error="api_error", message=self.scrub(error_message(status, body))), None
             data = doc.get("data", doc.get("result")) if isinstance(doc, dict) else None
             envelope = doc if isinstance(doc, dict) else None
             return CallResult(status, data=data if isinstance(data, dict) else None, envelope=envelope), None
-        return CallResult(status, error=_error_kind(status), message=error_message(status, body)), retry_after
+        if 300 <= status < 400:
+            where = self.scrub(headers.get("Location", "(no Location)"))[:300]
+            message = f"HTTP {status} redirect to {where}: not followed (check --base-url)"
+            return CallResult(status, error="redirect", message=message), None
+        message = self.scrub(error_message(status, body))
+        return CallResult(status, error=_error_kind(status), message=message), parse_retry_after(
+            headers.get("Retry-After")
+        )

@@ -57,12 +57,11 @@ def parse_set(text: str) -> tuple[str, Any]:
     if cell == "":
         raise argparse.ArgumentTypeError(f"{path}: empty value; write {path}=null to set null")
     try:
-        value = _cell(spec.kind, cell)
+        value = _cell(spec.kind, cell if spec.kind == "str" else cell.strip())  # as CsvDecoder types a cell
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{path}: {exc}") from None
-    problems = validate_body(unflatten({path: value}, []))
-    # required-if problems (storage_config.type, ...) belong to the whole patch: the rows are checked with it
-    problems = [p for p in problems if not p.reason.startswith("required whenever")]
+    # required-if rules (storage_config.type, ...) belong to the whole patch: the rows are checked with it
+    problems = validate_body(unflatten({path: value}, []), defer_required=True)
     if problems:
         raise argparse.ArgumentTypeError("; ".join(str(p) for p in problems))
     return path, value

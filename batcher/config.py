@@ -8,8 +8,10 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from .errors import UsageError
+from .preflight import check_base_url, check_seconds
 
 DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
 DEFAULT_CONCURRENCY = 8
@@ -96,12 +98,14 @@ class JobConfig:
     results_path: str | None = None
     summary_path: str | None = None
     insecure: bool = False
+    budget_path: str | None = None  # the shared rate budget file (budget.py); None: per-token default
     # --set PATH=VALUE, typed: merged into every row's patch; part of the job's identity
     set_values: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "set_values", tuple(tuple(pair) for pair in self.set_values or ()))
-        if len({path for path, _ in self.set_values}) < len(set(self.set_values)):
+        # repr: a JSON array or object value is not hashable
+        if len({path for path, _ in self.set_values}) < len({(path, repr(v)) for path, v in self.set_values}):
             raise UsageError("--set gives one field two different values")
         if self.mode != "patch" and any(path == "status" for path, _ in self.set_values):
             raise UsageError("--set status=... needs --mode patch: PATCH is the only call that changes status")
@@ -111,8 +115,8 @@ class JobConfig:
             raise UsageError("--concurrency must be at least 1")
         if self.max_attempts < 1:
             raise UsageError("--max-attempts must be at least 1")
-        if self.timeout_s <= 0:
-            raise UsageError("--timeout must be more than 0 seconds")
+        check_seconds(self.timeout_s, "--timeout")
+        check_base_url(self.base_url)
         for flag, value in (("--account-id", self.account_id), ("--app-id", self.app_id)):
             if value is not None and not ACCOUNT_RE.fullmatch(value):
                 raise UsageError(f"{flag} must be 1-32 characters of 0-9 A-Z a-z _ -, not {value!r}")
@@ -133,11 +137,23 @@ class JobConfig:
         return f"{base}.failures.jsonl"
 
     def meeting_url(self, account_id: str, meeting_id: str) -> str:
-        """The URL of one meeting; ids are validated before they get here."""
+        """The URL of one meeting, each id an encoded path segment.
+
+        Ids are validated before they get here; encoding each one as a single
+        segment (``/``, ``?``, ``#``, ``%`` and ``..`` included) means that even
+        an unvalidated id could not add a segment or a query.
+        """
         root = self.base_url.rstrip("/")
+        account, meeting = _segment(account_id), _segment(meeting_id)
         if self.app_id:
-            return f"{root}/accounts/{account_id}/realtime/kit/{self.app_id}/meetings/{meeting_id}"
-        return f"{root}/accounts/{account_id}/realtimekit/meetings/{meeting_id}"
+            return f"{root}/accounts/{account}/realtime/kit/{_segment(self.app_id)}/meetings/{meeting}"
+        return f"{root}/accounts/{account}/realtimekit/meetings/{meeting}"
+
+
+def _segment(value: str) -> str:
+    """One URL path segment: everything but unreserved characters percent-encoded; dots too, so
+    ``.`` and ``..`` cannot name a parent."""
+    return quote(value, safe="").replace(".", "%2E")
 
 
 def read_token(token_file: str | None, environ: dict[str, str] | None = None) -> tuple[Secret, list[str]]:

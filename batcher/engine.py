@@ -1,39 +1,59 @@
 """The engine: the only module that wires the stages together.
 
-    Source --(row numbers to do, from the Store)--> bounded queue --> N workers
-        worker: Pacer -> Client (GET / merge / guard / snapshot / PUT) -> Store, results, progress
+    Intake (pre-flight, rows to send) --> bounded queue --> N workers
+        worker: Pacer -> Client (GET) -> decide() -> snapshot -> Client (PUT/PATCH) -> Store, results, progress
 
 The queue holds at most ``concurrency`` rows, so memory is flat whatever the
 input size, and the reader only runs ahead of the workers by that much. Every
 ``concurrency`` finished rows are committed as a group, so a ``kill -9`` can
 lose at most that many outcomes plus those in flight: 2 x concurrency rows
-sent again, at most.
+sent again, at most. The request counters (``requests``, ``retries``,
+``elapsed_s``) are committed with the same group commits, so a killed run's
+requests still count in the job's summary.
+
+Choices made here (the README repeats them):
+
+- What to send is ``decide.decide``'s answer; the engine only carries it out,
+  keeping the I/O order: the way back (snapshot) is durable before the PUT.
+- A write whose outcome stays unknown (no 2xx, and no GET could show that it
+  landed: its body sets a write-only credential, or the confirming GETs
+  failed) ends ``failed`` with error ``unknown_outcome``; its message says it
+  may have been applied. The snapshot's ``write_state`` says ``unknown``.
+- Early stop on an operator mistake: when the first ``EARLY_STOP_ROWS`` (20)
+  rows sent by a run (or every row, if the run has fewer, but at least
+  ``EARLY_STOP_MIN_ROWS`` (3): one or two failures say nothing about the
+  set-up) all fail ``not_found``, or all fail with network errors or timeouts
+  after their retries, no row can be the cause: the job halts (exit 3) naming
+  the likely mistake (base URL without ``/client/v4``, account, app id, host).
+  A failure of any other kind, or one success, among them means no early stop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
-from .checks import KeyLog, duplicate_errors, iter_checked
 from .client import CallResult, Client
 from .config import JobConfig
-from .errors import AuthError, HaltError, Interrupted, ValidationFailed
+from .decide import READS_FIRST, Options, Refuse, Send, Unchanged, decide
+from .errors import AuthError, HaltError, Interrupted
 from .estimate import say_estimate
+from .intake import Intake, fingerprint
 from .limiter import Pacer
-from .merge import deep_merge, missing_credentials, project, strip_secrets
-from .model import DEFAULT_DOCUMENT, Row, RowError, trusted_row
-from .pool import TICK, Control, pump, show_pause
+from .merge import carried_unknown, project, redact, shows
+from .model import Row, RowError
+from .pool import Control, pump, show_pause
 from .progress import Console, Progress
 from .report import (
     ResultsStream,
+    finished_rows_sql,
     human_summary,
     redacted_patch_json,
     scrub,
@@ -43,7 +63,11 @@ from .report import (
 )
 from .source import STDIN, Source
 from .status import publish_live
-from .store import Store, file_digest, patch_hash
+from .store import Store
+
+EARLY_STOP_ROWS = 20
+EARLY_STOP_MIN_ROWS = 3
+_OPERATOR_KINDS = {"not_found": "not_found", "network": "network", "timeout": "network"}
 
 
 @dataclass
@@ -56,235 +80,109 @@ class JobResult:
 
 
 class Job:
-    """One ``batcher run``: prepare the state, send the rows, write the reports."""
+    """One ``batcher run``: prepare the state, send the rows, write the reports.
+
+    Its collaborators are passed in (``run_job`` builds them); ``run`` keeps
+    the order of I/O and the bookkeeping.
+    """
 
     def __init__(
         self,
         config: JobConfig,
+        store: Store,
+        client: Client,
+        pacer: Pacer,
         control: Control,
-        progress: Progress | None = None,
+        *,
+        console: Console,
+        progress: Progress,
+        results: ResultsStream,
         on_invalid: Callable[[RowError], None] | None = None,
         stdin: IO[bytes] | None = None,
-        console: Console | None = None,
     ) -> None:
         self.config = config
+        self.store = store
+        self.client = client
+        self.pacer = pacer
         self.control = control
-        self.console = console or Console(quiet=True)
-        self.progress = progress or Progress(console=self.console)
-        self.on_invalid = on_invalid or (lambda err: None)
+        self.console = console
+        self.progress = progress
+        self.results = results
         self.stdin = stdin
-        self.failures_this_run = 0
+        self.options = Options(allow_credential_reset=config.allow_credential_reset, force=config.force)
+        self.intake = Intake(config, store, on_invalid or (lambda err: None), lambda: control.stopping)
         self.is_stdin = config.input == STDIN
-
-    # -- preparing the state ---------------------------------------------------
-
-    def fingerprint(self) -> dict[str, Any]:
-        """What makes this job this job: the input and the options that change meaning."""
-        cfg = self.config
-        fp: dict[str, Any] = {
-            "input": "-" if self.is_stdin else str(Path(cfg.input).resolve()),
-            "mode": cfg.mode,
-            "base_url": cfg.base_url.rstrip("/"),
-            "app_id": cfg.app_id,
-            "account_id": cfg.account_id,
-            "format": cfg.input_format,
-            "set": [list(pair) for pair in cfg.set_values] or None,  # --set changes meaning
-        }
-        if not self.is_stdin:
-            try:
-                fp["size"] = os.path.getsize(cfg.input)
-                fp["content"] = file_digest(cfg.input)
-            except OSError:
-                pass  # Source raises the clear error
-        return fp
-
-    def load_rows(self, store: Store, *, rebuild: bool) -> None:
-        """First pass over a file: validate every row into the state (nothing sent yet)."""
-        try:
-            with Source(self.config.input, self.config.input_format, constants=self.config.set_values) as source:
-                self.preflight(store, source, rebuild=rebuild)
-        except ValidationFailed:
-            if store.is_new:
-                store.close()
-                _remove_state(self.config.state_file)
-            raise
-
-    def preflight(self, store: Store, source: Source, *, rebuild: bool = False) -> int:
-        """Validate every row into the state (one transaction); returns the invalid count.
-
-        Without ``--skip-invalid`` an invalid row aborts with nothing stored.
-        ``rebuild`` (``--force`` on an existing state) sets the old rows aside
-        in the same transaction, so an aborted rebuild leaves them as they were.
-        """
-        cfg = self.config
-        invalid = 0
-        batch: list[tuple[Any, ...]] = []
-        keys = KeyLog()
-        store.begin()
-        try:
-            if rebuild:
-                store.archive_rows()
-            for result in iter_checked(source, cfg.account_id, keys, require_account=True, mode=cfg.mode):
-                if isinstance(result, RowError):
-                    invalid += 1
-                    self.on_invalid(result)
-                    batch.append(self._invalid_tuple(result))
-                else:
-                    digest = patch_hash(result.patch)
-                    batch.append(
-                        (result.number, result.account_id, result.meeting_id, digest, "pending", None, None, None)
-                    )
-                if len(batch) >= 10000:
-                    store.add_rows(batch)
-                    batch.clear()
-            for duplicate in duplicate_errors(cfg.input, cfg.input_format, cfg.account_id, keys.duplicates()):
-                invalid += 1
-                self.on_invalid(duplicate)
-                batch.append(self._invalid_tuple(duplicate))
-            store.add_rows(batch)
-            if invalid and not cfg.skip_invalid:
-                raise ValidationFailed(f"{invalid} invalid row(s); nothing was sent. Fix them, or pass --skip-invalid")
-            store.carry_over()
-        except BaseException:
-            store.rollback_tx()
-            raise
-        store.commit()
-        return invalid
-
-    @staticmethod
-    def _invalid_tuple(err: RowError) -> tuple[Any, ...]:
-        return (
-            err.number,
-            err.account_id,
-            err.meeting_id,
-            None,
-            "failed",
-            "invalid",
-            err.message,
-            redacted_patch_json(err.patch),
-        )
-
-    def rows_to_send(self, store: Store, source: Source) -> Iterator[Any]:
-        """File input: the rows the state says are not done, decoded on demand (merge join)."""
-        todo = store.todo_rows(retry_failed=self.config.retry_failed)
-        next_row = next(todo, None)
-        skipped = 0
-        for number, raw in source.records():
-            if next_row is None:
-                return
-            if number < next_row:
-                skipped += 1
-                if skipped % 4096 == 0:
-                    yield TICK
-                continue
-            next_row = next(todo, None)
-            # The fingerprint proved these are the bytes the pre-flight pass
-            # validated, and invalid rows are never in the to-do list.
-            yield trusted_row(number, source.decode(raw)[0], self.config.account_id)
-
-    def rows_from_stdin(self, store: Store, source: Source) -> Iterator[Any]:
-        """Stdin: check and record rows as they stream; skip what an earlier run finished."""
-        cfg = self.config
-        for result in iter_checked(source, cfg.account_id, store.keys, require_account=True, batch=1, mode=cfg.mode):
-            known = store.row_state(result.number)
-            if isinstance(result, Row):
-                digest = patch_hash(result.patch)
-                if (
-                    known
-                    and known[1] == digest
-                    and (
-                        known[0] in ("succeeded", "unchanged")
-                        or (known[0] == "failed" and not self.config.retry_failed and known[2] != "auth")
-                    )
-                ):
-                    continue
-                store.add_rows(
-                    [(result.number, result.account_id, result.meeting_id, digest, "pending", None, None, None)]
-                )
-            else:
-                store.add_rows([self._invalid_tuple(result)])
-            yield result
+        self.failures_this_run = 0
+        self._early: list[str | None] = []  # operator-mistake kind of the first rows sent (None: anything else)
+        self._counted = (0, 0, time.monotonic())  # requests, retries, clock at the last count
+        self.is_prepared = False  # the state is this job's and pre-flight is done
 
     # -- sending ----------------------------------------------------------------
 
     async def handle(self, item: Row | RowError) -> None:
-        """One row from start to outcome."""
+        """One row from start to outcome: carry out what ``decide`` says."""
         if isinstance(item, RowError):
-            self.finish(
-                item.number,
-                item.meeting_id,
-                item.account_id,
-                "failed",
-                error="invalid",
-                message=item.message,
-                patch=item.patch,
-            )
+            self.finish(item, "failed", error="invalid", message=item.message, patch=item.patch)
             return
         cfg, row = self.config, item
         url = cfg.meeting_url(row.account_id or "", row.meeting_id)
-        if cfg.mode == "replace":  # done when the meeting is the row over the defaults
-            verify = self.already(url, lambda now: now == strip_secrets(deep_merge(DEFAULT_DOCUMENT, row.patch)))
-            return self.finish_call(row, await self.client.call("PUT", url, row.patch, verify))
-        if cfg.mode == "patch":  # done when merging the (visible part of the) patch changes nothing
-            verify = self.already(url, lambda now: deep_merge(now, strip_secrets(row.patch)) == now)
-            return self.finish_call(row, await self.client.call("PATCH", url, row.patch, verify))
-        got = await self.client.call("GET", url)
-        if not got.is_ok or got.data is None:
-            if got.is_ok:
-                got.error, got.message = "api_error", "GET returned no meeting object"
-            return self.finish_call(row, got)
-        current = project(got.data)
-        merged = deep_merge(current, row.patch)
-        if merged == current:
-            return self.finish(
-                row.number, row.meeting_id, row.account_id, "unchanged", status=got.status, attempts=got.attempts
-            )
-        missing = missing_credentials(merged, row.patch)
-        if missing and not cfg.allow_credential_reset:
-            message = (
-                f"PUT would erase the stored storage credentials ({', '.join(missing)}; GET never returns them): "
-                "add them to the row, or pass --allow-credential-reset"
-            )
-            return self.finish(
-                row.number,
-                row.meeting_id,
-                row.account_id,
-                "failed",
-                error="credential_guard",
-                message=message,
-                attempts=got.attempts,
-                patch=row.patch,
-            )
-        # The way back is durable before the change is made.
-        after = strip_secrets(merged)
-        self.store.save_snapshot(row.account_id or "", row.meeting_id, row.number, current, after)
-        put = await self.client.call("PUT", url, merged, self.already(url, lambda now: now == after))
-        put.attempts += got.attempts
-        state = "landed" if put.is_ok else "unknown" if put.is_unknown else "failed"
-        self.store.mark_write(row.account_id or "", row.meeting_id, state)
-        self.finish_call(row, put)
-
-    def already(self, url: str, is_done: Callable[[dict[str, Any]], bool]) -> Callable[[], Awaitable[bool]]:
-        """A check for a write whose outcome is unknown: GET the meeting, does it already look done?"""
-
-        async def check() -> bool:
+        current, attempts, status = None, 0, None
+        if cfg.mode in READS_FIRST:
             got = await self.client.call("GET", url)
-            return got.is_ok and got.data is not None and is_done(project(got.data))
+            if not got.is_ok or got.data is None:
+                if got.is_ok:
+                    got.error, got.message = "api_error", "GET returned no meeting object"
+                return self.finish_call(row, got)
+            current, attempts, status = got.data, got.attempts, got.status
+        decision = decide(cfg.mode, current, row.patch, self.options)
+        if isinstance(decision, Unchanged):
+            return self.finish(row, "unchanged", status=status, attempts=attempts)
+        if isinstance(decision, Refuse):
+            return self.finish(
+                row, "failed", error=decision.error, message=decision.message, attempts=attempts, patch=row.patch
+            )
+        await self.send(row, url, decision, current, attempts)
+
+    async def send(self, row: Row, url: str, send: Send, current: dict[str, Any] | None, attempts: int) -> None:
+        """Carry out a ``Send``: the way back first (merge mode), then the write."""
+        account = row.account_id or ""
+        if current is not None:  # durable before the change is made (a group commit: counters go too)
+            self.count_requests()
+            self.store.save_snapshot(account, row.meeting_id, row.number, project(current), redact(send.body))
+        verify = self.confirmer(url, send.confirm) if send.confirm is not None else None
+        result = await self.client.call(send.method, url, send.body, verify)
+        result.attempts += attempts
+        is_unknown = not result.is_ok and result.is_unknown  # the client judged it (see client.call)
+        if current is not None:
+            self.store.mark_write(
+                account, row.meeting_id, "landed" if result.is_ok else "unknown" if is_unknown else "failed"
+            )
+        if is_unknown:
+            result.error = "unknown_outcome"
+            result.message = f"outcome unknown: {result.message}"
+        elif result.status == 400 and current is not None:
+            result.message += _carried_note(send.body, row.patch, result.message)
+        self.finish_call(row, result)
+
+    def confirmer(self, url: str, expected: dict[str, Any]) -> Callable[[], Awaitable[bool | None]]:
+        """For a write whose outcome is unknown: does GET show every value it sets? None: GET failed."""
+
+        async def check() -> bool | None:
+            got = await self.client.call("GET", url)
+            if not got.is_ok or got.data is None:
+                return None
+            return shows(project(got.data), expected)
 
         return check
 
     def finish_call(self, row: Row, result: CallResult) -> None:
         """Record a row whose outcome is the result of its last request."""
         if result.is_ok:
-            self.finish(
-                row.number, row.meeting_id, row.account_id, "succeeded", status=result.status, attempts=result.attempts
-            )
+            self.finish(row, "succeeded", status=result.status, attempts=result.attempts)
             return
         message = scrub(result.message, secret_values(row.patch))
         self.finish(
-            row.number,
-            row.meeting_id,
-            row.account_id,
+            row,
             "failed",
             error=result.error,
             status=result.status,
@@ -295,15 +193,14 @@ class Job:
         if result.error == "auth":
             self.control.halt_with(
                 AuthError(
-                    f"HTTP {result.status} on row {row.number} (meeting {row.meeting_id}): {message}. Check the token and its Realtime permission; the job is resumable"
+                    f"HTTP {result.status} on row {row.number} (meeting {row.meeting_id}): {message}. "
+                    "Check the token and its Realtime permission; the job is resumable"
                 )
             )
 
     def finish(
         self,
-        number: int,
-        meeting_id: str | None,
-        account_id: str | None,
+        row: Row | RowError,
         outcome: str,
         *,
         error: str | None = None,
@@ -314,7 +211,7 @@ class Job:
     ) -> None:
         """Record one row's outcome (group-committed), stream it, count it."""
         waiting = self.store.record(
-            number,
+            row.number,
             outcome,
             error=error,
             status=status,
@@ -325,23 +222,68 @@ class Job:
         if waiting >= self.config.concurrency:
             self.flush()
         if self.results.is_on:
-            self.results.emit(number, meeting_id, account_id, outcome, status, attempts)
+            self.results.emit(row.number, row.meeting_id, row.account_id, outcome, status, attempts)
         self.progress.advance(outcome)
+        if isinstance(row, Row):
+            self.watch_early(outcome, error)
         if outcome != "failed":
             return
-        self.console.debug("row_failed", f"row {number}: {error}: {message}", row=number, error=error, status=status)
+        self.console.debug(
+            "row_failed", f"row {row.number}: {error}: {message}", row=row.number, error=error, status=status
+        )
         if error != "auth":  # a bad token halts on its own; it is not the row's failure
             self.failures_this_run += 1
             limit = self.config.max_failures
             if limit is not None and self.failures_this_run > limit:
                 self.control.halt_with(
                     HaltError(
-                        f"stopped: more than {limit} rows failed (--max-failures); see the report, fix the cause and re-run to resume"
+                        f"stopped: more than {limit} rows failed (--max-failures); "
+                        "see the report, fix the cause and re-run to resume"
                     )
                 )
 
+    def watch_early(self, outcome: str, error: str | None) -> None:
+        """Halt when the first rows sent all fail in a way no row can cause (see the module docstring)."""
+        if len(self._early) >= EARLY_STOP_ROWS:
+            return
+        self._early.append(_OPERATOR_KINDS.get(error or "") if outcome == "failed" else None)
+        total = self.progress.total
+        threshold = min(EARLY_STOP_ROWS, total) if total else EARLY_STOP_ROWS
+        if (
+            threshold < EARLY_STOP_MIN_ROWS
+            or len(self._early) != threshold
+            or self._early[0] is None
+            or len(set(self._early)) != 1
+        ):
+            return
+        cfg, n = self.config, len(self._early)
+        if self._early[0] == "not_found":
+            why = (
+                f"the first {n} rows all failed not_found: no meeting is where the job looks. Check --base-url "
+                f"(now {cfg.base_url}; Cloudflare's ends in /client/v4), --account-id and --app-id"
+            )
+        else:
+            why = (
+                f"the first {n} rows all failed with network errors after their retries: "
+                f"check --base-url (now {cfg.base_url}) and the network"
+            )
+        self.control.halt_with(
+            HaltError(
+                f"stopped early: {why}. Fix it, then re-run with --retry-failed "
+                "(and --force if you changed --base-url, --account-id or --app-id)"
+            )
+        )
+
+    def count_requests(self) -> None:
+        """Hand the request counters since the last count to the store (committed with the next flush)."""
+        stats, (requests, retries, then) = self.client.stats, self._counted
+        now = time.monotonic()
+        self.store.count_requests(stats.requests - requests, stats.retries - retries, now - then)
+        self._counted = (stats.requests, stats.retries, now)
+
     def flush(self) -> None:
-        """Group commit: outcomes become durable, results reach their file."""
+        """Group commit: outcomes and counters become durable, results reach their file."""
+        self.count_requests()
         self.store.flush()
         self.results.flush()
 
@@ -349,38 +291,63 @@ class Job:
         """Commit stragglers and redraw progress (a few times a second)."""
         self.flush()
         show_pause(self.progress, self.pacer, self.control)
-        publish_live(self.store, self.config, self.client.stats, self.pacer, self.control)  # for batcher status
+        publish_live(self.store, self.config, self.client.stats, self.pacer)  # for batcher status
 
     # -- the whole job ------------------------------------------------------------
 
+    async def prepare(self) -> None:
+        """Check the state belongs to this job; pre-flight a file into it (in a thread: the loop stays free)."""
+        store, cfg = self.store, self.config
+        fp = fingerprint(cfg)
+        if store.check_identity(fp, force=cfg.force):
+            # stdin rows are matched one by one as they stream (row, patch hash): no rebuild
+            if not self.is_stdin:
+                await self._in_thread(self.intake.load_rows, rebuild=not store.is_new)
+            store.set_meta("fingerprint", fp)
+        self.is_prepared = True
+
+    async def _in_thread(self, work: Callable[..., Any], **kwargs: Any) -> Any:
+        """Run blocking ``work`` in a thread. A cancellation asks it to stop and waits for it:
+        the Store's connection is never used by two threads at once."""
+        task = asyncio.ensure_future(asyncio.to_thread(work, **kwargs))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            self.control.stop.set()  # pre-flight checks it every STOP_CHECK_ROWS rows
+            with contextlib.suppress(Exception):
+                await task
+            raise
+
     async def run(self) -> JobResult:
-        """Prepare, send, report. Raises BatcherError for usage errors and halts."""
+        """Prepare, send, report. Raises BatcherError for usage errors and halts.
+
+        Cancelling it is a stop: workers are cancelled, unfinished rows become
+        ``skipped``, state and counters are saved, then the cancellation goes on.
+        """
         cfg = self.config
         started = time.monotonic()
-        self.store = store = Store.open(cfg.state_file)
-        self.results = ResultsStream(cfg.results_path)
         try:
-            fingerprint = self.fingerprint()
-            if store.check_identity(fingerprint, force=cfg.force):
-                # stdin rows are matched one by one as they stream (row, patch hash): no rebuild
-                if not self.is_stdin:
-                    self.load_rows(store, rebuild=not store.is_new)
-                store.set_meta("fingerprint", fingerprint)
+            await self.prepare()
+            # results of rows committed by an earlier (killed) run, before anything is sent
+            self.results.catch_up(self.store.db, finished_rows_sql(self.store, cfg.retry_failed))
             with Source(cfg.input, cfg.input_format, self.stdin, cfg.set_values) as source:
                 if self.is_stdin:
-                    rows = self.rows_from_stdin(store, source)
+                    rows: Any = self.intake.rows_from_stdin(source)
                 else:
-                    self.progress.total = store.count_todo(cfg.retry_failed)
-                    say_estimate(self.console, cfg, self.progress.total, progress=self.progress)
-                    rows = self.rows_to_send(store, source)
-                self.pacer = Pacer(cfg.rate, self.control.clock, self.control.sleep)
-                async with Client(cfg, self.pacer, self.control.sleep, on_retry=self.console.debug) as self.client:
-                    await pump(rows, self.handle, cfg.concurrency, self.control, on_tick=self.heartbeat)
-            return self.wrap_up(started)
+                    self.progress.resume(self.store.counts(), self.store.count_todo(cfg.retry_failed))
+                    say_estimate(self.console, cfg, self.progress.total - self.progress.done, progress=self.progress)
+                    rows = self.intake.rows_to_send(source)
+                await pump(rows, self.handle, cfg.concurrency, self.control, on_tick=self.heartbeat)
+        except asyncio.CancelledError:
+            self.control.interrupted = True
+            self.control.stop.set()
+            if self.is_prepared:
+                self.wrap_up(started)
+            raise
         finally:
-            self.results.close()
-            self.progress.close()
-            store.close()
+            if not self.store.is_closed:
+                self.count_requests()
+        return self.wrap_up(started)
 
     def wrap_up(self, started: float) -> JobResult:
         """Mark what was not reached, write the report and summary, choose the exit code."""
@@ -388,13 +355,14 @@ class Job:
         elapsed = time.monotonic() - started
         if self.control.stopping:
             store.mark_unfinished_skipped()
-        stats = self.client.stats
-        totals = store.add_run_stats(stats.requests, stats.retries, elapsed)
+        self.count_requests()
+        totals = store.end_run()
         write_failure_report(store, cfg.report_file)
         doc = summary(store, totals)
         if cfg.summary_path:
             Path(cfg.summary_path).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
-        text = human_summary(doc, store, cfg.report_file, f"this run: {stats.requests} requests in {elapsed:.1f} s")
+        this_run = f"this run: {self.client.stats.requests} requests in {elapsed:.1f} s"
+        text = human_summary(doc, store, cfg.report_file, this_run)
         if self.control.halt is not None:
             return JobResult(self.control.halt.exit_code, doc, f"{text}\n{self.control.halt}")
         if self.control.interrupted:
@@ -403,10 +371,12 @@ class Job:
         return JobResult(0 if is_complete else 1, doc, text)
 
 
-def _remove_state(path: str) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(path + suffix)
+def _carried_note(body: dict[str, Any], patch: dict[str, Any], message: str) -> str:
+    """Name the fields of a rejected PUT that the row did not set but GET showed (carried)."""
+    named = [path for path in carried_unknown(body, patch) if path.rsplit(".", 1)[-1] in message]
+    if not named:
+        return ""
+    return f" ({', '.join(named)}: not in the row; carried from the meeting as GET showed it)"
 
 
 async def run_job(
@@ -419,5 +389,31 @@ async def run_job(
     console: Console | None = None,
 ) -> JobResult:
     """Run one migration job (the library entry point behind ``batcher run``)."""
-    job = Job(config, control or Control(), progress, on_invalid, stdin, console)
-    return await job.run()
+    control = control or Control()
+    console = console or Console(quiet=True)
+    progress = progress or Progress(console=console)
+    store = Store.open(config.state_file)
+    results: ResultsStream | None = None
+    try:
+        results = ResultsStream(config.results_path, on_broken=control.output_lost)
+        pacer = Pacer(config.rate, control.clock, control.sleep)
+        async with Client(config, pacer, control.sleep, on_retry=console.debug) as client:
+            job = Job(
+                config,
+                store,
+                client,
+                pacer,
+                control,
+                console=console,
+                progress=progress,
+                results=results,
+                on_invalid=on_invalid,
+                stdin=stdin,
+            )
+            control.flushers.append(job.flush)
+            return await job.run()
+    finally:
+        if results is not None:
+            results.close()
+        progress.close()
+        store.close()

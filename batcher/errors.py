@@ -4,7 +4,8 @@
     ├── UsageError               bad options or configuration (exit 2, nothing sent)
     │   ├── InputError           the input cannot be read as CSV/JSONL at all
     │   ├── ValidationFailed     some rows are invalid (no --skip-invalid)
-    │   └── StateMismatchError   the state file belongs to another job (exit 2; --force)
+    │   ├── StateMismatchError   the state file belongs to another job (exit 2; --force)
+    │   └── InputChangedError    a row read to be sent differs from what the job recorded (exit 2)
     ├── StateLockedError         another process holds the state file (exit 2)
     ├── HaltError                the job stopped early on purpose (exit 3)
     │   └── AuthError            the API answered 401/403: the token is bad
@@ -41,6 +42,10 @@ class StateMismatchError(UsageError):
     """The state file was made by a different job (input or meaning-changing options)."""
 
 
+class InputChangedError(UsageError):
+    """The input changed under the job: a row read to be sent is not the row pre-flight recorded."""
+
+
 class StateLockedError(BatcherError):
     """Another batcher process is using the same state file."""
 
@@ -65,3 +70,15 @@ class Interrupted(BatcherError):
 
 class ValidationFailed(UsageError):
     """Some input rows are invalid and ``--skip-invalid`` was not given: nothing was sent."""
+
+
+def describe_exception(exc: BaseException) -> str:
+    """One line for an exception batcher did not raise on purpose (OSError, sqlite3.Error, ...).
+
+    An OSError says what failed on which file; anything else is its type and message.
+    """
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    text = " ".join(str(exc).split()) or "no details"
+    return f"{type(exc).__name__}: {text}"

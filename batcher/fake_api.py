@@ -6,10 +6,24 @@ back to its default), write-only storage credentials hidden on GET, 404 for
 unknown meetings, 400 from the same schema, a rate limit answered with 429 and
 ``Retry-After``, random failures (``fail_rate``) and latency.
 
+``extra_fields`` (dotted paths) are fields this server knows beyond batcher's
+schema, as the real API grows: a PUT may carry them and they are stored.
+
 Tests script faults through ``FakeApi.faults`` (or ``POST /__faults``): each
 entry answers the next matching request with a status, a dropped connection,
-a hang, a truncated or non-JSON body. ``GET /__stats`` and ``GET /__meetings``
-let a test (or a test driving a subprocess) see what the server saw.
+a hang, a truncated or non-JSON body; ``chaos=ChaosSpec(...)`` draws such
+faults at random from a seeded RNG. ``GET /__stats``, ``GET /__meetings``
+(the whole state, secrets and unknown fields included) and ``GET /__log``
+(every API request: wall-clock arrival, method, meeting, status, whether a
+write was applied) let a test, or a test driving subprocesses, see what the
+server saw.
+
+It answers exactly what its seed says: a meeting is served under its id as
+seeded (exact match, as stored), with the seeded ``status``,
+``created_at``/``updated_at`` and any fields the schema does not know. A PUT
+may carry the unknown fields the server knows (``extra_fields``; by default
+every unknown path seen in the seed); any other unknown field is a 400 naming
+it.
 """
 
 from __future__ import annotations
@@ -19,17 +33,23 @@ import random
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Iterable
+from email.utils import formatdate
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from .fake_chaos import Chaos, ChaosSpec, is_known_extra, known_part, unknown_paths
 from .fake_listing import Listing, list_page
 from .merge import deep_merge, strip_secrets
 from .model import DEFAULT_DOCUMENT, check_account_id, check_meeting_id, validate_body
 
 JSON = "application/json"
 API_PREFIX = "/client/v4"
+# per-request flags the request log reads back once the answer is made
+APPLIED = web.RequestKey("applied", bool)
+DROPPED = web.RequestKey("dropped", bool)
 
 
 def _json(status: int, doc: Any, headers: dict[str, str] | None = None) -> web.Response:
@@ -68,6 +88,10 @@ class FakeApi:
         seed: int | None = None,
         record_arrivals: bool = False,
         ratelimit_headers: bool = True,
+        x_ratelimit_headers: bool = False,
+        extra_fields: Iterable[str] | None = None,
+        chaos: ChaosSpec | None = None,
+        log_requests: bool = True,
         listing: Listing | None = None,
     ) -> None:
         self.token = token
@@ -85,6 +109,14 @@ class FakeApi:
         self.arrivals: list[float] | None = [] if record_arrivals else None
         self._window: deque[float] = deque()
         self.on_request: Any = None  # tests: called with the running request total
+        # the older X-RateLimit-Limit / -Remaining (every answer) and -Reset (an HTTP date, on 429)
+        self.x_ratelimit_headers = x_ratelimit_headers
+        # None: learn them from the seed (every unknown path a seeded meeting carries)
+        self.extra_fields: set[str] = set(extra_fields or ())
+        self.learns_extra_fields = extra_fields is None
+        self.chaos = Chaos(chaos, seed) if chaos is not None else None
+        # wall clock (time.time), so the arrivals of several client processes compare
+        self.log: list[dict[str, Any]] | None = [] if log_requests else None
         self.listing = listing or Listing()
 
     # -- data -----------------------------------------------------------------
@@ -95,17 +127,26 @@ class FakeApi:
         self.meetings[(account_id, meeting_id)] = _fresh(deep_merge(DEFAULT_DOCUMENT, fields))
         now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
         self.meta[(account_id, meeting_id)] = {"created_at": now, "updated_at": now, "status": "ACTIVE"}
+        if self.learns_extra_fields:
+            self.extra_fields.update(unknown_paths(fields))
         return meeting_id
 
-    def load_seed(self, lines: list[bytes]) -> int:
-        """Add meetings from JSONL lines ``{"account_id", "id", ...fields}``."""
+    def load_seed(self, lines: Iterable[bytes]) -> int:
+        """Add meetings from JSONL lines ``{"account_id", "id" (or "meeting_id"), ...fields}``.
+
+        ``status``, ``created_at`` and ``updated_at`` are kept as seeded; the id
+        is kept exactly as written (and served only under that spelling).
+        """
         count = 0
         for line in lines:
             if line.strip():
                 doc = orjson.loads(line)
                 account = doc.pop("account_id")
-                meeting = doc.pop("id") if "id" in doc else doc.pop("meeting_id")  # an export is a seed
+                meeting = doc.pop("id", None) or doc.pop("meeting_id")
+                doc.pop("meeting_id", None)
+                meta = {k: doc.pop(k) for k in ("status", "created_at", "updated_at") if k in doc}
                 self.add_meeting(account, meeting, **doc)
+                self.meta[(account, meeting)].update(meta)
                 count += 1
         return count
 
@@ -133,6 +174,7 @@ class FakeApi:
         app.router.add_get("/__stats", self.stats)
         app.router.add_get("/__meetings", self.dump)
         app.router.add_get("/__arrivals", self.take_arrivals)
+        app.router.add_get("/__log", self.take_log)
         app.router.add_post("/__faults", self.add_faults)
         return app
 
@@ -144,25 +186,50 @@ class FakeApi:
         if not self._is_api(request):
             return await handler(request)
         self.requests[request.method] += 1
+        number = sum(self.requests.values())
         if self.on_request is not None:
-            self.on_request(sum(self.requests.values()))
+            self.on_request(number)
+        entry = {
+            "t": time.time(),
+            "method": request.method,
+            "account": request.match_info.get("account"),
+            "meeting": request.match_info.get("meeting"),
+            "status": None,  # None: no answer yet (a hang); 0: the connection was dropped
+            "applied": False,
+        }
+        if self.log is not None:
+            self.log.append(entry)
         now = time.monotonic()
         if self.arrivals is not None:
             self.arrivals.append(now)
-        response = await self._screen(request, now)
-        if response is None:
-            response = await handler(request)
-            if self.rate_limit is not None and self.ratelimit_headers:  # like Cloudflare: say what is left
-                limit, window_s = self.rate_limit
-                reset = self._window[0] + window_s - now if self._window else window_s
-                response.headers["Ratelimit"] = (
-                    f'"default";r={max(0, limit - len(self._window))};t={max(0, int(reset + 0.999))}'
-                )
-                response.headers["Ratelimit-Policy"] = f'"default";q={limit};w={window_s:g}'
+        try:
+            response = await self._screen(request, now, number)
+            if response is None:
+                response = await handler(request)
+                self._ratelimit_headers(response, now)
+            elif response.status == 429 and self.x_ratelimit_headers and self.rate_limit is not None:
+                response.headers["X-RateLimit-Reset"] = formatdate(time.time() + self.rate_limit[1], usegmt=True)
+        finally:
+            entry["applied"] = request.get(APPLIED, False)
+        entry["status"] = 0 if request.get(DROPPED) else response.status
         self.statuses[response.status] += 1
         return response
 
-    async def _screen(self, request: web.Request, now: float) -> web.StreamResponse | None:
+    def _ratelimit_headers(self, response: web.StreamResponse, now: float) -> None:
+        """Like Cloudflare: say what is left of the budget (either header style)."""
+        if self.rate_limit is None:
+            return
+        limit, window_s = self.rate_limit
+        remaining = max(0, limit - len(self._window))
+        if self.ratelimit_headers:
+            reset = self._window[0] + window_s - now if self._window else window_s
+            response.headers["Ratelimit"] = f'"default";r={remaining};t={max(0, int(reset + 0.999))}'
+            response.headers["Ratelimit-Policy"] = f'"default";q={limit};w={window_s:g}'
+        if self.x_ratelimit_headers:
+            response.headers["X-RateLimit-Limit"] = str(limit)
+            response.headers["X-RateLimit-Remaining"] = str(remaining)
+
+    async def _screen(self, request: web.Request, now: float, number: int = 0) -> web.StreamResponse | None:
         """Auth, rate limit, scripted faults, random faults, latency: None lets the request through."""
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or not auth[7:].strip() or (self.token and auth[7:] != self.token):
@@ -178,6 +245,8 @@ class FakeApi:
                 )
             self._window.append(now)
         fault = self._next_fault(request)
+        if fault is None and self.chaos is not None:
+            fault = self.chaos.draw(number)
         if fault is not None:
             return await self._apply_fault(request, fault)
         if self.fail_rate and self.rng.random() < self.fail_rate:
@@ -223,6 +292,12 @@ class FakeApi:
             await resp.write(b'{"success": true, "data": {')
             request.transport.close()  # type: ignore[union-attr]
             return resp
+        if kind == "headers":  # answer normally, with extra headers (X-RateLimit-*, Ratelimit, ...)
+            response = await self.route(request)
+            response.headers.update(fault["headers"])
+            return response
+        if kind == "redirect":
+            return web.Response(status=fault.get("status", 302), headers={"Location": fault["location"]})
         headers = {"Retry-After": str(fault["retry_after"])} if "retry_after" in fault else None
         if "body" in fault:
             return web.Response(
@@ -234,6 +309,8 @@ class FakeApi:
         status = fault.get("status", 500)
         if status == 429:
             return gateway_error(429, 971, "Please wait and consider throttling your request speed", headers)
+        if status == 401:
+            return gateway_error(401, 10000, "Authentication error")
         return _json(
             status,
             {
@@ -244,6 +321,7 @@ class FakeApi:
         )
 
     def _drop(self, request: web.Request) -> web.StreamResponse:
+        request[DROPPED] = True
         if request.transport is not None:
             request.transport.abort()
         return web.Response(status=599)  # never reaches the client
@@ -257,7 +335,7 @@ class FakeApi:
         account, meeting = request.match_info["account"], request.match_info["meeting"]
         if check_account_id(account) or check_meeting_id(meeting):
             return None, service_error(400, "invalid account or meeting id")
-        key = (account, meeting.lower())
+        key = (account, meeting)  # exact match: the id as stored
         if key not in self.meetings:
             return None, service_error(404, f"Meeting {meeting} not found")
         return key, None
@@ -294,13 +372,17 @@ class FakeApi:
         status = body.pop("status", None) if request.method == "PATCH" else None
         if status not in (None, "ACTIVE", "INACTIVE"):
             return service_error(400, "status: must be ACTIVE or INACTIVE")
-        problems = validate_body(body)
+        unknown = [p for p in unknown_paths(body) if not is_known_extra(p, self.extra_fields)]
+        if unknown:
+            return service_error(400, f"unknown field: {', '.join(sorted(unknown))}")
+        problems = validate_body(known_part(body))
         if problems:
             return service_error(400, "; ".join(str(p) for p in problems))
         self.meetings[key] = _fresh(apply(self.meetings[key], body))
         if status:
             self.meta[key]["status"] = status
         self._touch(key)
+        request[APPLIED] = True
         return _json(200, {"success": True, "data": self.public(*key)})
 
     def _touch(self, key: tuple[str, str]) -> None:
@@ -336,7 +418,16 @@ class FakeApi:
 
     async def dump(self, request: web.Request) -> web.Response:
         """Test endpoint: every stored meeting (secrets included: this is the test's view of the server)."""
-        return _json(200, [{"account_id": a, "id": m, **doc} for (a, m), doc in self.meetings.items()])
+        return _json(
+            200,
+            [{"account_id": a, "id": m, **doc, **self.meta[(a, m)]} for (a, m), doc in self.meetings.items()],
+        )
+
+    async def take_log(self, request: web.Request) -> web.Response:
+        """Test endpoint: the request log from entry ``?since=N`` on (not cleared; ``next`` to continue)."""
+        log = self.log or []
+        since = int(request.query.get("since", "0"))
+        return _json(200, {"entries": log[since:], "next": len(log), "chaos": self.chaos.drawn if self.chaos else {}})
 
     async def add_faults(self, request: web.Request) -> web.Response:
         """Test endpoint: queue scripted faults (a JSON list)."""
@@ -351,5 +442,5 @@ async def start(api: FakeApi, host: str = "127.0.0.1", port: int = 0) -> tuple[w
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
     await site.start()
-    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    bound = runner.addresses[0][1]  # public API (BaseRunner.addresses): (host, port) of each bound socket
     return runner, bound

@@ -1,7 +1,11 @@
-"""Pure document logic: project, deep-merge, diff, the credential guard, redaction.
+"""Pure document logic: project, deep-merge, compare, diff, the credential guard, redaction.
 
 No I/O here: every function takes plain dicts and returns new ones, so the
 rules that decide what gets PUT are testable without a server.
+
+Values are compared as JSON compares them (``same``): ``60`` and ``60.0`` are
+the same number, but ``true`` is not ``1``. ``decide``, ``plan``'s diff and
+the confirming GET all use that one rule.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from typing import Any
 from .model import FIELDS, SECRET_FIELDS, STORAGE_PATH
 
 REDACTED = "***"
+# Read-only fields GET shows and a PUT must not carry; everything else GET returned is carried.
+READ_ONLY = frozenset({"id", "created_at", "updated_at", "status"})
 _OBJECT_PATHS = frozenset(p for p, s in FIELDS.items() if s.kind == "object")
 
 # Which write-only credentials each storage type needs to keep working.
@@ -24,15 +30,24 @@ _NEEDED = {
 }
 
 
-def project(document: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Keep only fields of the PUT schema (drops id, created_at, status, ...)."""
+def project(document: dict[str, Any]) -> dict[str, Any]:
+    """The document a PUT must carry: every field GET returned but the read-only ones.
+
+    Fields the schema does not know are kept (the API grows: dropping them
+    would reset them). Only ``id``, ``created_at``, ``updated_at``, ``status`` go.
+    """
+    return {k: v for k, v in document.items() if k not in READ_ONLY}
+
+
+def known_fields(document: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Keep only fields of the PUT schema (for validating a merged document)."""
     out = {}
     for key, value in document.items():
         path = prefix + key
         if path not in FIELDS:
             continue
         if path in _OBJECT_PATHS and isinstance(value, dict):
-            value = project(value, path + ".")
+            value = known_fields(value, path + ".")
         out[key] = value
     return out
 
@@ -61,9 +76,50 @@ def diff(before: Any, after: Any, path: str = "") -> list[dict[str, Any]]:
             sub = f"{path}.{key}" if path else key
             changes.extend(diff(before.get(key), after.get(key), sub))
         return changes
-    if before == after and type(before) is type(after):
+    if same(before, after):
         return []
     return [{"path": path, "before": before, "after": after}]
+
+
+def same(a: Any, b: Any) -> bool:
+    """JSON equality: numbers by value (``60 == 60.0``), booleans only equal booleans."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        # JSON-equal implies ==, so a C-speed != settles most comparisons (rows that change something)
+        return a == b and all(same(v, b[k]) for k, v in a.items())
+    if isinstance(a, list) and isinstance(b, list):
+        return a == b and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def shows(document: dict[str, Any], expected: dict[str, Any]) -> bool:
+    """True when ``document`` holds every value of ``expected`` (objects key by key; the rest whole).
+
+    A field ``document`` leaves out shows ``null`` (APIs often omit nulls), nothing else.
+    """
+    for key, want in expected.items():
+        have = document.get(key, _ABSENT)
+        if isinstance(want, dict) and isinstance(have, dict):
+            if not shows(have, want):
+                return False
+        elif have is _ABSENT:
+            if want is not None:
+                return False
+        elif not same(have, want):
+            return False
+    return True
+
+
+_ABSENT = object()
+
+
+def sets_secret(body: dict[str, Any]) -> bool:
+    """True when a write body sets a write-only credential (GET can never confirm it)."""
+    storage = storage_of(body)
+    return storage is not None and any(storage.get(k) is not None for k in SECRET_FIELDS)
 
 
 def storage_of(document: dict[str, Any]) -> dict[str, Any] | None:
@@ -112,3 +168,17 @@ def strip_secrets(document: dict[str, Any]) -> dict[str, Any]:
         return document
     clean = {k: v for k, v in storage.items() if k not in SECRET_FIELDS}
     return {**document, "recording_config": {**document["recording_config"], "storage_config": clean}}
+
+
+def carried_unknown(body: dict[str, Any], patch: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted paths of ``body`` the schema does not know and ``patch`` did not set: carried from GET."""
+    out = []
+    for key, value in body.items():
+        path = prefix + key
+        sub = patch.get(key) if isinstance(patch, dict) else None
+        if path not in FIELDS:
+            if sub is None:
+                out.append(path)
+        elif isinstance(value, dict):
+            out.extend(carried_unknown(value, sub if isinstance(sub, dict) else {}, path + "."))
+    return out

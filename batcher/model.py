@@ -20,6 +20,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .config import ACCOUNT_RE
@@ -31,6 +32,10 @@ URI_PATTERN = r"^[A-Za-z][A-Za-z0-9+.\-]*://\S+$"
 Uri = typing.Annotated[str, Field(pattern=URI_PATTERN)]
 # "Number" fields accept ints and floats (strict mode still lets int -> float).
 Number = float
+# The largest integer every JSON reader keeps exactly (2^53 - 1: JavaScript's and any float64
+# parser's limit; orjson itself stops at 64 bits). An integer field with no upper bound in the
+# spec gets this one, so `validate` refuses what serialisation or the API could not carry.
+MAX_JSON_INT = 2**53 - 1
 
 Language = Literal["en-US", "nl", "pl", "fr", "el", "en-IN", "sv", "ru", "hi", "de"]
 SummaryType = Literal[
@@ -101,8 +106,8 @@ class StorageConfig(_Model):
 
 
 class WatermarkSize(_Model):
-    height: typing.Annotated[int, Field(ge=1)] = None  # type: ignore[assignment]
-    width: typing.Annotated[int, Field(ge=1)] = None  # type: ignore[assignment]
+    height: typing.Annotated[int, Field(ge=1, le=MAX_JSON_INT)] = None  # type: ignore[assignment]
+    width: typing.Annotated[int, Field(ge=1, le=MAX_JSON_INT)] = None  # type: ignore[assignment]
 
 
 class Watermark(_Model):
@@ -269,7 +274,7 @@ class RowError:
     account_id: str | None
     errors: list[FieldError]
     patch: dict[str, Any] | None = field(default=None)
-    is_duplicate: bool = False  # found by the end-of-file duplicate check
+    is_duplicate: bool = False  # found by the end-of-file duplicate check, after the row was yielded as a Row
 
     @property
     def message(self) -> str:
@@ -282,19 +287,23 @@ def check_meeting_id(value: Any) -> str | None:
     if not isinstance(value, str) or not value:
         return "required: a meeting UUID such as 0b7e2a9c-4f1d-4a57-9a3e-1c2d3e4f5a6b"
     if not UUID_RE.fullmatch(value):
-        return f"{_show(value)} is not a UUID (expected 8-4-4-4-12 hex digits)"
+        return f"{show_value(value)} is not a UUID (expected 8-4-4-4-12 hex digits)"
     return None
 
 
 def check_account_id(value: Any) -> str | None:
     """Return the reason ``value`` is not a usable account id, or None."""
     if not isinstance(value, str) or not ACCOUNT_RE.fullmatch(value):
-        return f"{_show(value)} is not an account id (1-32 characters of 0-9 A-Z a-z _ -)"
+        return f"{show_value(value)} is not an account id (1-32 characters of 0-9 A-Z a-z _ -)"
     return None
 
 
-def _show(value: Any, limit: int = 60) -> str:
-    text = repr(value)
+def show_value(value: Any, limit: int = 60) -> str:
+    """A value as JSON spells it (``true``, ``null``, ``"fr"``), cut to ``limit`` characters."""
+    try:
+        text = orjson.dumps(value).decode()
+    except TypeError:  # not JSON at all (an integer beyond 64 bits): Python's spelling is the closest
+        text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -303,17 +312,18 @@ def _describe(err: dict[str, Any], path: str) -> str:
     kind, ctx, given = err["type"], err.get("ctx") or {}, err.get("input")
     spec = FIELDS.get(path)
     is_secret = spec is not None and spec.is_secret
-    got = "" if is_secret else f", got {_show(given)}"
+    got = "" if is_secret else f", got {show_value(given)}"
     if kind == "extra_forbidden":
         hint = closest_path(path)
         return "unknown field" + (f"; did you mean '{hint}'?" if hint else "; see the spec for valid fields")
     if kind == "missing":
         parent = path.rsplit(".", 1)[0]
-        return f"required whenever {parent} is given"
+        return f"required whenever {parent} is given (in --mode merge, unless the meeting already has one)"
     if given is None and spec is not None and not spec.is_nullable:
         return "null is not allowed here; leave the field out to keep the current value"
     if kind == "literal_error":
-        return f"must be one of {ctx.get('expected')}{got}"
+        expected = str(ctx.get("expected", "")).replace("'", '"')  # JSON's spelling of the choices
+        return f"must be one of {expected}{got}"
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
         low = _bounds(path)
         return f"must be {low}{got}"
@@ -344,21 +354,31 @@ def _bounds(path: str) -> str:
         low = getattr(meta, "ge", low)
         high = getattr(meta, "le", high)
     if low is not None and high is not None:
-        return f"between {low:g} and {high:g}"
-    return f"at least {low:g}" if low is not None else f"at most {high:g}"
+        return f"between {_num(low)} and {_num(high)}"
+    return f"at least {_num(low)}" if low is not None else f"at most {_num(high)}"
+
+
+def _num(bound: float) -> str:
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
 
 
 _NO_STATUS = object()
 _validate_python = MeetingBody.__pydantic_validator__.validate_python  # the hot path skips a wrapper
 
 
-def validate_body(body: dict[str, Any]) -> list[FieldError]:
-    """Validate a body or patch against the schema; return its problems."""
+def validate_body(body: dict[str, Any], *, defer_required: bool = False) -> list[FieldError]:
+    """Validate a body or patch against the schema; return its problems.
+
+    ``defer_required``: leave the required-if rules (``storage_config.type``...)
+    to the merged document (merge mode: the meeting may already have the field).
+    """
     try:
         _validate_python(body)
     except ValidationError as exc:
         out = []
         for err in exc.errors(include_url=False):
+            if defer_required and err["type"] == "missing":
+                continue
             path = ".".join(str(p) for p in err["loc"] if not isinstance(p, int))
             out.append(FieldError(path or "(body)", _describe(err, path)))
         return out
@@ -370,6 +390,8 @@ def parse_row(
     data: dict[str, Any],
     default_account: str | None,
     problems: list[FieldError] | None = None,
+    *,
+    defer_required: bool = False,
     mode: str | None = None,
 ) -> Row | RowError:
     """Check one decoded input row; return a ``Row`` or a ``RowError`` naming every problem.
@@ -394,18 +416,36 @@ def parse_row(
     status = patch.pop("status", _NO_STATUS) if mode is not None else _NO_STATUS
     if status is not _NO_STATUS and (why := status_problem(status, mode or "")):
         errors.append(FieldError("status", why))
-    errors.extend(validate_body(patch))
+    errors.extend(validate_body(patch, defer_required=defer_required))
     if status is not _NO_STATUS:
         patch["status"] = status  # PATCH sends it; the schema of the body never had it
     if errors:  # ids that are not valid never leave this function: they must not reach a URL
         shown_id = meeting_id if isinstance(meeting_id, str) and UUID_RE.fullmatch(meeting_id) else None
         shown_account = account_id if isinstance(account_id, str) and ACCOUNT_RE.fullmatch(account_id) else None
         return RowError(number, shown_id, shown_account, errors, patch)
-    return Row(number, meeting_id.lower(), account_id, patch)
+    return Row(number, meeting_id, account_id, patch)  # as the row spells it: servers may compare exactly
 
 
-def trusted_row(number: int, data: dict[str, Any], default_account: str | None) -> Row:
-    """A ``Row`` from data that already passed ``parse_row`` (the same bytes, checked by
-    the pre-flight pass): the send pass skips re-validating what cannot have changed."""
-    patch = {k: v for k, v in data.items() if k not in ROW_KEYS}
-    return Row(number, data["meeting_id"].lower(), data.get("account_id") or default_account, patch)
+def _required_paths(model: type[BaseModel], prefix: str) -> typing.Iterator[tuple[str, str]]:
+    for name, info in model.model_fields.items():
+        inner, _ = _unwrap(info.annotation)
+        if info.is_required() and prefix:
+            yield prefix.rstrip("."), name
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            yield from _required_paths(inner, prefix + name + ".")
+
+
+# (object path, field) pairs: the field is required whenever the object is given.
+REQUIRED_IF = tuple(_required_paths(MeetingBody, ""))
+
+
+def missing_required(document: dict[str, Any]) -> list[FieldError]:
+    """Required-if fields absent from a whole document (e.g. a merged one)."""
+    out = []
+    for parent, name in REQUIRED_IF:
+        node: Any = document
+        for key in parent.split("."):
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and name not in node:
+            out.append(FieldError(f"{parent}.{name}", f"required whenever {parent} is given"))
+    return out

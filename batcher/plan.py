@@ -3,6 +3,13 @@
 One JSON line per row, in completion order (each carries its ``row``):
 ``{"row", "meeting_id", "account_id", "action", "changes": [{"path", "before", "after"}]}``
 with ``action`` one of update / unchanged / invalid / error; secrets show as ``"***"``.
+Error lines also carry ``error``, ``status`` (HTTP status or null) and ``message``.
+
+The action is ``decide.decide``'s answer, asked exactly as ``run`` asks it
+(with the meeting only in modes where ``run`` reads it first), so plan shows
+what run would do by construction: in replace mode every valid row is an
+``update``, because run PUTs it without looking. ``changes`` compare the
+meeting as GET shows it now with what GET would show after the write.
 """
 
 from __future__ import annotations
@@ -17,14 +24,15 @@ import orjson
 from .checks import iter_checked
 from .client import Client
 from .config import JobConfig
+from .decide import READS_FIRST, Options, Refuse, Unchanged, decide, expected_after
 from .errors import AuthError
 from .estimate import say_estimate
 from .limiter import Pacer
-from .merge import deep_merge, diff, missing_credentials, project, redact
-from .model import DEFAULT_DOCUMENT, Row, RowError
+from .merge import diff, project, redact
+from .model import Row, RowError
 from .pool import Control, pump, show_pause
 from .progress import Console, Progress
-from .report import scrub, secret_values
+from .report import scrub, secret_values, silence_stdout
 from .source import Source
 from .store import scratch_keyset
 
@@ -38,13 +46,6 @@ class PlanResult:
     exit_code: int
     counts: Counter[str]
     message: str
-
-
-def target_document(mode: str, current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """What the meeting would look like after the row, in each mode."""
-    if mode == "replace":
-        return deep_merge(DEFAULT_DOCUMENT, patch)  # PUT resets what it does not name
-    return deep_merge(current, patch)
 
 
 class Planner:
@@ -67,7 +68,14 @@ class Planner:
             else line["action"]
         )
         self.counts[key] += 1
-        self.out.write(orjson.dumps(line) + b"\n")
+        if self.control.output_closed:
+            return
+        try:
+            self.out.write(orjson.dumps(line) + b"\n")
+        except BrokenPipeError:  # `plan ... | head`: stop, quietly
+            silence_stdout()
+            self.control.output_lost()
+            return
         self.progress.advance("failed" if line["action"] in ("invalid", "error") else "succeeded")
         if line["action"] == "update" and len(self.previews) < PREVIEW_ROWS:
             changes = ", ".join(
@@ -98,22 +106,15 @@ class Planner:
             if got.error == "auth":
                 self.control.halt_with(AuthError(f"HTTP {got.status} on row {item.number}: {message}"))
             return
-        current = project(got.data)
-        target = target_document(self.config.mode, current, item.patch)
-        changes = diff(redact(current), redact(target))
-        if not changes:
+        mode = self.config.mode
+        options = Options(allow_credential_reset=self.config.allow_credential_reset)
+        decision = decide(mode, got.data if mode in READS_FIRST else None, item.patch, options)
+        if isinstance(decision, Unchanged):
             return self.write({**base, "action": "unchanged", "changes": []})
+        changes = diff(redact(project(got.data)), redact(expected_after(mode, got.data, item.patch)))
         line = {**base, "action": "update", "changes": changes}
-        if (
-            self.config.mode == "merge"
-            and not self.config.allow_credential_reset
-            and (missing := missing_credentials(target, item.patch))
-        ):
-            line.update(
-                action="error",
-                error="credential_guard",
-                message=f"PUT would erase storage credentials: {', '.join(missing)} not in the row",
-            )
+        if isinstance(decision, Refuse):
+            line.update(action="error", error=decision.error, status=None, message=decision.message)
         self.write(line)
 
 
@@ -139,6 +140,7 @@ async def plan_job(
                 scratch_keyset(),
                 require_account=True,
                 batch=1 if config.input == "-" else 4096,
+                defer_required=config.mode == "merge",
                 mode=config.mode,
             )
             say_estimate(console, config, None, is_plan=True, progress=progress)
@@ -150,8 +152,12 @@ async def plan_job(
     finally:
         if out is not sys.stdout.buffer:
             out.close()
-        else:
-            out.flush()
+        elif not control.output_closed:
+            try:
+                out.flush()
+            except BrokenPipeError:
+                silence_stdout()
+                control.output_lost()
         progress.close()
     c = planner.counts
     text = (

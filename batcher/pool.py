@@ -1,19 +1,20 @@
 """The worker pool and the job's stop switch, shared by run, plan and rollback.
 
 ``Control`` holds why a job is stopping (a signal, a halt, a bug) and the
-job's notion of time; ``pump`` runs a handler over rows with N workers fed by
+job's notion of time (injected clock and sleep); ``pump`` runs a handler over rows with N workers fed by
 a bounded queue, with a heartbeat for group commits and progress.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from .errors import HaltError, Interrupted
-from .limiter import Pacer
+from .limiter import Pacer, Sleep
 from .progress import Progress
 
 HEARTBEAT_S = 0.25
@@ -24,35 +25,48 @@ _END = object()
 class Control:
     """Shared stop state and the job's notion of time.
 
-    ``time_scale`` < 1 makes every wait shorter (tests and rehearsals of a
-    5-minute lockout); ``clock`` runs correspondingly faster so deadlines agree.
-    Sleeps wake early when the job is stopping, raising ``Interrupted``.
+    ``clock`` and ``sleep`` are injected (tests drive a virtual clock; a
+    production job reads no environment variable to bend time). Sleeps wake
+    early when the job is stopping, raising ``Interrupted``.
     """
 
-    def __init__(self, time_scale: float = 1.0) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, sleep: Sleep | None = None) -> None:
         self.stop = asyncio.Event()
-        self.time_scale = time_scale
         self.interrupted = False
+        self.output_closed = False  # stdout's reader went away (``| head``): a stop, not a Ctrl-C
         self.halt: HaltError | None = None
-        self.crash: BaseException | None = None
-        self._t0 = time.monotonic()
+        self.crashes: list[BaseException] = []  # every worker crash, in order
+        self._clock = clock
+        self._sleep = sleep
         self.on_second_interrupt: Callable[[], None] | None = None
+        self.flushers: list[Callable[[], None]] = []  # what a hard stop must save first
+        self.on_first_interrupt: Callable[[], None] | None = None  # e.g. say that in-flight requests drain
 
     @property
     def stopping(self) -> bool:
         """True once the job must take no more rows."""
         return self.stop.is_set()
 
+    @property
+    def crash(self) -> BaseException | None:
+        """The first worker crash, if any."""
+        return self.crashes[0] if self.crashes else None
+
     def clock(self) -> float:
-        """Monotonic seconds, scaled."""
-        return self._t0 + (time.monotonic() - self._t0) / self.time_scale
+        """Monotonic seconds."""
+        return self._clock()
 
     async def sleep(self, seconds: float) -> None:
-        """Sleep ``seconds`` (scaled); raise ``Interrupted`` if the job stops meanwhile."""
+        """Sleep ``seconds``; raise ``Interrupted`` if the job stops meanwhile."""
         if self.stop.is_set():
             raise Interrupted("stopping")
+        if self._sleep is not None:
+            await self._sleep(max(0.0, seconds))
+            if self.stop.is_set():
+                raise Interrupted("stopping")
+            return
         try:
-            await asyncio.wait_for(self.stop.wait(), max(0.0, seconds) * self.time_scale)
+            await asyncio.wait_for(self.stop.wait(), max(0.0, seconds))
         except TimeoutError:
             return
         raise Interrupted("stopping")
@@ -61,6 +75,16 @@ class Control:
         """First SIGINT/SIGTERM: stop taking rows. A second one calls ``on_second_interrupt``."""
         if self.interrupted and self.on_second_interrupt is not None:
             self.on_second_interrupt()
+        elif not self.interrupted and self.on_first_interrupt is not None:
+            self.on_first_interrupt()
+        self.interrupted = True
+        self.stop.set()
+
+    def output_lost(self) -> None:
+        """Our stdout's reader went away (``| head``): stop as on a first interrupt, resumable.
+
+        Not ``interrupt()``: a Ctrl-C that also ended the reader would count twice and exit at once."""
+        self.output_closed = True
         self.interrupted = True
         self.stop.set()
 
@@ -70,6 +94,21 @@ class Control:
             self.halt = error
         self.stop.set()
 
+    def crashed(self, error: BaseException) -> None:
+        """A bug in a worker or the heartbeat: stop cleanly, keep the state, re-raise at the end."""
+        self.crashes.append(error)
+        self.stop.set()
+
+    def flush_now(self) -> None:
+        """Save what must survive an immediate exit (a second Ctrl-C); never raises.
+
+        What was committed before is consistent on its own, so a flush that
+        cannot run now (e.g. pre-flight's transaction is open) is skipped.
+        """
+        for flush in self.flushers:
+            with contextlib.suppress(Exception):
+                flush()
+
 
 async def pump(
     items: Iterator[Any],
@@ -77,10 +116,15 @@ async def pump(
     concurrency: int,
     control: Control,
     on_tick: Callable[[], None] | None = None,
+    heartbeat_s: float = HEARTBEAT_S,
 ) -> None:
     """Feed ``items`` through a bounded queue to ``concurrency`` workers running ``handle``.
 
-    ``on_tick`` runs every ``HEARTBEAT_S`` meanwhile (group commits, progress).
+    ``on_tick`` runs every ``heartbeat_s`` meanwhile (group commits, progress);
+    if it fails, the job stops with its error. A worker's exception stops the
+    job too; every one is kept, and raised at the end (an ``ExceptionGroup``
+    when several). Cancelling the caller cancels the workers (a TaskGroup):
+    the rows they held stay unfinished, to be marked skipped.
     """
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=concurrency)
 
@@ -92,39 +136,55 @@ async def pump(
                 await handle(item)
             except Interrupted:
                 pass
-            except Exception as exc:  # a bug: stop cleanly, keep the state, re-raise later
-                control.crash = control.crash or exc
-                control.stop.set()
+            except Exception as exc:
+                control.crashed(exc)
 
     async def heartbeat() -> None:
         while True:
-            await asyncio.sleep(HEARTBEAT_S)
-            on_tick()  # type: ignore[misc]
+            await asyncio.sleep(heartbeat_s)
+            try:
+                on_tick()  # type: ignore[misc]
+            except Exception as exc:  # a failing group commit must not vanish
+                control.crashed(exc)
+                return
 
-    workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
-    beat = asyncio.create_task(heartbeat()) if on_tick is not None else None
-    try:
-        for item in items:
-            if control.stopping:
-                break
-            if item is TICK:
-                await asyncio.sleep(0)
-                continue
-            await queue.put(item)
-    finally:
-        for _ in workers:
-            await queue.put(_END)
-        await asyncio.gather(*workers)
-        if beat is not None:
-            beat.cancel()
-        if on_tick is not None:
-            on_tick()
-    if control.crash is not None:
-        raise control.crash
+    async def feed() -> None:
+        try:
+            for item in items:
+                if control.stopping:
+                    break
+                if item is TICK:
+                    await asyncio.sleep(0)
+                    continue
+                await queue.put(item)
+        finally:
+            for _ in range(concurrency):
+                await queue.put(_END)
+
+    feed_error: Exception | None = None  # e.g. the input changed: raised as itself, not in a group
+    async with asyncio.TaskGroup() as workers:
+        for _ in range(concurrency):
+            workers.create_task(worker())
+        beat = asyncio.create_task(heartbeat()) if on_tick is not None else None
+        try:
+            await feed()
+        except Exception as exc:
+            feed_error = exc
+        finally:
+            if beat is not None:
+                beat.cancel()
+    if on_tick is not None:
+        on_tick()
+    if feed_error is not None:
+        raise feed_error
+    if len(control.crashes) == 1:
+        raise control.crashes[0]
+    if control.crashes:
+        raise ExceptionGroup("several workers crashed", [c for c in control.crashes if isinstance(c, Exception)])
 
 
 def show_pause(progress: Progress, pacer: Pacer, control: Control) -> None:
     """Tell the progress display about a Retry-After pause (in wall-clock time), then redraw."""
     left = pacer.gate.remaining_s
-    progress.paused_until = time.time() + left * control.time_scale if left > 0 else None
+    progress.paused_until = time.time() + left if left > 0 else None
     progress.tick()

@@ -10,7 +10,7 @@ in the state covers them.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 STATUS_VALUES = ("ACTIVE", "INACTIVE")
@@ -51,6 +51,23 @@ def merge_constants(
             elif current != value:
                 clashes.append((path, f"the row gives {_show(current)} but --set gives {_show(value)}; drop one"))
     return out, clashes
+
+
+def with_constants(
+    decode: Callable[[Any], tuple[dict[str, Any], list[Any]]], constants: Sequence[tuple[str, Any]]
+) -> Any:
+    """``decode`` (a ``Source``'s) that also merges ``--set`` constants into every row; a clash is a
+    problem of that row (a ``model.FieldError`` naming the path)."""
+    from .model import FieldError  # model imports this module: import it when a Source opens, not at load
+
+    def decode_with_constants(raw: Any) -> tuple[dict[str, Any], list[Any]]:
+        data, problems = decode(raw)
+        if any(p.field == "(row)" for p in problems):
+            return data, problems
+        data, clashes = merge_constants(data, constants)
+        return data, problems + [FieldError(path, reason) for path, reason in clashes]
+
+    return decode_with_constants
 
 
 def status_problem(value: Any, mode: str) -> str | None:

@@ -2,10 +2,12 @@
 
 It opens the state read-only (an SQLite ``mode=ro`` URI, no file lock): in WAL
 mode a reader never blocks the writer, so looking in never slows the job. What
-only the running process knows (its request counters, a Retry-After pause, the
-rate it keeps) it writes into the state's meta table a few times a second
-(``publish_live``, called from the engine's heartbeat); the rest is in the
-rows table and the job's fingerprint, from which the resume command is rebuilt.
+only the running process knows (that it runs, a Retry-After pause, the rate it
+keeps and the rate it gets) it writes into the state's meta table a few times a
+second (``publish_live``, called from the engine's heartbeat); the request
+counters are committed by the job with each group commit (``run_stats``), the
+rows are in the rows table, and the resume command is rebuilt from the job's
+fingerprint.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from .config import DEFAULT_BASE_URL, JobConfig
 from .errors import UsageError
 from .estimate import REQUESTS_PER_ROW, duration_text
 from .limiter import Pacer
-from .pool import Control
 from .store import Store
 
 LIVE_KEY = "live"
@@ -50,7 +51,7 @@ def iso(epoch: float | None) -> str | None:
     return None if epoch is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
-def publish_live(store: Store, config: JobConfig, stats: Stats, pacer: Pacer, control: Control) -> None:
+def publish_live(store: Store, config: JobConfig, stats: Stats, pacer: Pacer) -> None:
     """Write what only the running job knows into the state (meta ``live``) for ``batcher status``."""
     now = time.time()
     live = _LIVE.get(store)
@@ -61,7 +62,7 @@ def publish_live(store: Store, config: JobConfig, stats: Stats, pacer: Pacer, co
     while len(live.samples) > 2 and now - live.samples[0][0] > RECENT_S:
         live.samples.popleft()
     (t0, r0), (t1, r1) = live.samples[0], live.samples[-1]
-    pause_s = pacer.gate.remaining_s * control.time_scale
+    pause_s = pacer.gate.remaining_s
     doc = {
         "pid": os.getpid(),
         "runs_before": live.runs_before,
@@ -142,14 +143,11 @@ def read_status(path: str, now: float | None = None) -> dict[str, Any]:
     fingerprint = meta.get("fingerprint") or {}
     stats = meta.get("run_stats") or {"requests": 0, "retries": 0, "elapsed_s": 0.0, "runs": 0}
     live = meta.get(LIVE_KEY)
-    # a live record not yet folded into run_stats: the job runs, or was killed before its summary
+    # a live record of a run that has not ended: the job runs, or was killed before its summary
     is_unfolded = live is not None and live.get("runs_before") == stats.get("runs", 0)
     is_running = is_unfolded and _is_alive(live["pid"])
+    # run_stats already holds the running job's counters: the engine commits them with each group commit
     requests, retries, elapsed = stats["requests"], stats["retries"], stats["elapsed_s"]
-    if is_unfolded:
-        requests += live["requests"]
-        retries += live["retries"]
-        elapsed += max(0.0, live["updated_at"] - live["started_at"])
     paused = live.get("paused_until") if is_running else None
     doc: dict[str, Any] = {
         "total": sum(counts.values()),

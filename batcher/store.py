@@ -5,27 +5,35 @@ engine flushes once ``--concurrency`` outcomes are waiting (and a few times a
 second), so after a ``kill -9`` at most that many finished rows, plus those in
 flight, are sent again. WAL with ``synchronous=NORMAL`` makes a commit survive the death of the
 process (only a power cut could undo the last ones), at a few microseconds a
-commit instead of an fsync each.
+commit instead of an fsync each. The job's request counters (requests, retries,
+elapsed) ride on the same group commits as deltas, so a killed run still counts.
+
+A ``--force`` rebuild carries every outcome of a row whose (account, meeting,
+patch) is unchanged, failures included: ``--force`` alone never retries a
+failed row; ``--retry-failed`` does.
 
 Secrets are never stored: patches are kept only as a hash (to match rows on
 ``--force``) and, for failed rows, redacted; snapshots hold what GET showed
-(which never includes credentials) and what was PUT with credentials stripped.
+(which never includes credentials) and what was PUT with credentials shown as "***" (so rollback knows which it set).
 """
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import sqlite3
 import time
 import zlib
 from collections.abc import Iterable, Iterator
-from typing import IO, Any
+from dataclasses import astuple, dataclass
+from typing import IO, Any, NamedTuple
 
 import orjson
 
 from .errors import StateLockedError, StateMismatchError
+from .keys import KeySet, file_digest, patch_hash, row_key, scratch_keyset
+
+__all__ = ["Failure", "KeySet", "RowRecord", "Store", "file_digest", "patch_hash", "row_key", "scratch_keyset"]
 
 OUTCOMES = ("succeeded", "unchanged", "failed", "skipped")
 
@@ -48,7 +56,7 @@ CREATE TABLE IF NOT EXISTS keys (key BLOB PRIMARY KEY, row INTEGER NOT NULL) WIT
 CREATE TABLE IF NOT EXISTS snapshots (
     account_id TEXT NOT NULL, meeting_id TEXT NOT NULL, row INTEGER,
     before BLOB NOT NULL,            -- the meeting before the job (as GET showed it), zlib'd JSON
-    after BLOB NOT NULL,             -- what the job PUT, secrets stripped, zlib'd JSON
+    after BLOB NOT NULL,             -- what the job PUT, credentials as "***", zlib'd JSON
     write_state TEXT NOT NULL DEFAULT 'pending',  -- pending | landed | unknown | failed: did the job's last write land?
     seq INTEGER NOT NULL DEFAULT 0,  -- bumped by every save_snapshot: which write of the job this is
     PRIMARY KEY (account_id, meeting_id)
@@ -64,6 +72,34 @@ CREATE TABLE IF NOT EXISTS rollback (
 )
 
 
+@dataclass(slots=True)
+class RowRecord:
+    """One input row as the state keeps it (columns of the ``rows`` table, in order)."""
+
+    row: int
+    account_id: str | None
+    meeting_id: str | None
+    patch_hash: bytes | None
+    outcome: str = "pending"
+    error: str | None = None
+    message: str | None = None
+    patch: str | None = None  # redacted JSON, failed rows only
+
+
+class Failure(NamedTuple):
+    """One failed row, as the failure report shows it."""
+
+    row: int
+    meeting_id: str | None
+    account_id: str | None
+    error: str | None
+    status: int | None
+    message: str | None
+    attempts: int | None
+    patch: str | None  # redacted JSON
+
+
+_STATS_KEY = "run_stats"
 _UPDATE_ROW = "UPDATE rows SET outcome = ?, error = ?, status = ?, message = ?, attempts = ?, patch = ? WHERE row = ?"
 
 
@@ -73,58 +109,6 @@ def _pack(document: dict[str, Any]) -> bytes:
 
 def _unpack(blob: bytes) -> dict[str, Any]:
     return orjson.loads(zlib.decompress(blob))
-
-
-def row_key(account_id: str | None, meeting_id: str) -> bytes:
-    """16-byte identity of a meeting, for duplicate detection."""
-    return hashlib.blake2b(f"{account_id or ''}\0{meeting_id}".encode(), digest_size=16).digest()
-
-
-def patch_hash(patch: dict[str, Any]) -> bytes:
-    """16-byte digest of a patch's content (key order does not matter)."""
-    return hashlib.blake2b(orjson.dumps(patch, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
-
-
-def file_digest(path: str) -> str:
-    """Content hash of an input file, streamed."""
-    digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-class KeySet:
-    """Duplicate detection in SQLite, so memory stays flat at any input size."""
-
-    def __init__(self, db: sqlite3.Connection, table: str = "keys") -> None:
-        self._db = db
-        self._table = table
-        self._insert = f"INSERT OR IGNORE INTO {table} (key, row) VALUES (?, ?)"
-
-    def first_rows(self, entries: list[tuple[bytes, int]]) -> list[int | None]:
-        """Record (key, row) pairs; for each, the earlier row that had the key, or None.
-
-        Duplicates are rare, so the whole batch goes in one statement; only
-        when some key was already there is each looked up (a row finds itself
-        when it was the first, or the earlier row when it was not).
-        """
-        if self._db.executemany(self._insert, entries).rowcount == len(entries):
-            return [None] * len(entries)
-        return [self._earlier(key, row) for key, row in entries]
-
-    def _earlier(self, key: bytes, row: int) -> int | None:
-        (first,) = self._db.execute(f"SELECT row FROM {self._table} WHERE key = ?", (key,)).fetchone()
-        return None if first == row else first
-
-
-def scratch_keyset() -> KeySet:
-    """A KeySet in a temporary on-disk database, for jobs with no state file (``plan``, ``validate -``)."""
-    db = sqlite3.connect("", isolation_level=None)
-    db.execute("PRAGMA journal_mode=OFF")
-    db.execute("CREATE TABLE keys (key BLOB PRIMARY KEY, row INTEGER NOT NULL) WITHOUT ROWID")
-    db.execute("BEGIN")
-    return KeySet(db)
 
 
 class Store:
@@ -137,6 +121,7 @@ class Store:
         self._lock = lock
         self._pending: list[tuple[Any, ...]] = []
         self._pending_writes: list[tuple[str, str, str]] = []
+        self._stats_delta = [0, 0, 0.0]  # requests, retries, elapsed_s not yet committed
         self.keys = KeySet(db)
 
     @classmethod
@@ -156,6 +141,11 @@ class Store:
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
         return cls(path, db, lock, is_new)
+
+    @property
+    def is_closed(self) -> bool:
+        """True once ``close`` ran."""
+        return self._lock.closed
 
     def close(self) -> None:
         """Flush, release the lock (safe to call twice)."""
@@ -226,27 +216,33 @@ class Store:
         """After a rebuild: rows whose (account, meeting, patch) was already done stay done."""
         if not self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'rows_old'").fetchone():
             return 0
+        # Failed rows keep their failure too: --force alone never retries them (--retry-failed does).
         cur = self.db.execute(
-            """UPDATE rows SET outcome = o.outcome, status = o.status, attempts = o.attempts
+            """UPDATE rows SET outcome = o.outcome, error = o.error, status = o.status, message = o.message,
+                 attempts = o.attempts, patch = o.patch
                FROM rows_old AS o
                WHERE rows.outcome = 'pending' AND o.meeting_id = rows.meeting_id
                  AND o.account_id IS rows.account_id AND o.patch_hash = rows.patch_hash
-                 AND o.outcome IN ('succeeded', 'unchanged')"""
+                 AND o.outcome IN ('succeeded', 'unchanged', 'failed')"""
         )
         self.db.execute("DROP TABLE rows_old")
         return cur.rowcount
 
-    def add_rows(self, rows: Iterable[tuple[Any, ...]]) -> None:
-        """Insert ``(row, account_id, meeting_id, patch_hash, outcome, error, message, patch)`` tuples."""
+    def add_rows(self, rows: Iterable[RowRecord]) -> None:
+        """Insert (or replace) row records."""
         self.db.executemany(
             "INSERT OR REPLACE INTO rows (row, account_id, meeting_id, patch_hash, outcome, error, message, patch)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
+            (astuple(r) for r in rows),
         )
 
-    def row_state(self, row: int) -> tuple[str, bytes | None, str | None] | None:
-        """(outcome, patch_hash, error) of one row, or None if unknown."""
-        return self.db.execute("SELECT outcome, patch_hash, error FROM rows WHERE row = ?", (row,)).fetchone()
+    def row_record(self, row: int) -> RowRecord | None:
+        """The recorded state of one row, or None if unknown."""
+        found = self.db.execute(
+            "SELECT row, account_id, meeting_id, patch_hash, outcome, error, message, patch FROM rows WHERE row = ?",
+            (row,),
+        ).fetchone()
+        return RowRecord(*found) if found else None
 
     @staticmethod
     def _todo_where(retry_failed: bool) -> str:
@@ -260,18 +256,23 @@ class Store:
         """How many rows a run would send."""
         return self.db.execute(f"SELECT COUNT(*) FROM rows WHERE {self._todo_where(retry_failed)}").fetchone()[0]
 
-    def todo_rows(self, retry_failed: bool, chunk: int = 20000) -> Iterator[int]:
-        """Row numbers still to send, ascending, read in chunks (memory stays flat)."""
+    def todo_rows(self, retry_failed: bool, chunk: int = 4096) -> Iterator[RowRecord]:
+        """Rows still to send, ascending, read in chunks (memory stays flat).
+
+        Only what identifies a row is read (number, account, meeting, patch hash):
+        the send pass compares each row it sends with it.
+        """
         where = self._todo_where(retry_failed)
         last = 0
         while True:
             batch = self.db.execute(
-                f"SELECT row FROM rows WHERE row > ? AND {where} ORDER BY row LIMIT ?", (last, chunk)
+                f"SELECT row, account_id, meeting_id, patch_hash FROM rows WHERE row > ? AND {where} ORDER BY row LIMIT ?",
+                (last, chunk),
             ).fetchall()
             if not batch:
                 return
-            for (row,) in batch:
-                yield row
+            for found in batch:
+                yield RowRecord(*found)
             last = batch[-1][0]
 
     def record(
@@ -289,13 +290,32 @@ class Store:
         self._pending.append((outcome, error, status, message, attempts, patch, row))
         return len(self._pending)
 
+    def count_requests(self, requests: int, retries: int, elapsed_s: float) -> None:
+        """Add request counters to the job's totals; committed with the next ``flush``.
+
+        So a killed run's requests are not forgotten: after ``kill -9`` the
+        totals miss only what happened since the last group commit.
+        """
+        delta = self._stats_delta
+        delta[0] += requests
+        delta[1] += retries
+        delta[2] += elapsed_s
+
     def flush(self, also: tuple[str, tuple[Any, ...]] | None = None) -> None:
-        """Commit buffered outcomes (and ``also``, one more statement) in one transaction."""
-        if not self._pending and not self._pending_writes and also is None:
+        """Commit buffered outcomes, counters (and ``also``, one more statement) in one transaction."""
+        has_stats = self._stats_delta[0] or self._stats_delta[1]
+        if not self._pending and not self._pending_writes and also is None and not has_stats:
             return
         pending, self._pending = self._pending, []
         writes, self._pending_writes = self._pending_writes, []
         self.db.execute("BEGIN")
+        if any(self._stats_delta):
+            (requests, retries, elapsed_s), self._stats_delta = self._stats_delta, [0, 0, 0.0]
+            total = self.run_stats()
+            total["requests"] += requests
+            total["retries"] += retries
+            total["elapsed_s"] = round(total["elapsed_s"] + elapsed_s, 3)
+            self.set_meta(_STATS_KEY, total)
         if pending:
             self.db.executemany(_UPDATE_ROW, pending)
         if writes:
@@ -318,22 +338,25 @@ class Store:
         out["total"] = sum(out[o] for o in OUTCOMES)
         return out
 
-    def failures(self) -> Iterator[tuple[Any, ...]]:
-        """(row, meeting_id, account_id, error, status, message, attempts, patch) of failed rows."""
-        return self.db.execute(
+    def failures(self) -> Iterator[Failure]:
+        """Every failed row of the job, in row order."""
+        for found in self.db.execute(
             "SELECT row, meeting_id, account_id, error, status, message, attempts, patch"
             " FROM rows WHERE outcome = 'failed' ORDER BY row"
-        )
+        ):
+            yield Failure(*found)
 
-    def add_run_stats(self, requests: int, retries: int, elapsed_s: float) -> dict[str, float]:
-        """Accumulate request counters over every run of the job."""
-        total = self.get_meta("run_stats", {"requests": 0, "retries": 0, "elapsed_s": 0.0})
-        total["requests"] += requests
-        total["retries"] += retries
-        total["elapsed_s"] = round(total["elapsed_s"] + elapsed_s, 3)
+    def run_stats(self) -> dict[str, Any]:
+        """The job's committed request counters over every run (killed ones included)."""
+        return self.get_meta(_STATS_KEY, {"requests": 0, "retries": 0, "elapsed_s": 0.0})
+
+    def end_run(self) -> dict[str, Any]:
+        """Commit the last counters and count one finished run; returns the totals."""
+        self.flush()
+        total = self.run_stats()
         total["runs"] = total.get("runs", 0) + 1
         total["last_run_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        self.set_meta("run_stats", total)
+        self.set_meta(_STATS_KEY, total)
         return total
 
     # -- snapshots (merge mode) ----------------------------------------------
@@ -368,42 +391,11 @@ class Store:
         """
         self._pending_writes.append((state, account_id, meeting_id))
 
+    # -- rollback (its queries live in rollback_state.py) --------------------------
+
     def snapshots(self) -> Iterator[tuple[str, str, int, dict[str, Any], dict[str, Any]]]:
-        """(account_id, meeting_id, row, before, after) of every changed meeting."""
+        """(account_id, meeting_id, row, before, after) of every snapshot, failed writes included."""
         for account, meeting, row, before, after in self.db.execute(
             "SELECT account_id, meeting_id, row, before, after FROM snapshots ORDER BY row"
         ):
             yield account, meeting, row, _unpack(before), _unpack(after)
-
-    def rollback_todo(self, chunk: int = 1000) -> Iterator[tuple[str, str, int, dict[str, Any], dict[str, Any]]]:
-        """Snapshots not yet restored (or found unchanged) by a rollback, in chunks."""
-        last = -1
-        while True:
-            batch = self.db.execute(
-                "SELECT s.account_id, s.meeting_id, s.row, s.before, s.after FROM snapshots s"
-                " LEFT JOIN rollback r USING (account_id, meeting_id)"
-                " WHERE s.row > ? AND (r.outcome IS NULL OR r.outcome NOT IN ('succeeded', 'unchanged'))"
-                " ORDER BY s.row LIMIT ?",
-                (last, chunk),
-            ).fetchall()
-            if not batch:
-                return
-            for account, meeting, row, before, after in batch:
-                yield account, meeting, row, _unpack(before), _unpack(after)
-            last = batch[-1][2]
-
-    def record_rollback(
-        self,
-        account_id: str,
-        meeting_id: str,
-        outcome: str,
-        error: str | None,
-        status: int | None,
-        message: str,
-        attempts: int,
-    ) -> None:
-        """Record one rollback outcome (committed at once: rollbacks are few)."""
-        self.db.execute(
-            "INSERT OR REPLACE INTO rollback (account_id, meeting_id, outcome, error, status, message, attempts) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (account_id, meeting_id, outcome, error, status, message, attempts),
-        )

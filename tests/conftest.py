@@ -46,6 +46,23 @@ class Server:
         return self.api.meetings[(account, meeting_id)]
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rate budget files (budget.py) go to a fresh cache per test, never the user's ~/.cache.
+
+    One budget per token is the point of that file, so tests (which share a
+    token) would otherwise pace each other; a module's ``ENV`` dict for
+    subprocesses gets the same cache.
+    """
+    cache = str(tmp_path_factory.mktemp("cache"))
+    monkeypatch.setenv("XDG_CACHE_HOME", cache)
+    env = getattr(request.module, "ENV", None)
+    if isinstance(env, dict):
+        monkeypatch.setitem(env, "XDG_CACHE_HOME", cache)
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[Server]:
     api = FakeApi(seed=1)

@@ -8,6 +8,7 @@ never by sleeping a guessed interval.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
@@ -18,7 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ACCOUNT, TOKEN, read_jsonl, write_csv, write_jsonl
+from batcher.engine import run_job
+from batcher.progress import Console
+
+from .conftest import ACCOUNT, TOKEN, config, read_jsonl, write_csv, write_jsonl
+from .fake_time import VirtualTime
 
 ENV = {**os.environ, "CLOUDFLARE_API_TOKEN": TOKEN, "CLOUDFLARE_ACCOUNT_ID": ACCOUNT, "PYTHONUNBUFFERED": "1"}
 
@@ -74,7 +79,7 @@ def test_validate_exit_codes_and_messages(tmp_path):
     assert cli("validate", str(good), env=env).returncode == 0
     result = cli("validate", str(bad), env=env)
     assert result.returncode == 2
-    assert "row 1: persist_chat: must be true or false, got 'maybe'" in result.stderr
+    assert 'row 1: persist_chat: must be true or false, got "maybe"' in result.stderr
     assert "row 2: meeting_id:" in result.stderr
 
 
@@ -252,10 +257,11 @@ async def test_run_json_log_ends_with_a_summary_event(server, tmp_path):
 async def test_plain_progress_lines_when_stderr_is_not_a_terminal(server, tmp_path):
     ids = server.add(6)
     src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, "title": "x"} for m in ids])
-    env = {**ENV, "BATCHER_PROGRESS_EVERY_S": "0"}
-    code, _, err = await run_cli("run", str(src), "--rate", "4/1", base_url=server.base_url, env=env)
-    lines = [line for line in err.splitlines() if line.startswith("progress: ")]
-    assert code == 0 and lines
+    stream = io.StringIO()
+    console = Console(stream, plain_every_s=0)  # a line on every tick (the interval is injected, not read from env)
+    result = await run_job(config(tmp_path, server, src), progress=console.progress(), console=console)
+    lines = [line for line in stream.getvalue().splitlines() if line.startswith("progress: ")]
+    assert result.exit_code == 0 and lines
     assert lines[-1].startswith("progress: 6/6 rows | 100% |") and "0 failed" in lines[-1]
 
 
@@ -304,14 +310,40 @@ def test_errors_are_one_sentence_and_tracebacks_need_verbose(tmp_path):
     assert "Traceback" in loud.stderr
 
 
+class _Watched(io.StringIO):
+    """stderr for an in-process job: sets ``seen`` once ``text`` was written."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.seen = asyncio.Event()
+
+    def write(self, s: str) -> int:
+        if self.text in s:
+            self.seen.set()
+        return super().write(s)
+
+
 async def test_a_retry_after_pause_is_shown_with_its_end_time(server, tmp_path):
     ids = server.add(3)
     server.api.faults.append({"kind": "status", "status": 429, "retry_after": 300, "method": "PUT"})
     src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, "title": "x"} for m in ids])
-    env = {**ENV, "BATCHER_PROGRESS_EVERY_S": "0", "BATCHER_TIME_SCALE": "0.005"}  # 300 s plays out in 1.5 s
-    code, _, err = await run_cli("run", str(src), "--concurrency", "1", base_url=server.base_url, env=env)
-    assert code == 0, err
-    assert any("paused for Retry-After until" in line for line in err.splitlines() if line.startswith("progress: "))
+    stream = _Watched("paused for Retry-After until")
+    console = Console(stream, plain_every_s=0)
+    t = VirtualTime(hold_from_s=100)  # the 300 s pause lasts until the progress line showed it
+    job = asyncio.ensure_future(
+        run_job(
+            config(tmp_path, server, src, concurrency=1),
+            control=t.control(),
+            progress=console.progress(),
+            console=console,
+        )
+    )
+    await stream.seen.wait()
+    t.release.set()
+    result = await job
+    assert result.exit_code == 0, result.message
+    assert t.now >= 300 and server.api.statuses[429] == 1
 
 
 async def test_a_second_sigint_exits_at_once_and_the_job_still_resumes(server, tmp_path):

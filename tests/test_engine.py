@@ -9,10 +9,10 @@ import pytest
 
 from batcher.engine import run_job
 from batcher.errors import StateMismatchError, ValidationFailed
-from batcher.pool import Control
 from batcher.store import Store
 
 from .conftest import ACCOUNT, config, read_jsonl, write_csv, write_jsonl
+from .fake_time import VirtualTime
 
 S3 = {"type": "aws", "bucket": "b", "region": "us-east-1"}
 S3_KEYS = {**S3, "access_key": "AKIA-CANARY-1", "secret": "SECRET-CANARY-2"}
@@ -234,9 +234,14 @@ async def test_retry_after_pauses_and_the_row_still_succeeds(server, tmp_path):
     ids = server.add(4)
     server.api.faults.append({"kind": "status", "status": 429, "retry_after": 300})
     src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, "title": "x"} for m in ids])
-    result = await run_job(config(tmp_path, server, src), control=Control(time_scale=0.001))
+    t = VirtualTime()
+    arrivals: list[float] = []  # virtual time at which each request reached the server
+    server.api.on_request = lambda total: arrivals.append(t.now)
+    result = await run_job(config(tmp_path, server, src, concurrency=1), control=t.control())
     assert result.exit_code == 0 and result.summary["retries"] == 1
     assert server.api.statuses[429] == 1
+    assert arrivals[0] == 0 and len(arrivals) == 9, "429, then GET + PUT for each of the 4 rows"
+    assert min(arrivals[1:]) >= 300, "nothing was sent before the 300 s Retry-After ended"
 
 
 async def test_report_and_summary_cover_every_run_of_the_job(server, tmp_path):

@@ -63,9 +63,9 @@ def test_adaptive_rate_cuts_on_429_once_per_cooldown_and_climbs_back():
     t.now += 1
     rate.on_success()
     assert abs(rate.rate_per_s - 95) < 1e-9, "additive: fast back toward the rate that hit the limit"
-    t.now += 4
+    t.now += 5
     rate.on_success()
-    assert abs(rate.rate_per_s - 97) < 1e-9, "then slowly (0.5% of it a second) to probe above"
+    assert abs(rate.rate_per_s - 96) < 1e-9, "then slowly (0.2% of it a second) to probe above"
 
 
 def test_adaptive_rate_eases_off_before_the_budget_runs_out():

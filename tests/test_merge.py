@@ -9,7 +9,7 @@ from batcher.merge import deep_merge, diff, missing_credentials, project, redact
 from batcher.model import DEFAULT_DOCUMENT
 
 
-def test_project_drops_read_only_and_unknown_fields():
+def test_project_drops_only_read_only_fields_and_carries_unknown_ones():
     got = {
         "id": "x",
         "created_at": "t",
@@ -18,7 +18,7 @@ def test_project_drops_read_only_and_unknown_fields():
         "title": "a",
         "ai_config": {"transcription": {"language": "fr", "future": 1}},
     }
-    assert project(got) == {"title": "a", "ai_config": {"transcription": {"language": "fr"}}}
+    assert project(got) == {"title": "a", "ai_config": {"transcription": {"language": "fr", "future": 1}}}
 
 
 def test_merge_objects_key_by_key_arrays_and_null_replace():

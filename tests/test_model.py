@@ -73,7 +73,7 @@ INVALID = {
     "watermark size zero": (
         {"recording_config": {"video_config": {"watermark": {"size": {"width": 0}}}}},
         "recording_config.video_config.watermark.size.width",
-        "at least 1",
+        "between 1 and 9007199254740991",
     ),
     "storage without type": (
         {"recording_config": {"storage_config": {"bucket": "b"}}},
@@ -140,10 +140,10 @@ def test_fields_cover_seed_page_and_api_facts():
     assert FIELDS["title"].is_nullable and not FIELDS["persist_chat"].is_nullable
 
 
-def test_parse_row_gives_row_with_default_account_and_lowercase_id():
+def test_parse_row_gives_row_with_default_account_and_the_id_as_spelt():
     row = parse_row(3, {"meeting_id": MID.upper(), "title": "x"}, "acct", [])
     assert isinstance(row, Row)
-    assert (row.number, row.meeting_id, row.account_id, row.patch) == (3, MID, "acct", {"title": "x"})
+    assert (row.number, row.meeting_id, row.account_id, row.patch) == (3, MID.upper(), "acct", {"title": "x"})
 
 
 def test_row_account_wins_over_default():

@@ -13,11 +13,10 @@ import pytest
 
 from batcher.commands import parse_set
 from batcher.config import parse_rate
-from batcher.engine import Job, run_job
+from batcher.engine import run_job
 from batcher.errors import StateMismatchError, UsageError, ValidationFailed
 from batcher.estimate import estimate, estimate_text, say_estimate
 from batcher.plan import plan_job
-from batcher.pool import Control
 from batcher.progress import Console, Progress
 
 from .conftest import ACCOUNT, config, read_jsonl, write_csv, write_jsonl
@@ -95,7 +94,7 @@ async def test_set_works_on_stdin_rows_too(server, tmp_path):
     [mid] = server.add()
     stdin = io.BytesIO(f'{{"meeting_id": "{mid}"}}\n'.encode())
     cfg = config(tmp_path, server, "-", set_values=[FR])
-    result = await Job(cfg, Control(), stdin=stdin).run()
+    result = await run_job(cfg, stdin=stdin)
     assert result.exit_code == 0
     assert server.doc(mid)["ai_config"]["transcription"]["language"] == "fr"
 

@@ -123,7 +123,7 @@ def test_jsonl_dotted_keys_equal_nesting_and_blank_lines_count(tmp_path):
         (b"[1, 2]", "not an object"),
         (b"{nope", "not valid JSON"),
         (b'"text"', "not an object"),
-        (b"\xff\xfe{}", "not valid JSON"),
+        (b"{\xff\xfe}", "not valid JSON"),
     ],
     ids=["array", "broken", "string", "bad bytes"],
 )

@@ -1,0 +1,186 @@
+"""Checks that run before a command opens anything for writing or sends anything.
+
+A multi-hour job must not find out at the end that its report cannot be
+written, nor destroy its own input because ``--out`` named it. Every output a
+command will write is checked here first: its directory exists and is
+writable, it is not a directory, it does not resolve (through ``./``, ``..``
+or a symlink) to the input or to another output of the same command, and a
+state file that exists really is SQLite. Each problem is one ``UsageError``
+sentence (exit 2); nothing has been created, locked or sent when it is raised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sqlite3
+import stat
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from .errors import UsageError
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+BASE_URL_EXAMPLE = "https://api.cloudflare.com/client/v4"
+MAX_TIMEOUT_S = 86400.0  # a day for one request is surely a typo (and inf overflows asyncio's timers)
+STDIO = "-"
+
+
+def check_base_url(url: str, flag: str = "--base-url (or BATCHER_BASE_URL)") -> None:
+    """Refuse a base URL that could not reach an API: it must be ``http(s)://host[:port][/path]``."""
+    why = None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError as exc:
+        why = str(exc)
+    else:
+        if parts.scheme not in ("http", "https"):
+            why = "it has no http:// or https:// scheme" if not parts.scheme else f"its scheme is {parts.scheme!r}"
+        elif not parts.hostname:
+            why = "it has no host"
+        elif parts.query or url.endswith("?"):
+            why = "it has a query (?...)"
+        elif parts.fragment or "#" in url:
+            why = "it has a fragment (#...)"
+        elif any(ch.isspace() for ch in url):
+            why = "it contains whitespace"
+    if why:
+        raise UsageError(f"{flag} {url!r} is not a base URL: {why}; expected the form {BASE_URL_EXAMPLE}")
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (``nan`` and ``inf`` are typos, never a setting)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text!r}")
+    return value
+
+
+def check_seconds(value: float, flag: str) -> None:
+    """A duration option must be a finite number of seconds above 0 (``nan``/``inf``/``-1`` are typos)."""
+    if not math.isfinite(value) or value <= 0 or value > MAX_TIMEOUT_S:
+        raise UsageError(f"{flag} must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:g}, not {value!r}")
+
+
+def is_sqlite(path: str) -> bool:
+    """True when ``path`` is an SQLite database, or empty (SQLite makes an empty file a database).
+
+    Only the 16-byte header is read: nothing is written, so a mistyped
+    ``--state french.csv`` is left exactly as it was.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(len(SQLITE_HEADER))
+    return head in (b"", SQLITE_HEADER)
+
+
+def foreign_tables(path: str) -> list[str]:
+    """The tables of an SQLite file that has tables but no batcher ``meta`` table (another program's
+    database, which the Store must not add its tables to); empty when it is batcher's or unreadable."""
+    try:
+        db = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=ro", uri=True)
+        try:
+            names = [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return []  # e.g. a WAL file that cannot be read without writing: the Store will say more
+    return [] if not names or "meta" in names else sorted(names)
+
+
+def _is_special(path: str) -> bool:
+    """A device or pipe (``/dev/null``, ``/dev/stdout``, a FIFO): not a file an output could clobber."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def _check_writable(flag: str, path: str) -> None:
+    if os.path.isdir(path):
+        raise UsageError(f"{flag} {path} is a directory; name a file")
+    if _is_special(path):
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"{flag} {path}: the directory {folder} does not exist; create it or choose another path")
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            raise UsageError(f"{flag} {path} is not writable; choose another path")
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: cannot create files in {folder}; choose another path")
+
+
+def check_state(path: str, *, must_exist: bool, flag: str = "--state") -> None:
+    """The state file: an SQLite file that can be written (with its -wal/-shm beside it), or creatable."""
+    if must_exist and not os.path.exists(path):
+        raise UsageError(f"no state file at {path}")  # the CLI says so first; library callers too
+    _check_writable(flag, path)
+    if os.path.isfile(path):
+        try:
+            ok = is_sqlite(path)
+        except OSError as exc:
+            raise UsageError(f"cannot read {flag} {path}: {exc.strerror}") from None
+        if not ok:
+            raise UsageError(
+                f"{flag} {path} is not a batcher state file (not SQLite); it was left untouched: check the path"
+            )
+        if tables := foreign_tables(path):
+            raise UsageError(
+                f"{flag} {path} is another program's SQLite database (tables {', '.join(tables[:5])}), "
+                "not a batcher state file; it was left untouched: check the path"
+            )
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.access(folder, os.W_OK | os.X_OK):  # SQLite's WAL needs -wal and -shm files beside it
+            raise UsageError(f"{flag} {path}: cannot create files in {folder} (SQLite needs them); move the state")
+
+
+def check_outputs(
+    input_path: str | None,
+    outputs: Iterable[tuple[str, str | None]],
+    inputs: Iterable[tuple[str, str | None]] = (),
+) -> None:
+    """Check every ``(flag, path)`` output of one command before anything is opened for writing.
+
+    ``None`` and ``-`` (stdout) are skipped. An output may not resolve to the
+    input (or to another file the command reads, ``inputs``, such as
+    ``--token-file``) or to another output of the same command: that would
+    destroy the input, or interleave two files into one.
+    """
+    seen: dict[str, str] = {}
+    for name, path in [("the input", input_path), *inputs]:
+        if path and path != STDIO and not _is_special(path):
+            seen.setdefault(os.path.realpath(path), name)
+    for flag, path in outputs:
+        if not path or path == STDIO:
+            continue
+        _check_writable(flag, path)
+        if _is_special(path):
+            continue
+        real = os.path.realpath(path)
+        if real in seen:
+            raise UsageError(f"{flag} {path} is the same file as {seen[real]}; choose a different path")
+        seen[real] = f"{flag} {path}"
+
+
+def check_job_outputs(
+    config: Any, extra: Iterable[tuple[str, str | None]] = (), inputs: Iterable[tuple[str, str | None]] = ()
+) -> None:
+    """``run``: the state, report, results, summary (and ``extra``) outputs of a ``JobConfig``."""
+    report_flag = "--report" if config.report_path else "the report (default INPUT.failures.jsonl)"
+    state_flag = "--state" if config.state_path else "the state (default INPUT.state.db)"
+    outputs = [
+        (state_flag, config.state_file),
+        (report_flag, config.report_file),
+        ("--results", config.results_path),
+        ("--summary-json", config.summary_path),
+        *extra,
+    ]
+    check_outputs(config.input, outputs, inputs)
+    check_state(config.state_file, must_exist=False, flag=state_flag)
