@@ -149,10 +149,11 @@ async def pump(
                 return
 
     async def feed() -> None:
+        rows = iter(items)
         try:
-            for item in items:
-                if control.stopping:
-                    break
+            # the stop is checked before each row is *read*, not after: a stopping job reads
+            # (and re-validates) no more of the input than it was already holding
+            while not control.stopping and (item := next(rows, _END)) is not _END:
                 if item is TICK:
                     await asyncio.sleep(0)
                     continue

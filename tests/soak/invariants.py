@@ -324,7 +324,9 @@ def check_processes(record: Record) -> list[Violation]:
             out.append(
                 Violation("processes", f"{p.job} {p.kind}: traceback: {p.stderr.strip().splitlines()[-1][:200]}")
             )
-        if p.signal_sent in ("INT", "TERM") and p.rc not in (0, 1, 3, 130):  # 3: it halted on its own (401) meanwhile
+        # 3: it halted on its own (401) meanwhile; 2: it found the input edited (a refusal that may race the signal)
+        refused_edit = p.rc == 2 and "changed since the job's pre-flight" in p.stderr
+        if p.signal_sent in ("INT", "TERM") and p.rc not in (0, 1, 3, 130) and not refused_edit:
             out.append(Violation("processes", f"{p.job} {p.kind}: SIG{p.signal_sent} gave exit {p.rc}"))
         elif p.signal_sent is None and p.rc not in GOOD_RC and p.kind != "status":
             out.append(Violation("processes", f"{p.job} {p.kind}: exit {p.rc}: {p.stderr.strip()[-200:]}"))
