@@ -366,7 +366,7 @@ def _check_input_opens(config: JobConfig) -> None:
 
 
 # Output options other helpers' commands may add (flag, argparse dest): checked like the rest when present.
-_EXTRA_OUTPUTS = (("--html", "html_path"), ("--budget-file", "budget_file"))
+_EXTRA_OUTPUTS = (("--budget-file", "budget_path"),)
 
 
 def _require_account(config: JobConfig) -> None:

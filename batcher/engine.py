@@ -171,7 +171,7 @@ class Job:
             got = await self.client.call("GET", url)
             if not got.is_ok or got.data is None:
                 return None
-            return shows(project(got.data), expected)
+            return shows(got.data, expected)  # whole: a PATCH may set ``status``, which project() drops
 
         return check
 
@@ -338,11 +338,14 @@ class Job:
                     say_estimate(self.console, cfg, self.progress.total - self.progress.done, progress=self.progress)
                     rows = self.intake.rows_to_send(source)
                 await pump(rows, self.handle, cfg.concurrency, self.control, on_tick=self.heartbeat)
-        except asyncio.CancelledError:
-            self.control.interrupted = True
+        except BaseException as exc:
+            # Cancelled, an edited input (exit 2), a crash: the job stops here, and its rows,
+            # failure report and summary are still written before the error goes on.
+            self.control.interrupted = self.control.interrupted or isinstance(exc, asyncio.CancelledError)
             self.control.stop.set()
-            if self.is_prepared:
-                self.wrap_up(started)
+            if self.is_prepared and not self.store.is_closed:
+                with contextlib.suppress(Exception):
+                    self.wrap_up(started)
             raise
         finally:
             if not self.store.is_closed:

@@ -158,6 +158,9 @@ async def pump(
                     await asyncio.sleep(0)
                     continue
                 await queue.put(item)
+        except BaseException:
+            control.stop.set()  # e.g. the input changed: the workers drain what is queued without sending it
+            raise
         finally:
             for _ in range(concurrency):
                 await queue.put(_END)
@@ -174,6 +177,8 @@ async def pump(
         finally:
             if beat is not None:
                 beat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beat
     if on_tick is not None:
         on_tick()
     if feed_error is not None:

@@ -122,7 +122,8 @@ async def test_a_file_rewritten_between_preflight_and_send_stops_the_job(server,
 
     with pytest.raises(InputChangedError, match="row 2"):
         await run_job(config(tmp_path, server, src, skip_invalid=True, concurrency=1), on_invalid=rewrite)
-    assert server.api.requests == {"GET": 1, "PUT": 1}, "row 1 only; nothing for the rewritten row or after it"
+    # row 1 may or may not have started before row 2 was read; nothing starts after the change is seen
+    assert server.api.requests["PUT"] <= 1 and not server.api.puts.get(b), "nothing for the rewritten row"
     assert server.doc(b)["title"] == "old"
 
 

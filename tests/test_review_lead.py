@@ -1,0 +1,79 @@
+"""Findings of the cold review fixed on the engine side: each test failed before its fix."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from batcher import engine, intake
+from batcher.engine import run_job
+from batcher.errors import InputChangedError
+
+from .conftest import TOKEN, config, read_jsonl, write_jsonl
+
+
+async def test_no_row_starts_after_the_input_change_is_seen_and_the_report_is_still_written(
+    server, tmp_path, monkeypatch
+):
+    ids = server.add(20, title="orig")
+    server.api.latency_s = 0.05
+    rows = [{"meeting_id": m, "title": "new"} for m in ids]
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
+    seen = {"changed": False, "started_after": 0}
+    load_rows, rows_to_send, handle = intake.Intake.load_rows, intake.Intake.rows_to_send, engine.Job.handle
+
+    def load_then_edit(self, **kw):  # the file changes under the job after its pre-flight
+        n = load_rows(self, **kw)
+        write_jsonl(src, [*rows[:12], {**rows[12], "title": "EDITED"}, *rows[13:]])
+        return n
+
+    def noticing(self, source):
+        try:
+            yield from rows_to_send(self, source)
+        except InputChangedError:
+            seen["changed"] = True
+            raise
+
+    async def counting(self, item):
+        seen["started_after"] += seen["changed"]
+        return await handle(self, item)
+
+    monkeypatch.setattr(intake.Intake, "load_rows", load_then_edit)
+    monkeypatch.setattr(intake.Intake, "rows_to_send", noticing)
+    monkeypatch.setattr(engine.Job, "handle", counting)
+    with pytest.raises(InputChangedError, match="row 13"):
+        await run_job(config(tmp_path, server, src, summary_path=str(tmp_path / "summary.json")))
+    assert seen == {"changed": True, "started_after": 0}
+    assert server.doc(ids[12])["title"] == "orig"
+    assert (tmp_path / "failures.jsonl").exists(), "the failure report is written even when the job stops on an edit"
+    assert (tmp_path / "summary.json").read_bytes().startswith(b"{")
+
+
+async def test_a_patch_setting_status_that_landed_before_a_drop_is_confirmed_by_get(server, tmp_path):
+    [mid] = server.add(title="orig")
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "status": "INACTIVE"}])
+    server.api.faults.extend(
+        [
+            {"kind": "apply_then_drop", "method": "PATCH", "times": 1},
+            {"kind": "status", "status": 502, "method": "PATCH", "times": 5},
+        ]
+    )
+    result = await run_job(config(tmp_path, server, src, mode="patch", app_id="app1", max_attempts=3))
+    assert server.api.meta[("acct-1", mid)]["status"] == "INACTIVE"
+    assert result.exit_code == 0, "GET shows the status the PATCH set: the row succeeded"
+    assert read_jsonl(tmp_path / "failures.jsonl") == []
+
+
+def test_a_budget_file_naming_another_output_is_refused_before_anything_is_opened(tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": "0b7e2a9c-4f1d-4a57-9a3e-1c2d3e4f5a6b", "title": "x"}])
+    out = tmp_path / "out.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "batcher", "run", str(src), "--account-id", "a", "--base-url", "http://127.0.0.1:9",
+         "--budget-file", str(out), "--summary-json", str(out)],
+        capture_output=True, text=True, env={"CLOUDFLARE_API_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "--budget-file" in proc.stderr and not out.exists()
+    assert not (tmp_path / "in.jsonl.state.db").exists(), "no half-made state"
