@@ -24,17 +24,15 @@ from . import __version__
 from .commands import add_export_parser, add_set_option, add_status_parser, cmd_export, cmd_status
 from .config import (
     DEFAULT_BASE_URL,
-    DEFAULT_CONCURRENCY,
-    DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_RATE,
-    DEFAULT_TIMEOUT_S,
     JobConfig,
     parse_rate,
     read_token,
 )
 from .errors import BatcherError, UsageError, describe_exception
+from .fake_cli import add_fake_api_parser, cmd_fake_api
 from .model import Row, RowError
-from .preflight import check_job_outputs, check_outputs, check_state, finite_float
+from .options import add_job_options
+from .preflight import check_job_outputs, check_outputs, check_state
 from .progress import Console
 
 EXAMPLES = {
@@ -44,117 +42,7 @@ EXAMPLES = {
   CLOUDFLARE_API_TOKEN=... batcher run inputs/french-transcription.csv --account-id ACCOUNT
   cat rows.jsonl | batcher run - --state job.state.db --account-id ACCOUNT
   batcher rollback --state inputs/french-transcription.csv.state.db""",
-    "fake-api": """examples:
-  batcher fake-api --seed inputs/seed-meetings.jsonl --port 8787
-  batcher fake-api --meetings 10000 --rate-limit 40/10 --fail-rate 0.05""",
 }
-
-
-def _job_options(p: argparse.ArgumentParser, *, with_input: bool = True) -> None:
-    env = os.environ
-    if with_input:
-        p.add_argument("input", metavar="INPUT", help="a .csv, .jsonl/.ndjson file, or - for JSONL on stdin")
-        p.add_argument(
-            "--format",
-            dest="input_format",
-            choices=("csv", "jsonl"),
-            help="override the format implied by INPUT's name",
-        )
-        p.add_argument(
-            "--mode",
-            choices=("merge", "replace", "patch"),
-            default="merge",
-            help="merge (default): GET, deep-merge, PUT the whole document; replace: PUT the row as the whole document; patch: PATCH the row",
-        )
-        p.add_argument(
-            "--skip-invalid",
-            action="store_true",
-            help="record invalid rows as failed and go on (default: exit 2 before sending anything)",
-        )
-        p.add_argument(
-            "--retry-failed", action="store_true", help="on resume, send rows that failed in earlier runs again"
-        )
-        p.add_argument(
-            "--force",
-            action="store_true",
-            help="reuse a state file made by a different input/options (done rows with the same patch are not resent)",
-        )
-        p.add_argument(
-            "--report",
-            dest="report_path",
-            metavar="FILE",
-            help="failure report (default INPUT.failures.jsonl; .csv gives CSV)",
-        )
-        p.add_argument(
-            "--results", dest="results_path", metavar="FILE", help="one JSON line per finished row (- for stdout)"
-        )
-    p.add_argument(
-        "--base-url",
-        default=env.get("BATCHER_BASE_URL") or DEFAULT_BASE_URL,  # set but empty: the default
-        help=f"API base URL (env BATCHER_BASE_URL; default {DEFAULT_BASE_URL})",
-    )
-    p.add_argument(
-        "--app-id",
-        default=env.get("BATCHER_APP_ID") or None,
-        help="use the /realtime/kit/{app_id}/ path (env BATCHER_APP_ID)",
-    )
-    p.add_argument(
-        "--account-id",
-        default=env.get("CLOUDFLARE_ACCOUNT_ID") or None,
-        help="account for rows without account_id (env CLOUDFLARE_ACCOUNT_ID)",
-    )
-    p.add_argument(
-        "--token-file", metavar="FILE", help="read the API token from FILE (default: env CLOUDFLARE_API_TOKEN)"
-    )
-    p.add_argument(
-        "--concurrency",
-        type=int,
-        default=DEFAULT_CONCURRENCY,
-        help=f"requests in flight at most (default {DEFAULT_CONCURRENCY})",
-    )
-    p.add_argument(
-        "--rate",
-        default=DEFAULT_RATE,
-        help=f"N/SECONDS: at most N requests start in any SECONDS window (default {DEFAULT_RATE}); 'none'; 'auto[:N/S]'",
-    )
-    p.add_argument(
-        "--budget-file",
-        dest="budget_path",
-        metavar="FILE",
-        help="the rate budget shared by every batcher using this token (default: a per-token file in ~/.cache/batcher)",
-    )
-    p.add_argument(
-        "--max-attempts",
-        type=int,
-        default=DEFAULT_MAX_ATTEMPTS,
-        help=f"attempts per request (default {DEFAULT_MAX_ATTEMPTS})",
-    )
-    p.add_argument(
-        "--timeout",
-        dest="timeout_s",
-        type=finite_float,
-        default=DEFAULT_TIMEOUT_S,
-        help=f"seconds per request (default {DEFAULT_TIMEOUT_S:g})",
-    )
-    p.add_argument("--max-failures", type=int, help="stop (exit 3) once more than N rows have failed in this run")
-    p.add_argument(
-        "--allow-credential-reset", action="store_true", help="PUT even when it erases stored storage credentials"
-    )
-    p.add_argument(
-        "--state",
-        dest="state_path",
-        metavar="FILE",
-        help="SQLite state file (default INPUT.state.db; required with stdin)",
-    )
-    p.add_argument("--summary-json", dest="summary_path", metavar="FILE", help="write the summary as JSON")
-    p.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (prints a warning)")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
-    p.add_argument(
-        "--verbose", "-v", action="store_true", help="log retries and failed rows as they happen; tracebacks on errors"
-    )
-    p.add_argument(
-        "--log-format", choices=("text", "json"), default="text", help="stderr as sentences (default) or JSON lines"
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,13 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
 
     run = sub.add_parser("run", help="apply every row of INPUT", epilog=EXAMPLES["run"], formatter_class=fmt)
-    _job_options(run)
+    add_job_options(run)
     add_set_option(run)
 
     plan = sub.add_parser(
         "plan", help="show what run would change, without any PUT", epilog=EXAMPLES["run"], formatter_class=fmt
     )
-    _job_options(plan)
+    add_job_options(plan)
     add_set_option(plan)
     plan.add_argument("--out", default="-", metavar="FILE", help="one JSON line per row (default stdout)")
 
@@ -194,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES["run"],
         formatter_class=fmt,
     )
-    _job_options(rollback, with_input=False)
+    add_job_options(rollback, with_input=False)
     rollback.add_argument("--force", action="store_true", help="overwrite meetings that changed again after the job")
     rollback.add_argument("--report", dest="report_path", metavar="FILE", help="default STATE.rollback.failures.jsonl")
     rollback.add_argument(
@@ -203,43 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     # None = not given: rollback then uses the job's recorded server (an explicit one must match it)
     rollback.set_defaults(base_url=None, app_id=None, account_id=None)
 
-    fake = sub.add_parser(
-        "fake-api", help="serve a local RealtimeKit-compatible API", epilog=EXAMPLES["fake-api"], formatter_class=fmt
-    )
-    fake.add_argument("--host", default="127.0.0.1")
-    fake.add_argument("--port", type=int, default=8787)
-    fake.add_argument("--port-file", help="write the bound port here (useful with --port 0)")
-    group = fake.add_mutually_exclusive_group()
-    group.add_argument("--seed", metavar="FILE", help="JSONL of meetings: {account_id, id, ...fields}")
-    group.add_argument("--meetings", type=int, help="make N meetings with random ids")
-    fake.add_argument("--account-id", default="demo-account", help="account of --meetings (default demo-account)")
-    fake.add_argument("--ids-out", metavar="FILE", help="where --meetings writes the ids (default fake-meetings.csv)")
-    fake.add_argument("--token", help="accept only this bearer token (default: any non-empty one)")
-    fake.add_argument("--rate-limit", help="N/SECONDS: answer 429 + Retry-After beyond it")
-    fake.add_argument(
-        "--fail-rate", type=finite_float, default=0.0, help="share of requests answered 500/502/503 or dropped"
-    )
-    fake.add_argument("--latency-ms", type=finite_float, default=0.0)
-    fake.add_argument(
-        "--no-ratelimit-headers", action="store_true", help="do not send Ratelimit / Ratelimit-Policy headers"
-    )
-    fake.add_argument(
-        "--record-arrivals", action="store_true", help="keep request arrival times for GET /__arrivals (benchmarks)"
-    )
-    fake.add_argument(
-        "--chaos",
-        metavar="JSON",
-        help='random faults, e.g. \'{"p_429": 0.02, "p_drop": 0.01, "hang_s": 5, "auth_window": [100, 3]}\' (see fake_chaos.ChaosSpec)',
-    )
-    fake.add_argument("--chaos-seed", type=int, help="seed of --chaos and --fail-rate (same seed, same faults)")
-    fake.add_argument(
-        "--extra-fields",
-        metavar="PATHS",
-        help="comma-separated unknown field paths a PUT may carry (default: every unknown path in --seed)",
-    )
-    fake.add_argument(
-        "--x-ratelimit-headers", action="store_true", help="also send the older X-RateLimit-Limit/-Remaining/-Reset"
-    )
+    add_fake_api_parser(sub, fmt)
     add_export_parser(sub, fmt)
     add_status_parser(sub, fmt)
     return parser
@@ -452,55 +304,6 @@ def cmd_rollback(args: argparse.Namespace, argv: Sequence[str]) -> int:
         return result.exit_code
 
     return _run_async(go())
-
-
-def cmd_fake_api(args: argparse.Namespace) -> int:
-    """``batcher fake-api``: serve until interrupted."""
-    from .fake_api import FakeApi, start
-    from .fake_chaos import parse_chaos
-
-    rate = None
-    if args.rate_limit:
-        spec = parse_rate(args.rate_limit)
-        rate = (spec.max_requests, spec.window_s) if spec else None
-    api = FakeApi(
-        token=args.token,
-        rate_limit=rate,
-        fail_rate=args.fail_rate,
-        latency_ms=args.latency_ms,
-        record_arrivals=args.record_arrivals,
-        ratelimit_headers=not args.no_ratelimit_headers,
-        x_ratelimit_headers=args.x_ratelimit_headers,
-        seed=args.chaos_seed,
-        chaos=parse_chaos(args.chaos) if args.chaos else None,
-        extra_fields=[f for f in args.extra_fields.split(",") if f] if args.extra_fields is not None else None,
-    )
-    if args.seed:
-        with open(args.seed, "rb") as fh:
-            count = api.load_seed(fh.readlines())
-        print(f"fake-api: loaded {count} meetings from {args.seed}", file=sys.stderr)
-    elif args.meetings:
-        ids_out = args.ids_out or "fake-meetings.csv"
-        with open(ids_out, "w", encoding="utf-8") as out:
-            out.write("meeting_id,account_id\n")
-            for _ in range(args.meetings):
-                out.write(f"{api.add_meeting(args.account_id)},{args.account_id}\n")
-        print(f"fake-api: made {args.meetings} meetings under {args.account_id}; ids in {ids_out}", file=sys.stderr)
-
-    async def serve() -> None:
-        runner, port = await start(api, args.host, args.port)
-        if args.port_file:
-            with open(args.port_file, "w") as fh:
-                fh.write(str(port))
-        print(f"fake-api: listening on http://{args.host}:{port}", file=sys.stderr, flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        await runner.cleanup()
-
-    return _run_async(serve()) or 0
 
 
 def _interrupted(signum: int, frame: Any) -> None:
