@@ -1,7 +1,8 @@
 #!/bin/bash
 # The README's rehearsal ("A whole migration"), run exactly as printed against two local fake APIs
 # (one stands for the real API): prints "$ command", its output (stderr merged) and its exit code.
-# Usage: make .venv/.installed && docs/rehearsal.sh > docs/rehearsal-transcript.txt  (needs jq)
+# Usage: make .venv/.installed && docs/rehearsal.sh > docs/rehearsal-transcript.txt  (needs jq and curl;
+# ports, pids, times and the temp directory differ from run to run, and plan lines come in completion order)
 set -u
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 W=$(mktemp -d /tmp/migration.XXXX); cd $W
