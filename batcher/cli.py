@@ -30,7 +30,7 @@ from .config import (
 )
 from .errors import BatcherError, UsageError, describe_exception
 from .fake_cli import add_fake_api_parser, cmd_fake_api
-from .model import Row, RowError
+from .model import Row, RowError, missing_required
 from .options import add_job_options
 from .preflight import check_job_outputs, check_outputs, check_state
 from .progress import Console
@@ -155,9 +155,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     show = _row_error_printer(console)
     good = bad = 0
     pairs = JobConfig(input=args.input, mode=args.mode, set_values=args.set_values, state_path="-").set_values
-    for result in validate_input(args.input, args.input_format, args.account_id, None, args.mode, pairs):
+    is_merge = args.mode == "merge"  # run judges required-if fields on the merged document: so does validate
+    for result in validate_input(args.input, args.input_format, args.account_id, None, args.mode, pairs, is_merge):
         if isinstance(result, Row):
             good += 1
+            for problem in missing_required(result.patch) if is_merge else ():
+                text = (
+                    f"row {result.number}: note: {problem.field} is not in the row: valid if the meeting has one "
+                    "(checked when run reads the meeting; a meeting without one fails as invalid)"
+                )
+                console.say("note", text, row=result.number, field=problem.field)
         else:
             good -= result.is_duplicate  # a file's duplicates come last, after their Row
             bad += 1
@@ -242,6 +249,19 @@ def _require_account(config: JobConfig) -> None:
         raise UsageError("no account: pass --account-id, set CLOUDFLARE_ACCOUNT_ID, or add an account_id column")
 
 
+# run's options that plan accepts (the same command line works) but has no use for
+_RUN_ONLY = (
+    ("--state", "state_path"),
+    ("--report", "report_path"),
+    ("--results", "results_path"),
+    ("--summary-json", "summary_path"),
+    ("--max-failures", "max_failures"),
+    ("--retry-failed", "retry_failed"),
+    ("--skip-invalid", "skip_invalid"),
+    ("--force", "force"),
+)
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     """``batcher plan``."""
     from .plan import plan_job
@@ -251,6 +271,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     config = _config(args, console, needs_token=True)
     _require_account(config)
     check_outputs(config.input, [("--out", args.out)], [("--token-file", args.token_file)])
+    if unused := [flag for flag, dest in _RUN_ONLY if getattr(args, dest, None)]:
+        # accepted, so that a run's command line plans as it is; said, so that nobody counts on them
+        console.say("warning", f"batcher: plan writes only --out; {', '.join(unused)} have no effect here")
 
     async def go() -> int:
         control = Control()

@@ -103,7 +103,7 @@ def add_export_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
         "--out", default="-", metavar="FILE", help="JSONL output (default stdout); an existing FILE is resumed"
     )
     p.add_argument("--per-page", type=int, default=100, help="meetings asked for per list page (default 100)")
-    p.add_argument("--base-url", default=env.get("BATCHER_BASE_URL", DEFAULT_BASE_URL), help="env BATCHER_BASE_URL")
+    p.add_argument("--base-url", default=env.get("BATCHER_BASE_URL") or DEFAULT_BASE_URL, help="env BATCHER_BASE_URL")
     p.add_argument(
         "--token-file", metavar="FILE", help="read the API token from FILE (default: env CLOUDFLARE_API_TOKEN)"
     )

@@ -77,3 +77,31 @@ def test_a_budget_file_naming_another_output_is_refused_before_anything_is_opene
     assert proc.returncode == 2, proc.stderr
     assert "--budget-file" in proc.stderr and not out.exists()
     assert not (tmp_path / "in.jsonl.state.db").exists(), "no half-made state"
+
+
+def test_plan_says_which_of_runs_options_have_no_effect():
+    proc = subprocess.run(
+        [sys.executable, "-m", "batcher", "plan", "inputs/french-transcription.csv", "--account-id", "a",
+         "--base-url", "http://127.0.0.1:9", "--report", "/dev/null", "--max-failures", "3", "--out", "/dev/null",
+         "--rate", "none", "--max-attempts", "1"],
+        capture_output=True, text=True, env={"CLOUDFLARE_API_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert "--report, --max-failures have no effect" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(("mode", "code"), [("merge", 0), ("replace", 2)])
+def test_validate_judges_a_key_rotation_as_run_does(tmp_path, mode, code):
+    keys = {"access_key": "AK-CANARY-v", "secret": "SK-CANARY-v"}  # no storage_config.type: the meeting has one
+    src = write_jsonl(
+        tmp_path / "in.jsonl",
+        [{"meeting_id": "0b7e2a9c-4f1d-4a57-9a3e-1c2d3e4f5a6b", "recording_config": {"storage_config": keys}}],
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "batcher", "validate", str(src), "--mode", mode],
+        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert proc.returncode == code, proc.stderr
+    assert "recording_config.storage_config.type" in proc.stderr
+    assert "CANARY" not in proc.stderr
+    if mode == "merge":
+        assert "valid if the meeting has one" in proc.stderr and "1 valid, 0 invalid" in proc.stderr
