@@ -338,20 +338,29 @@ def _run_async(coro: Any) -> Any:
     before the loop a SIGTERM, like a SIGINT, ends it as interrupted (exit 130, nothing
     sent yet); inside it the command's own handlers stop the job cleanly; once the loop
     has finished, the job is over and a late signal no longer changes its exit code."""
-    if threading.current_thread() is threading.main_thread():
+    is_main = threading.current_thread() is threading.main_thread()
+    if is_main:
         signal.signal(signal.SIGTERM, _interrupted)
+
+    async def then_ignore_signals() -> Any:
+        try:
+            return await coro
+        finally:
+            # the job is over (its summary printed): from here to the process's end, through the
+            # loop's own teardown (which would put the default handlers back), a signal changes nothing
+            if is_main:
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+                    signal.signal(sig, signal.SIG_IGN)
+
     try:
         if os.environ.get("BATCHER_NO_UVLOOP"):
             raise ImportError
         import uvloop  # optional: faster event loop when installed
     except ImportError:
-        result = asyncio.run(coro)
-    else:
-        result = uvloop.run(coro)
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_IGN)
-    return result
+        return asyncio.run(then_ignore_signals())
+    return uvloop.run(then_ignore_signals())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
