@@ -84,18 +84,52 @@ def decide_merge(current: dict[str, Any] | None, patch: dict[str, Any], options:
     if missing := missing_required(known_fields(merged)):
         text = "; ".join(f"{m.field}: {m.reason} and the meeting has none" for m in missing)
         return Refuse("invalid", text)
-    lacking = missing_credentials(merged, patch)
-    if lacking and not options.allow_credential_reset:
+    if refused := _guard(merged, patch, options):
+        return refused
+    if inexact := _inexact_number(carried):
         return Refuse(
-            "credential_guard",
-            f"PUT would erase the stored storage credentials ({', '.join(lacking)}; GET never returns them): "
-            "add them to the row, or pass --allow-credential-reset",
+            "inexact_number",
+            f"{inexact}: the meeting holds a number too large to read exactly (an integer beyond 64 bits); "
+            "carrying it through the PUT would change it, so nothing was sent",
         )
     return Send("PUT", merged, _confirm(merged, merged))
 
 
+def _guard(document: dict[str, Any], patch: dict[str, Any], options: Options) -> Refuse | None:
+    """The credential guard: a PUT of ``document`` with a storage whose secrets ``patch`` lacks erases them."""
+    lacking = missing_credentials(document, patch)
+    if not lacking or options.allow_credential_reset:
+        return None
+    return Refuse(
+        "credential_guard",
+        f"PUT would erase the stored storage credentials ({', '.join(lacking)}; GET never returns them): "
+        "add them to the row, or pass --allow-credential-reset",
+    )
+
+
+def _inexact_number(document: Any, path: str = "") -> str | None:
+    """The path of a number GET gave that cannot travel back exactly (an integer beyond 64 bits,
+    which the JSON reader turned into a float), or None."""
+    if isinstance(document, dict):
+        for key, value in document.items():
+            if found := _inexact_number(value, f"{path}.{key}" if path else key):
+                return found
+    elif isinstance(document, list):
+        for i, value in enumerate(document):
+            if found := _inexact_number(value, f"{path}[{i}]"):
+                return found
+    elif isinstance(document, float) and abs(document) >= 2.0**63:
+        return path
+    return None
+
+
 def decide_replace(current: dict[str, Any] | None, patch: dict[str, Any], options: Options) -> Decision:
-    """PUT the row as the whole document: what it leaves out returns to its default. No GET."""
+    """PUT the row as the whole document: what it leaves out returns to its default. No GET.
+
+    The credential guard holds here too: a row whose storage_config lacks the secrets would
+    erase the ones the meeting has (nothing was read, so they cannot be known)."""
+    if refused := _guard(patch, patch, options):
+        return refused
     return Send("PUT", patch, _confirm(patch, deep_merge(DEFAULT_DOCUMENT, patch)))
 
 

@@ -105,3 +105,15 @@ def test_validate_judges_a_key_rotation_as_run_does(tmp_path, mode, code):
     assert "CANARY" not in proc.stderr
     if mode == "merge":
         assert "valid if the meeting has one" in proc.stderr and "1 valid, 0 invalid" in proc.stderr
+
+
+async def test_replace_mode_will_not_erase_stored_credentials_without_allow_credential_reset(server, tmp_path):
+    stored = {"type": "aws", "bucket": "b", "access_key": "OLDKEY", "secret": "OLDSECRET"}
+    [mid] = server.add(recording_config={"storage_config": stored})
+    row = {"meeting_id": mid, "recording_config": {"storage_config": {"type": "aws", "bucket": "b"}}}
+    src = write_jsonl(tmp_path / "in.jsonl", [row])
+    result = await run_job(config(tmp_path, server, src, mode="replace"))
+    assert result.exit_code == 1 and server.api.requests["PUT"] == 0
+    assert server.doc(mid)["recording_config"]["storage_config"]["secret"] == "OLDSECRET"
+    [entry] = read_jsonl(tmp_path / "failures.jsonl")
+    assert entry["error"] == "credential_guard"
