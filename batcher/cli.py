@@ -30,7 +30,7 @@ from .config import (
 )
 from .errors import BatcherError, UsageError, describe_exception
 from .fake_cli import add_fake_api_parser, cmd_fake_api
-from .model import Row, RowError, missing_required
+from .model import Row, RowError, masked_set_argument, missing_required
 from .options import add_job_options
 from .preflight import check_job_outputs, check_outputs, check_state
 from .progress import Console
@@ -143,7 +143,11 @@ def _install_signals(control: Any, on_second: Any, on_first: Any = None) -> None
 
 
 def _say_resume(console: Console, argv: Sequence[str], why: str | None = None) -> None:
-    command = shlex.join(["batcher", *argv])
+    shown = [masked_set_argument(a) if i and argv[i - 1] == "--set" else a for i, a in enumerate(argv)]
+    shown = [f"--set={masked_set_argument(a[6:])}" if a.startswith("--set=") else a for a in shown]
+    command = shlex.join(["batcher", *shown])
+    if shown != list(argv):
+        why = (f"{why}\n" if why else "") + "(credentials given with --set show as ***: give them again)"
     console.say("resume", (f"{why}\n" if why else "") + f"resume with: {command}", command=command)
 
 

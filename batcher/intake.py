@@ -23,6 +23,7 @@ rows and abandons its one transaction when asked, leaving no half state.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,7 +32,7 @@ from typing import Any
 from .checks import KeyLog, check_row, duplicate_errors, iter_checked
 from .config import JobConfig
 from .errors import InputChangedError, Interrupted, ValidationFailed
-from .model import Row, RowError
+from .model import Row, RowError, is_secret_path
 from .pool import TICK
 from .report import redacted_patch_json
 from .source import STDIN, Source
@@ -51,7 +52,8 @@ def fingerprint(config: JobConfig) -> dict[str, Any]:
         "app_id": config.app_id,
         "account_id": config.account_id,
         "format": config.input_format,
-        "set": [list(pair) for pair in config.set_values] or None,  # --set changes meaning
+        # --set changes meaning; a credential is kept as a digest (a changed one is still noticed)
+        "set": [[path, _digest_if_secret(path, value)] for path, value in config.set_values] or None,
     }
     if not is_stdin:
         try:
@@ -232,3 +234,10 @@ def remove_state(path: str) -> None:
     for suffix in ("", "-wal", "-shm"):
         with contextlib.suppress(FileNotFoundError):
             os.remove(path + suffix)
+
+
+def _digest_if_secret(path: str, value: Any) -> Any:
+    """``value``, or for a write-only credential a digest of it: the state file never holds a secret."""
+    if not is_secret_path(path):
+        return value
+    return "blake2b:" + hashlib.blake2b(str(value).encode(), digest_size=16).hexdigest()

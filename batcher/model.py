@@ -227,6 +227,18 @@ FIELDS: dict[str, FieldSpec] = {spec.path: spec for spec in _walk(MeetingBody, "
 ROW_KEYS = ("meeting_id", "account_id")
 
 
+def is_secret_path(path: str) -> bool:
+    """True for a write-only credential's dotted path (``recording_config.storage_config.secret``...)."""
+    spec = FIELDS.get(path)
+    return spec is not None and spec.is_secret
+
+
+def masked_set_argument(argument: str) -> str:
+    """A ``--set PATH=VALUE`` argument fit to print: a credential's value shows as ``***``."""
+    path, sep, _value = argument.partition("=")
+    return f"{path}=***" if sep and is_secret_path(path.strip()) else argument
+
+
 def closest_path(name: str, candidates: typing.Iterable[str] | None = None) -> str | None:
     """The valid field path closest to a misspelt ``name``, if any is close."""
     pool = list(candidates if candidates is not None else [*FIELDS, *ROW_KEYS])

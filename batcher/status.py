@@ -29,6 +29,7 @@ from .config import DEFAULT_BASE_URL, JobConfig
 from .errors import UsageError
 from .estimate import REQUESTS_PER_ROW, duration_text
 from .limiter import Pacer
+from .model import masked_set_argument
 from .store import Store
 
 LIVE_KEY = "live"
@@ -88,8 +89,11 @@ def resume_command(fingerprint: dict[str, Any], state_path: str, rate: str | Non
             argv += [flag, fingerprint[key]]
     if fingerprint.get("base_url") and fingerprint["base_url"] != DEFAULT_BASE_URL:
         argv += ["--base-url", fingerprint["base_url"]]
-    for path, value in fingerprint.get("set") or ():
-        argv += ["--set", f"{path}={value if isinstance(value, str) else orjson.dumps(value).decode()}"]
+    for path, value in fingerprint.get("set") or ():  # a credential shows as *** (give it again)
+        argv += [
+            "--set",
+            masked_set_argument(f"{path}={value if isinstance(value, str) else orjson.dumps(value).decode()}"),
+        ]
     if rate and rate != "1200/300":
         argv += ["--rate", rate]
     return shlex.join(argv)

@@ -117,3 +117,37 @@ async def test_replace_mode_will_not_erase_stored_credentials_without_allow_cred
     assert server.doc(mid)["recording_config"]["storage_config"]["secret"] == "OLDSECRET"
     [entry] = read_jsonl(tmp_path / "failures.jsonl")
     assert entry["error"] == "credential_guard"
+
+
+async def test_credentials_given_with_set_never_reach_the_state_status_or_resume_line(server, tmp_path):
+    import sqlite3
+
+    from batcher.status import read_status
+
+    [mid] = server.add()
+    src = tmp_path / "ids.csv"
+    src.write_text(f"meeting_id\n{mid}\n")
+    sets = (
+        ("recording_config.storage_config.type", "aws"),
+        ("recording_config.storage_config.secret", "SK-CANARY-set"),
+    )
+    sets += (("recording_config.storage_config.access_key", "AK-CANARY-set"),)
+    result = await run_job(config(tmp_path, server, src, set_values=sets))
+    assert result.exit_code == 0
+    assert server.doc(mid)["recording_config"]["storage_config"]["secret"] == "SK-CANARY-set"
+    db = sqlite3.connect(tmp_path / "job.state.db")
+    dump = "\n".join(db.iterdump())
+    db.close()
+    assert "CANARY" not in dump
+    status = read_status(str(tmp_path / "job.state.db"))
+    assert "CANARY" not in str(status) and "secret=***" in status["resume"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "batcher", "run", str(src), "--account-id", "a", "--base-url", "http://127.0.0.1:9",
+         "--state", str(tmp_path / "other.db"), "--set", "recording_config.storage_config.secret=SK-CANARY-cli",
+         "--set=recording_config.storage_config.access_key=AK-CANARY-cli",
+         "--set", "recording_config.storage_config.type=aws", "--max-failures", "0", "--rate", "none", "--max-attempts", "1"],
+        capture_output=True, text=True,
+        env={"CLOUDFLARE_API_TOKEN": TOKEN, "PATH": "/usr/bin:/bin", "XDG_CACHE_HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert proc.returncode == 3, proc.stderr  # nothing listens there: --max-failures 0 halts at once
+    assert "CANARY" not in proc.stderr and "secret=***" in proc.stderr
