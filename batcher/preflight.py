@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sqlite3
 import stat
 from collections.abc import Iterable
@@ -47,8 +48,11 @@ def check_base_url(url: str, flag: str = "--base-url (or BATCHER_BASE_URL)") -> 
             why = "it has a fragment (#...)"
         elif any(ch.isspace() for ch in url):
             why = "it contains whitespace"
+        elif parts.username is not None or parts.password is not None:
+            why = "it carries a user name or password (the token goes in CLOUDFLARE_API_TOKEN or --token-file)"
     if why:
-        raise UsageError(f"{flag} {url!r} is not a base URL: {why}; expected the form {BASE_URL_EXAMPLE}")
+        shown = re.sub(r"//[^/@]*@", "//***@", url)  # never echo a password
+        raise UsageError(f"{flag} {shown!r} is not a base URL: {why}; expected the form {BASE_URL_EXAMPLE}")
 
 
 def finite_float(text: str) -> float:
@@ -153,20 +157,32 @@ def check_outputs(
     ``--token-file``) or to another output of the same command: that would
     destroy the input, or interleave two files into one.
     """
-    seen: dict[str, str] = {}
+    seen: dict[Any, str] = {}  # by resolved path, and by (device, inode) for files that exist: hard links too
     for name, path in [("the input", input_path), *inputs]:
         if path and path != STDIO and not _is_special(path):
-            seen.setdefault(os.path.realpath(path), name)
+            for key in _identities(path):
+                seen.setdefault(key, name)
     for flag, path in outputs:
         if not path or path == STDIO:
             continue
         _check_writable(flag, path)
         if _is_special(path):
             continue
-        real = os.path.realpath(path)
-        if real in seen:
-            raise UsageError(f"{flag} {path} is the same file as {seen[real]}; choose a different path")
-        seen[real] = f"{flag} {path}"
+        keys = _identities(path)
+        if same := next((seen[k] for k in keys if k in seen), None):
+            raise UsageError(f"{flag} {path} is the same file as {same}; choose a different path")
+        for key in keys:
+            seen[key] = f"{flag} {path}"
+
+
+def _identities(path: str) -> list[Any]:
+    """What makes two paths one file: the resolved path, and the inode when the file exists."""
+    keys: list[Any] = [os.path.realpath(path)]
+    try:
+        st = os.stat(path)
+    except OSError:
+        return keys
+    return [*keys, (st.st_dev, st.st_ino)]
 
 
 def check_job_outputs(

@@ -274,8 +274,8 @@ def _scan_csv(stream: IO[str]) -> tuple[list[str], Iterator[tuple[int, list[str]
             except csv.Error as exc:
                 yield number, Broken(f"not valid CSV ({exc}); check quotes")
                 continue
-            if not cells:
-                number -= 1  # a blank line is not a row
+            if not any(cells):
+                number -= 1  # a blank line is not a row, nor is one of empty cells only (Excel's ",,,,")
                 continue
             yield number, cells
 

@@ -151,3 +151,30 @@ async def test_credentials_given_with_set_never_reach_the_state_status_or_resume
     )  # fmt: skip
     assert proc.returncode == 3, proc.stderr  # nothing listens there: --max-failures 0 halts at once
     assert "CANARY" not in proc.stderr and "secret=***" in proc.stderr
+
+
+def test_an_excel_row_of_empty_cells_is_skipped_like_a_blank_line(tmp_path):
+    src = tmp_path / "x.csv"
+    src.write_bytes(
+        b"\xef\xbb\xbfmeeting_id,title,record_on_start,,\r\n0b7e2a9c-4f1d-4a57-9a3e-1c2d3e4f5a6b,Excel,TRUE,,\r\n,,,,\r\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "batcher", "validate", str(src)], capture_output=True, text=True, env={"PATH": "/bin"}
+    )
+    assert proc.returncode == 0 and "1 rows: 1 valid, 0 invalid" in proc.stderr, proc.stderr
+
+
+def test_a_hard_link_to_the_input_is_the_input_and_a_base_url_with_a_password_is_refused_unechoed(tmp_path):
+    src = tmp_path / "o.csv"
+    src.write_text("meeting_id,title\n0b7e2a9c-4f1d-4a57-9a3e-1c2d3e4f5a6b,C\n")
+    (tmp_path / "hard.csv").hardlink_to(src)
+    env = {"CLOUDFLARE_API_TOKEN": TOKEN, "PATH": "/bin", "XDG_CACHE_HOME": str(tmp_path)}
+    base = [sys.executable, "-m", "batcher", "run", str(src), "--account-id", "a", "--rate", "none"]
+    linked = subprocess.run([*base, "--base-url", "http://127.0.0.1:9", "--report", str(tmp_path / "hard.csv")],
+                            capture_output=True, text=True, env=env)  # fmt: skip
+    assert linked.returncode == 2 and "same file as the input" in linked.stderr, linked.stderr
+    assert src.read_text().startswith("meeting_id,title")
+    secret = subprocess.run([*base, "--base-url", "http://user:pw-CANARY@127.0.0.1:9"],
+                            capture_output=True, text=True, env=env)  # fmt: skip
+    assert secret.returncode == 2 and "user name or password" in secret.stderr, secret.stderr
+    assert "CANARY" not in secret.stderr and not (tmp_path / "o.csv.state.db").exists()
