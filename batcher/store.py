@@ -32,6 +32,7 @@ import orjson
 
 from .errors import StateLockedError, StateMismatchError
 from .keys import KeySet, file_digest, patch_hash, row_key, scratch_keyset
+from .merge import same, strip_secrets
 
 __all__ = ["Failure", "KeySet", "RowRecord", "Store", "file_digest", "patch_hash", "row_key", "scratch_keyset"]
 
@@ -59,9 +60,12 @@ CREATE TABLE IF NOT EXISTS snapshots (
     after BLOB NOT NULL,             -- what the job PUT, credentials as "***", zlib'd JSON
     write_state TEXT NOT NULL DEFAULT 'pending',  -- pending | landed | unknown | failed: did the job's last write land?
     seq INTEGER NOT NULL DEFAULT 0,  -- bumped by every save_snapshot: which write of the job this is
+    maybe_landed INTEGER NOT NULL DEFAULT 0,  -- sticky: some write of the job landed, or may have
+    landed_after BLOB,               -- the last write that landed or may have (zlib'd JSON, credentials "***")
     PRIMARY KEY (account_id, meeting_id)
 );
 CREATE INDEX IF NOT EXISTS snapshots_row ON snapshots (row);
+CREATE INDEX IF NOT EXISTS snapshots_key ON snapshots (account_id, lower(meeting_id));
 CREATE TABLE IF NOT EXISTS rollback (
     account_id TEXT NOT NULL, meeting_id TEXT NOT NULL,
     outcome TEXT NOT NULL, error TEXT, status INTEGER, message TEXT, attempts INTEGER,
@@ -111,6 +115,35 @@ def _unpack(blob: bytes) -> dict[str, Any]:
     return orjson.loads(zlib.decompress(blob))
 
 
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a snapshots table from an older batcher up to date (new columns only).
+
+    An old file cannot say which earlier write failed, so every snapshot that
+    may hold a landed write of the job (any but a lone failed one) counts as
+    ``maybe_landed``; ``landed_after`` is then the latest write when it may have landed.
+    """
+    columns = {name for _cid, name, *_ in db.execute("PRAGMA table_info(snapshots)")}
+    if not columns or "maybe_landed" in columns:
+        return
+    db.execute("BEGIN")
+    db.execute("ALTER TABLE snapshots ADD COLUMN maybe_landed INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE snapshots ADD COLUMN landed_after BLOB")
+    db.execute("UPDATE snapshots SET maybe_landed = 1 WHERE write_state != 'failed' OR seq > 1")
+    db.execute("UPDATE snapshots SET landed_after = after WHERE write_state != 'failed'")
+    db.execute("COMMIT")
+
+
+# The job's writes of one meeting: ids compare ignoring case (as duplicates in the input do),
+# so a --force run that spells an id in another case finds the same snapshot.
+_SNAPSHOT_KEY = "account_id = ? AND lower(meeting_id) = lower(?)"
+# mark_write: (state, account, meeting). A write that landed or may have is remembered for good.
+_MARK_WRITE = (
+    "UPDATE snapshots SET write_state = ?1, maybe_landed = (maybe_landed OR ?1 != 'failed'),"
+    " landed_after = CASE WHEN ?1 = 'failed' THEN landed_after ELSE after END"
+    " WHERE account_id = ?2 AND lower(meeting_id) = lower(?3)"
+)
+
+
 class Store:
     """One job's state file. Open with ``Store.open(path)``; single writer (file lock)."""
 
@@ -136,10 +169,19 @@ class Store:
             raise StateLockedError(
                 f"{path} is in use by another batcher process; wait for it to finish or stop it first"
             ) from None
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(_SCHEMA)
+        db = None
+        try:
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            _migrate(db)
+            db.executescript(_SCHEMA)
+        except BaseException:
+            # a corrupt or unreadable file: release what was taken before saying so
+            if db is not None:
+                db.close()
+            lock.close()
+            raise
         return cls(path, db, lock, is_new)
 
     @property
@@ -301,10 +343,10 @@ class Store:
         delta[1] += retries
         delta[2] += elapsed_s
 
-    def flush(self, also: tuple[str, tuple[Any, ...]] | None = None) -> None:
-        """Commit buffered outcomes, counters (and ``also``, one more statement) in one transaction."""
+    def flush(self, *also: tuple[str, tuple[Any, ...]]) -> None:
+        """Commit buffered outcomes, counters (and ``also``, more statements) in one transaction."""
         has_stats = self._stats_delta[0] or self._stats_delta[1]
-        if not self._pending and not self._pending_writes and also is None and not has_stats:
+        if not self._pending and not self._pending_writes and not also and not has_stats:
             return
         pending, self._pending = self._pending, []
         writes, self._pending_writes = self._pending_writes, []
@@ -319,9 +361,9 @@ class Store:
         if pending:
             self.db.executemany(_UPDATE_ROW, pending)
         if writes:
-            self.db.executemany("UPDATE snapshots SET write_state = ? WHERE account_id = ? AND meeting_id = ?", writes)
-        if also is not None:
-            self.db.execute(*also)
+            self.db.executemany(_MARK_WRITE, writes)
+        for statement in also:
+            self.db.execute(*statement)
         self.db.execute("COMMIT")
 
     def mark_unfinished_skipped(self) -> int:
@@ -370,17 +412,29 @@ class Store:
         way back. Commits the buffered outcomes with it. Documents are stored
         compressed (a meeting is ~1.5 KB of JSON, ~0.4 KB zlib'd): a
         million-meeting job keeps its way back in a few hundred MB.
+
+        ``before`` is replaced only while no earlier write of the job may have
+        landed (``maybe_landed``: one landed, was unknown, or was still pending
+        when this one came): after that, GET shows the job's own change, not
+        the way back. A write still pending here may have landed: it becomes
+        ``landed_after`` and sets ``maybe_landed``.
         """
         self.flush(
             (
+                "UPDATE snapshots SET after = ?1, row = ?2,"
+                " before = CASE WHEN maybe_landed = 0 AND write_state = 'failed' THEN ?3 ELSE before END,"
+                " landed_after = CASE WHEN write_state = 'failed' THEN landed_after ELSE after END,"
+                " maybe_landed = (maybe_landed OR write_state != 'failed'),"
+                " write_state = 'pending', seq = seq + 1"
+                " WHERE account_id = ?4 AND lower(meeting_id) = lower(?5)",
+                (_pack(after), row, _pack(before), account_id, meeting_id),
+            ),
+            (
                 "INSERT INTO snapshots (account_id, meeting_id, row, before, after, write_state, seq)"
-                " VALUES (?, ?, ?, ?, ?, 'pending', 1)"
-                " ON CONFLICT (account_id, meeting_id) DO UPDATE SET after = excluded.after, row = excluded.row,"
-                # a before-state whose write never landed was never the job's way back: the new one is
-                " before = CASE WHEN snapshots.write_state = 'failed' THEN excluded.before ELSE snapshots.before END,"
-                " write_state = 'pending', seq = snapshots.seq + 1",
-                (account_id, meeting_id, row, _pack(before), _pack(after)),
-            )
+                " SELECT ?, ?, ?, ?, ?, 'pending', 1"
+                f" WHERE NOT EXISTS (SELECT 1 FROM snapshots WHERE {_SNAPSHOT_KEY})",
+                (account_id, meeting_id, row, _pack(before), _pack(after), account_id, meeting_id),
+            ),
         )
 
     def mark_write(self, account_id: str, meeting_id: str, state: str) -> None:
@@ -390,6 +444,21 @@ class Store:
         then the snapshot says ``pending``, which rollback treats like ``unknown``.
         """
         self._pending_writes.append((state, account_id, meeting_id))
+
+    def confirm_write(self, account_id: str, meeting_id: str, shown: dict[str, Any]) -> bool:
+        """A resumed run found the meeting showing the job's pending/unknown write: mark it ``landed``.
+
+        ``shown`` is the meeting as GET showed it, read-only fields dropped.
+        Returns True when the snapshot was marked (buffered like ``mark_write``).
+        """
+        found = self.db.execute(
+            f"SELECT after FROM snapshots WHERE {_SNAPSHOT_KEY} AND write_state IN ('pending', 'unknown')",
+            (account_id, meeting_id),
+        ).fetchone()
+        if found is None or not same(shown, strip_secrets(_unpack(found[0]))):
+            return False
+        self.mark_write(account_id, meeting_id, "landed")
+        return True
 
     # -- rollback (its queries live in rollback_state.py) --------------------------
 
