@@ -11,7 +11,9 @@ import pytest
 
 from batcher import client as client_module
 from batcher import rollback_state
+from batcher.budget import BUSY_RETRY_S, Budget
 from batcher.client import Client
+from batcher.config import RateSpec
 from batcher.decide import Options, Refuse, Send, restore
 from batcher.engine import run_job
 from batcher.limiter import Pacer
@@ -19,6 +21,7 @@ from batcher.plan import plan_job
 from batcher.rollback import rollback_job
 from batcher.store import Store
 from tests.conftest import config, read_jsonl, write_jsonl
+from tests.test_limiter import FakeTime
 
 S3 = {"type": "aws", "bucket": "b", "region": "us-east-1"}
 NEW_KEYS = {"access_key": "AK", "secret": "S"}
@@ -234,3 +237,36 @@ async def test_a_rollback_whose_results_file_cannot_open_releases_the_state(serv
         await rollback_job(config(tmp_path, server, src, results_path=str(tmp_path / "no" / "such" / "dir.jsonl")))
     Store.open(str(tmp_path / "job.state.db")).close()  # not "in use by another batcher process"
     assert caught.value is not None
+
+
+# -- 7. the server's remaining budget is the token's, shared through the budget file -------------------
+
+
+async def test_two_processes_on_one_token_share_the_servers_remaining_budget(tmp_path):
+    t = FakeTime()
+    path = tmp_path / "budget.db"
+    one, other = (Pacer(RateSpec(100, 1.0), t.clock, t.sleep, budget=Budget(path, t.clock)) for _ in range(2))
+    ticket = await one.acquire()
+    one.on_response(200, (3, 30.0), None, ticket)  # the server: 3 more starts for this token in 30 s
+    for _ in range(3):
+        await other.acquire()
+    assert t.now == 0.0
+    await other.acquire()  # the fourth waits for the server's reset, although `other` never heard from it
+    assert t.now >= 30.0
+
+
+async def test_a_busy_budget_file_makes_the_pacer_sleep_instead_of_blocking_the_loop(tmp_path):
+    t = FakeTime()
+    path = tmp_path / "budget.db"
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        holder.execute("COMMIT")  # ... and lets go while this one sleeps
+
+    pacer = Pacer(RateSpec(100, 1.0), t.clock, sleep, budget=Budget(path, t.clock))
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the file
+    await pacer.acquire()
+    holder.close()
+    assert slept == [BUSY_RETRY_S], "asked again after an asynchronous sleep, not a 30 s busy wait"
