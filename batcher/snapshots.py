@@ -47,11 +47,13 @@ def _migrate(db: sqlite3.Connection) -> None:
 
 
 # The job's writes of one meeting: ids compare ignoring case (as duplicates in the input do),
-# so a --force run that spells an id in another case finds the same snapshot.
+# so a --force run that spells an id in another case finds the same snapshot. The queries name
+# the index on lower(meeting_id) (INDEXED BY): else SQLite may pick the primary key on account_id
+# alone and scan every snapshot of the account on each write.
 _SNAPSHOT_KEY = "account_id = ? AND lower(meeting_id) = lower(?)"
 # mark_write: (state, account, meeting). A write that landed or may have is remembered for good.
 _MARK_WRITE = (
-    "UPDATE snapshots SET write_state = ?1, maybe_landed = (maybe_landed OR ?1 != 'failed'),"
+    "UPDATE snapshots INDEXED BY snapshots_key SET write_state = ?1, maybe_landed = (maybe_landed OR ?1 != 'failed'),"
     " landed_after = CASE WHEN ?1 = 'failed' THEN landed_after ELSE after END"
     " WHERE account_id = ?2 AND lower(meeting_id) = lower(?3)"
 )
@@ -83,7 +85,7 @@ class SnapshotsMixin:
         """
         self.flush(
             (
-                "UPDATE snapshots SET after = ?1, row = ?2,"
+                "UPDATE snapshots INDEXED BY snapshots_key SET after = ?1, row = ?2,"
                 " before = CASE WHEN maybe_landed = 0 AND write_state = 'failed' THEN ?3 ELSE before END,"
                 " landed_after = CASE WHEN write_state = 'failed' THEN landed_after ELSE after END,"
                 " maybe_landed = (maybe_landed OR write_state != 'failed'),"
@@ -94,7 +96,7 @@ class SnapshotsMixin:
             (
                 "INSERT INTO snapshots (account_id, meeting_id, row, before, after, write_state, seq)"
                 " SELECT ?, ?, ?, ?, ?, 'pending', 1"
-                f" WHERE NOT EXISTS (SELECT 1 FROM snapshots WHERE {_SNAPSHOT_KEY})",
+                f" WHERE NOT EXISTS (SELECT 1 FROM snapshots INDEXED BY snapshots_key WHERE {_SNAPSHOT_KEY})",
                 (account_id, meeting_id, row, _pack(before), _pack(after), account_id, meeting_id),
             ),
         )
@@ -114,7 +116,7 @@ class SnapshotsMixin:
         Returns True when the snapshot was marked (buffered like ``mark_write``).
         """
         found = self.db.execute(
-            f"SELECT after FROM snapshots WHERE {_SNAPSHOT_KEY} AND write_state IN ('pending', 'unknown')",
+            f"SELECT after FROM snapshots INDEXED BY snapshots_key WHERE {_SNAPSHOT_KEY} AND write_state IN ('pending', 'unknown')",
             (account_id, meeting_id),
         ).fetchone()
         if found is None or not same(shown, strip_secrets(_unpack(found[0]))):

@@ -270,3 +270,14 @@ async def test_a_busy_budget_file_makes_the_pacer_sleep_instead_of_blocking_the_
     await pacer.acquire()
     holder.close()
     assert slept == [BUSY_RETRY_S], "asked again after an asynchronous sleep, not a 30 s busy wait"
+
+
+def test_finding_a_snapshot_by_its_case_insensitive_key_uses_the_index_not_a_scan(tmp_path):
+    from batcher.snapshots import _MARK_WRITE
+
+    store = Store.open(str(tmp_path / "s.db"))
+    try:
+        [(*_, plan)] = store.db.execute("EXPLAIN QUERY PLAN " + _MARK_WRITE, ("landed", "a", "m")).fetchall()
+    finally:
+        store.close()
+    assert "snapshots_key" in plan
