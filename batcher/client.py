@@ -174,7 +174,7 @@ class Client:
             skip_auto_headers=("Accept-Encoding",),
         )
         if not hasattr(self._session, _RETRY_SWITCH):
-            await self._session.close()
+            await self.__aexit__(None, None, None)  # the session and the budget both
             raise RuntimeError(
                 f"aiohttp {aiohttp.__version__} has no ClientSession.{_RETRY_SWITCH}: need aiohttp>=3.11"
             )
@@ -184,6 +184,7 @@ class Client:
     async def __aexit__(self, *exc: object) -> None:
         if self._session is not None:
             await self._session.close()
+            self._session = None
         if self._budget is not None:
             self.pacer.attach_budget(None)
             self._budget.close()
@@ -207,15 +208,24 @@ class Client:
         the write is sent again: True (a GET shows the write landed) makes the
         call a success, not repeated; False (it did not land) lets it be sent
         again; None (the GET itself failed) sends it again too - the same body
-        is idempotent - but the outcome stays unknown. A write that finally
-        fails while an unknown outcome was never ruled out by a GET (always the
-        case without ``verify``, e.g. a body with a secret GET cannot show)
-        returns ``is_unknown=True``, saying it may have been applied.
+        is idempotent - but the outcome stays unknown.
+
+        Once any attempt ended with an unknown outcome, the call's final
+        failure is ``is_unknown=True`` ("may have been applied") unless a GET
+        after the last such attempt showed the write had not landed - whatever
+        the last attempt got (a 409 or 400 for the re-send, even a 401/403,
+        which still halts the job). Always the case without ``verify`` (e.g. a
+        body with a secret GET cannot show). A *timeout* is stricter: the
+        request may still be queued on the server, so a GET right after it
+        saying "not landed" proves nothing; only an attempt after it that got
+        an HTTP answer (the server has moved past it), followed by such a GET,
+        clears it.
         """
         payload = orjson.dumps(body) if body is not None else None
         target: str | URL = URL(url, encoded=True) if self._is_url_safe else url
         is_write = method in _WRITES
         is_unknown = False  # an unknown-outcome failure no GET has ruled out
+        is_timeout_open = False  # a timed-out attempt the server has not answered past yet
         attempt = 0
         while True:
             attempt += 1
@@ -227,15 +237,22 @@ class Client:
             )
             if decision.pauses_everyone:
                 self.pacer.pause_for(decision.pause_s)
-            if decision.action in (Action.DONE, Action.FAIL, Action.FATAL):
+            if decision.action is Action.DONE:
                 return result
-            is_unknown = is_unknown or decision.is_unknown
+            if result.status is not None:
+                is_timeout_open = False  # the server answered a later request: it is past the timed-out one
+            if decision.is_unknown:
+                is_unknown = True
+                is_timeout_open = is_timeout_open or result.error == "timeout"
+            if decision.action in (Action.FAIL, Action.FATAL):
+                return self._unknown(result) if is_unknown else result
             if decision.action is Action.GIVE_UP:
                 if decision.is_unknown and verify is not None:
                     seen = await verify()
                     if seen:
                         return self._confirmed(result)
-                    is_unknown = seen is None
+                    if seen is False and not is_timeout_open:
+                        is_unknown = False
                 return self._unknown(result) if is_unknown else result
             self.stats.retries += 1
             if self._on_retry is not None:
@@ -249,7 +266,7 @@ class Client:
                 seen = await verify()
                 if seen:
                     return self._confirmed(result)
-                if seen is False:
+                if seen is False and not is_timeout_open:
                     is_unknown = False  # a GET showed it did not land: a clean re-send
 
     @staticmethod

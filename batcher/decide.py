@@ -18,7 +18,9 @@ Choices made here (the README repeats them):
   ``true`` is not ``1``.
 - Required-if rules (``storage_config.type`` ...) are judged on the merged
   document in merge mode: a key rotation need not repeat the type the meeting
-  already has. A merged document still lacking one is refused as ``invalid``.
+  already has. A merged document still lacking one is refused as
+  ``invalid_merged`` (not ``invalid``: it depends on the meeting, so
+  ``--retry-failed`` tries such rows again).
 - ``Send.confirm`` is what a GET must show for the write to count as landed
   when its outcome is unknown (merge: the merged document; replace: the row
   over the spec's defaults; patch: the patch's values), or ``None`` when the
@@ -83,7 +85,8 @@ def decide_merge(current: dict[str, Any] | None, patch: dict[str, Any], options:
         return Unchanged()
     if missing := missing_required(known_fields(merged)):
         text = "; ".join(f"{m.field}: {m.reason} and the meeting has none" for m in missing)
-        return Refuse("invalid", text)
+        # not the row's fault alone: the meeting lacks it, so --retry-failed tries again (the meeting may change)
+        return Refuse("invalid_merged", text)
     if refused := _guard(merged, patch, options):
         return refused
     if inexact := _inexact_number(carried):
@@ -165,6 +168,7 @@ def restore(
     after: dict[str, Any],
     current: dict[str, Any] | None,
     options: Options,
+    landed_after: dict[str, Any] | None = None,
 ) -> Decision:
     """Rollback of one meeting: PUT ``before`` back when that is safe (the README's rollback table).
 
@@ -172,9 +176,12 @@ def restore(
     may have (``unknown``/``pending``), failed after an earlier write that may
     have landed (``earlier``) or simply failed (``failed``: never a change of
     the job). ``after`` is what the job wrote, with the credentials it set
-    shown as ``"***"``; ``current`` what GET shows now (``None``: not read).
+    shown as ``"***"``; ``current`` what GET shows now (``None``: not read);
+    ``landed_after`` the job's last write that landed or may have (it differs
+    from ``after`` when a later write failed).
 
-    - as before -> Unchanged; as the job left it -> PUT ``before``;
+    - as before -> Unchanged; as the job left it (``after`` or
+      ``landed_after``) -> PUT ``before``;
     - anything else -> ``conflict``, overwritten only with ``force`` and only
       when the job's write surely landed (else it may be a colleague's edit);
     - the job set write-only credentials over a before-state that had storage:
@@ -185,16 +192,18 @@ def restore(
     if write_state == "failed" or current is None:
         return Unchanged()
     now, shown_after = project(current), strip_secrets(after)
-    wrote_credentials = sets_secret(after) and storage_of(before) is not None
+    wrote = [after] if landed_after is None else [after, landed_after]
+    wrote_credentials = any(sets_secret(doc) for doc in wrote) and storage_of(before) is not None
     if same(now, before) and not wrote_credentials:
         return Unchanged()
-    if not same(now, before) and not same(now, shown_after):
+    is_jobs = same(now, shown_after) or (landed_after is not None and same(now, strip_secrets(landed_after)))
+    if not same(now, before) and not is_jobs:
         if write_state == "earlier":
             return Refuse(
                 "conflict",
                 "the job's latest write of this meeting failed, but an earlier write of the job (before a --force "
-                "or --retry-failed run) may have landed, and the meeting shows neither its before-state nor the "
-                "failed write: not overwritten, not even with --force (it may be a colleague's edit); check the "
+                "or --retry-failed run) may have landed, and the meeting shows neither its before-state nor a "
+                "write of the job: not overwritten, not even with --force (it may be a colleague's edit); check the "
                 "meeting by hand",
             )
         if write_state != "landed":

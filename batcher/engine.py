@@ -136,6 +136,8 @@ class Job:
             current, attempts, status = got.data, got.attempts, got.status
         decision = decide(cfg.mode, current, row.patch, self.options)
         if isinstance(decision, Unchanged):
+            if current is not None:  # a resumed run may see the job's own pending/unknown write: it landed
+                self.store.confirm_write(row.account_id or "", row.meeting_id, project(current))
             return self.finish(row, "unchanged", status=status, attempts=attempts)
         if isinstance(decision, Refuse):
             return self.finish(
@@ -157,7 +159,7 @@ class Job:
             self.store.mark_write(
                 account, row.meeting_id, "landed" if result.is_ok else "unknown" if is_unknown else "failed"
             )
-        if is_unknown:
+        if is_unknown and result.error != "auth":  # a bad token still halts the job (finish_call)
             result.error = "unknown_outcome"
             result.message = f"outcome unknown: {result.message}"
         elif result.status == 400 and current is not None:

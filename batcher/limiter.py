@@ -47,6 +47,8 @@ Sleep = Callable[[float], Awaitable[None]]
 # T = 1 s, 0.2% at Cloudflare's T = 300 s).
 GRACE_S = 0.02
 GRACE_SHARE = 0.002
+# Start times kept for responses still to come (more means attempts that never got one: forgotten).
+_MAX_UNANSWERED = 10_000
 
 
 def window_span_s(window_s: float) -> float:
@@ -266,6 +268,9 @@ class Pacer:
         self._server_left: int | None = None
         self._server_reset_at = 0.0
         self._server_ticket = -1  # the start whose response said so
+        # With a budget: the wall-clock start of each ticket still waiting for its response, so
+        # the server's word can be written to the shared file with the starts it has not counted.
+        self._started_at: dict[int, float] = {}
         if budget is not None:
             self.attach_budget(budget)
 
@@ -296,8 +301,10 @@ class Pacer:
             self._server_left = None  # the server's window has renewed
         if self.adaptive is not None and (wait := self.adaptive.wait_s()) > 0:
             return wait
-        if self.budget is not None and self.rate is not None:
-            wait = self.budget.try_start(self.rate.max_requests, self._span_s)
+        is_shared = self.budget is not None and self.rate is not None
+        if is_shared:
+            # the window, the pauses and the server's remaining budget of every process of the token
+            wait = self.budget.try_start(self.rate.max_requests, self._span_s)  # type: ignore[union-attr]
         elif self.window is not None:
             wait = self.window.try_start()
         if wait > 0:
@@ -307,6 +314,10 @@ class Pacer:
         if self._server_left is not None:
             self._server_left -= 1
         self.granted += 1
+        if is_shared:
+            if len(self._started_at) > _MAX_UNANSWERED:  # attempts that never got a response
+                self._started_at.clear()
+            self._started_at[self.granted] = self.budget.last_start  # type: ignore[union-attr]
         return 0.0
 
     async def acquire(self) -> int:
@@ -330,6 +341,9 @@ class Pacer:
         not in its count, so they are taken off. ``r=0`` pauses every worker
         (and every process of the token) until the reset.
         """
+        started_at = self._started_at.pop(ticket, None) if ticket is not None else None
+        if ratelimit is not None and self.budget is not None and started_at is not None:
+            self.budget.note_server(ratelimit[0], ratelimit[1], started_at)  # shared with the token's other processes
         if ratelimit is not None and (ticket is None or ticket >= self._server_ticket):
             remaining, reset_s = ratelimit
             since = self.granted - ticket if ticket is not None else 0

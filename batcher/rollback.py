@@ -4,23 +4,30 @@ Which meetings a rollback touches
 ---------------------------------
 The state file keeps, per meeting the job tried to write in merge mode, a
 snapshot: ``before`` (the meeting as GET showed it before the job's first write;
-replaced by the next write's when that one failed), ``after`` (what the job's *latest* write put, credentials
-stripped), ``write_state`` (did that latest write land: ``landed``, ``unknown``,
-``pending`` = killed before its outcome was committed, or ``failed``) and
-``seq`` (which write of the job that is; every new write bumps it).
+replaced by a later write's only while no write of the job may have landed),
+``after`` (what the job's *latest* write put, credentials stripped),
+``write_state`` (did that latest write land: ``landed``, ``unknown``,
+``pending`` = killed before its outcome was committed, or ``failed``),
+``maybe_landed`` (sticky: some write of the job landed or may have),
+``landed_after`` (the last write that landed or may have: it stays when a
+newer write fails) and ``seq`` (which write of the job that is; every new
+write bumps it).
 
-- A snapshot whose only write ``failed`` (seq 1) is not a change of the job: it
-  is not counted, never read, never restored and never a conflict.
+- A snapshot none of whose writes may have landed (every one ``failed``) is not
+  a change of the job: it is not counted, never read, never restored and never
+  a conflict.
 - Every other snapshot is judged by reading the meeting (GET) and comparing it
-  with ``before`` and ``after`` (``judge``):
+  with ``before``, ``after`` and ``landed_after`` (``decide.restore``):
 
   ===========================  =====================  ======================  ======================
   the server now holds         latest write landed    unknown / pending       failed, after an
-                                                                              earlier write (seq > 1)
+                                                                              earlier write that may
+                                                                              have landed
   ===========================  =====================  ======================  ======================
   ``before``                   unchanged              unchanged (it never     unchanged
                                                       landed, or was undone)
-  ``after`` (the job's write)  restore                restore                 restore
+  ``after``/``landed_after``   restore                restore                 restore
+  (a write of the job)
   anything else                conflict; ``--force``  conflict, *even with*   conflict, *even with*
                                restores               ``--force``             ``--force``
   ===========================  =====================  ======================  ======================
@@ -28,12 +35,11 @@ stripped), ``write_state`` (did that latest write land: ``landed``, ``unknown``,
   With an unknown outcome and a meeting showing neither state, nothing shows that
   the job changed it at all: the difference may be a colleague's edit made on the
   before-state, and restoring would destroy it with no change of the job to undo.
-  The last column is a meeting the job wrote once (that write may have landed),
-  then tried again (``run --force`` with a changed input, ``run --retry-failed``)
-  and failed: the snapshot keeps the first write's before-state but no longer
-  says whether that write landed, so a meeting showing something else may hold
-  the job's earlier change or a colleague's edit. Both are reported
-  (``conflict``) for a person to decide; never overwritten.
+  The last column is a meeting the job wrote (that write may have landed), then
+  tried again (``run --force`` with a changed input, ``run --retry-failed``) and
+  failed: a meeting showing the earlier write (``landed_after``) is restored; one
+  showing something else may hold a colleague's edit: reported (``conflict``)
+  for a person to decide, never overwritten.
 - Restoring PUTs the whole before-document. A before-state with storage
   credentials cannot be restored (GET never returned them): ``credential_guard``
   unless ``--allow-credential-reset``.
@@ -166,6 +172,7 @@ class Rollback:
         self.results = results
         self.counts: Counter[str] = Counter()
         self.failures_this_run = 0
+        self._counted = (0, 0, time.monotonic())  # requests, retries, clock at the last commit of counters
 
     def record(
         self,
@@ -176,8 +183,21 @@ class Rollback:
         message: str = "",
         attempts: int = 0,
     ) -> None:
-        """Keep one meeting's outcome (committed at once), then stream and count it."""
-        rollback_state.record(self.store, snap, outcome, error, status, message, attempts)
+        """Keep one meeting's outcome and the requests so far (committed at once), then stream and count it."""
+        requests, retries, then = self._counted
+        stats, now = self.client.stats, time.monotonic()
+        self._counted = (stats.requests, stats.retries, now)
+        # the counters ride on the outcome's commit: a killed rollback's requests are not forgotten
+        rollback_state.record(
+            self.store,
+            snap,
+            outcome,
+            error,
+            status,
+            message,
+            attempts,
+            (stats.requests - requests, stats.retries - retries, now - then),
+        )
         self.results.emit(snap.row, snap.meeting_id, snap.account_id, outcome, status, attempts, error)
         self.results.flush()  # after the commit: a line never names an outcome a kill could undo
         self.counts[error or outcome] += 1
@@ -191,6 +211,12 @@ class Rollback:
                 HaltError(f"stopped: more than {limit} meetings could not be restored (--max-failures); see the report")
             )
 
+    def uncounted(self) -> tuple[int, int, float]:
+        """Requests, retries and seconds since the last committed outcome (the run's tail)."""
+        requests, retries, then = self._counted
+        self._counted = (self.client.stats.requests, self.client.stats.retries, time.monotonic())
+        return self.client.stats.requests - requests, self.client.stats.retries - retries, time.monotonic() - then
+
     async def handle(self, snap: SnapshotRecord) -> None:
         """Judge one meeting and restore it if that is safe."""
         url = self.config.meeting_url(snap.account_id, snap.meeting_id)
@@ -201,7 +227,7 @@ class Rollback:
                 self.control.halt_with(AuthError(f"HTTP {got.status}: {got.message}"))
             return
         options = Options(force=self.config.force, allow_credential_reset=self.config.allow_credential_reset)
-        decision = restore(snap.write_state, snap.before, snap.after, got.data, options)
+        decision = restore(snap.write_state, snap.before, snap.after, got.data, options, snap.landed_after)
         if isinstance(decision, Unchanged):
             return self.record(snap, "unchanged", status=got.status, attempts=got.attempts)
         if isinstance(decision, Refuse):
@@ -235,8 +261,9 @@ async def rollback_job(
         given = {key: getattr(config, key) for key in TARGET_FIELDS}
     store = Store.open(config.state_file)
     started = time.monotonic()
-    results = ResultsStream(config.results_path)
+    results: ResultsStream | None = None
     try:
+        results = ResultsStream(config.results_path)
         fingerprint = store.get_meta("fingerprint")
         target, differences = resolve_target(fingerprint, given, force=config.force)
         for difference in differences:
@@ -257,13 +284,14 @@ async def rollback_job(
         progress.close()
         report_path = config.report_path or f"{config.state_file}.rollback.failures.jsonl"
         failed = write_report(rollback_state.failures(store), report_path)
-        doc = _summary(store, client.stats.requests, client.stats.retries, time.monotonic() - started)
+        doc = _summary(store, *rollback.uncounted())
         if config.summary_path:
             Path(config.summary_path).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
         this_run = f"this run: {sum(rollback.counts.values())} meetings judged, {client.stats.requests} requests in {time.monotonic() - started:.1f} s"
         text = f"{human_summary(doc)}\n  {this_run}\n  report: {report_path}   state: {store.path}"
     finally:
-        results.close()
+        if results is not None:
+            results.close()
         store.close()
     c = rollback.counts
     if control.halt is not None:
@@ -275,13 +303,8 @@ async def rollback_job(
 
 def _summary(store: Store, requests: int, retries: int, elapsed_s: float) -> dict[str, Any]:
     """The ``--summary-json`` document: run's keys (meetings instead of rows) plus the split by write outcome."""
-    stats = store.get_meta("rollback_stats", {"requests": 0, "retries": 0, "elapsed_s": 0.0})
-    stats = {
-        "requests": stats["requests"] + requests,
-        "retries": stats["retries"] + retries,
-        "elapsed_s": round(stats["elapsed_s"] + elapsed_s, 3),
-    }
-    store.set_meta("rollback_stats", stats)
+    rollback_state.add_stats(store, (requests, retries, elapsed_s))
+    stats = rollback_state.stats(store)
     tally = rollback_state.tally(store)
     by_write = {}
     for group in GROUPS:

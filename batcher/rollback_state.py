@@ -14,10 +14,12 @@ from typing import Any, NamedTuple
 
 from .store import Store, _unpack
 
+_STATS_KEY = "rollback_stats"
+
 # Snapshots a rollback judges: the latest write landed or may have landed, or it failed after an
-# earlier write of the job (seq > 1) that may have landed: save_snapshot kept that write's
-# before-state but the snapshot no longer says whether it landed, so the meeting must be read.
-JUDGED = "(s.write_state != 'failed' OR s.seq > 1)"
+# earlier write of the job that landed or may have (maybe_landed, sticky): save_snapshot kept the
+# first before-state and landed_after holds that earlier write, so the meeting must be read.
+JUDGED = "(s.write_state != 'failed' OR s.maybe_landed)"
 
 # Committed rollback outcomes of the job's current writes, as results lines (see ResultsStream.catch_up).
 FINISHED_SQL = (
@@ -38,6 +40,7 @@ class SnapshotRecord(NamedTuple):
     after: dict[str, Any]
     write_state: str  # pending | landed | unknown | earlier (failed, after an earlier write that may have landed)
     seq: int
+    landed_after: dict[str, Any] | None = None  # the job's last write that landed or may have
 
 
 def todo(store: Store, chunk: int = 1000) -> Iterator[SnapshotRecord]:
@@ -53,7 +56,8 @@ def todo(store: Store, chunk: int = 1000) -> Iterator[SnapshotRecord]:
     last = 0
     while True:
         batch = store.db.execute(
-            "SELECT s.rowid, s.account_id, s.meeting_id, s.row, s.before, s.after, s.write_state, s.seq"
+            "SELECT s.rowid, s.account_id, s.meeting_id, s.row, s.before, s.after, s.write_state, s.seq,"
+            " s.landed_after"
             " FROM snapshots s LEFT JOIN rollback r USING (account_id, meeting_id)"
             f" WHERE s.rowid > ? AND {JUDGED}"
             " AND (r.outcome IS NULL OR r.seq != s.seq OR r.outcome NOT IN ('succeeded', 'unchanged'))"
@@ -62,9 +66,10 @@ def todo(store: Store, chunk: int = 1000) -> Iterator[SnapshotRecord]:
         ).fetchall()
         if not batch:
             return
-        for _rowid, account, meeting, row, before, after, write_state, seq in batch:
+        for _rowid, account, meeting, row, before, after, write_state, seq, landed_after in batch:
             state = "earlier" if write_state == "failed" else write_state
-            yield SnapshotRecord(account, meeting, row, _unpack(before), _unpack(after), state, seq)
+            landed = _unpack(landed_after) if landed_after is not None else None
+            yield SnapshotRecord(account, meeting, row, _unpack(before), _unpack(after), state, seq, landed)
         last = batch[-1][0]
 
 
@@ -76,12 +81,46 @@ def record(
     status: int | None,
     message: str,
     attempts: int,
+    counters: tuple[int, int, float] = (0, 0, 0.0),
 ) -> None:
-    """Record one rollback outcome and the seq it judged (committed at once: rollbacks are few)."""
-    store.db.execute(
-        "INSERT OR REPLACE INTO rollback (account_id, meeting_id, outcome, error, status, message, attempts, seq)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (snap.account_id, snap.meeting_id, outcome, error, status, message, attempts, snap.seq),
+    """Record one rollback outcome, the seq it judged and ``counters`` (committed at once: rollbacks are few).
+
+    ``counters`` (requests, retries, seconds since the last record) are added
+    to the rollback's totals in the same transaction, so a killed rollback
+    loses none of the requests it made before its last outcome.
+    """
+    store.db.execute("BEGIN")
+    try:
+        store.db.execute(
+            "INSERT OR REPLACE INTO rollback (account_id, meeting_id, outcome, error, status, message, attempts, seq)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (snap.account_id, snap.meeting_id, outcome, error, status, message, attempts, snap.seq),
+        )
+        add_stats(store, counters)
+    except BaseException:
+        store.db.execute("ROLLBACK")
+        raise
+    store.db.execute("COMMIT")
+
+
+def stats(store: Store) -> dict[str, Any]:
+    """Requests, retries and elapsed seconds over every rollback of the job (killed ones included)."""
+    return store.get_meta(_STATS_KEY, {"requests": 0, "retries": 0, "elapsed_s": 0.0})
+
+
+def add_stats(store: Store, counters: tuple[int, int, float]) -> None:
+    """Add (requests, retries, seconds) to the rollback totals (in the caller's transaction, if any)."""
+    requests, retries, elapsed_s = counters
+    if not (requests or retries or elapsed_s):
+        return
+    total = stats(store)
+    store.set_meta(
+        _STATS_KEY,
+        {
+            "requests": total["requests"] + requests,
+            "retries": total["retries"] + retries,
+            "elapsed_s": round(total["elapsed_s"] + elapsed_s, 3),
+        },
     )
 
 
@@ -104,7 +143,7 @@ def tally(store: Store) -> dict[str, Counter[str]]:
         "failed": Counter(),
     }
     for write_state, judged, n in store.db.execute(
-        "SELECT CASE WHEN s.write_state = 'failed' AND s.seq > 1 THEN 'earlier' ELSE s.write_state END,"
+        "SELECT CASE WHEN s.write_state = 'failed' AND s.maybe_landed THEN 'earlier' ELSE s.write_state END,"
         " CASE WHEN r.seq IS s.seq THEN COALESCE(r.error, r.outcome) ELSE 'pending' END, COUNT(*)"
         " FROM snapshots s LEFT JOIN rollback r USING (account_id, meeting_id) GROUP BY 1, 2"
     ):

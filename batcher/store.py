@@ -23,7 +23,6 @@ import fcntl
 import os
 import sqlite3
 import time
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import astuple, dataclass
 from typing import IO, Any, NamedTuple
@@ -32,6 +31,7 @@ import orjson
 
 from .errors import StateLockedError, StateMismatchError
 from .keys import KeySet, file_digest, patch_hash, row_key, scratch_keyset
+from .snapshots import _MARK_WRITE, SnapshotsMixin, _migrate, _unpack  # noqa: F401 - _unpack: rollback_state's
 
 __all__ = ["Failure", "KeySet", "RowRecord", "Store", "file_digest", "patch_hash", "row_key", "scratch_keyset"]
 
@@ -59,9 +59,12 @@ CREATE TABLE IF NOT EXISTS snapshots (
     after BLOB NOT NULL,             -- what the job PUT, credentials as "***", zlib'd JSON
     write_state TEXT NOT NULL DEFAULT 'pending',  -- pending | landed | unknown | failed: did the job's last write land?
     seq INTEGER NOT NULL DEFAULT 0,  -- bumped by every save_snapshot: which write of the job this is
+    maybe_landed INTEGER NOT NULL DEFAULT 0,  -- sticky: some write of the job landed, or may have
+    landed_after BLOB,               -- the last write that landed or may have (zlib'd JSON, credentials "***")
     PRIMARY KEY (account_id, meeting_id)
 );
 CREATE INDEX IF NOT EXISTS snapshots_row ON snapshots (row);
+CREATE INDEX IF NOT EXISTS snapshots_key ON snapshots (account_id, lower(meeting_id));
 CREATE TABLE IF NOT EXISTS rollback (
     account_id TEXT NOT NULL, meeting_id TEXT NOT NULL,
     outcome TEXT NOT NULL, error TEXT, status INTEGER, message TEXT, attempts INTEGER,
@@ -103,16 +106,11 @@ _STATS_KEY = "run_stats"
 _UPDATE_ROW = "UPDATE rows SET outcome = ?, error = ?, status = ?, message = ?, attempts = ?, patch = ? WHERE row = ?"
 
 
-def _pack(document: dict[str, Any]) -> bytes:
-    return zlib.compress(orjson.dumps(document), 1)
+class Store(SnapshotsMixin):
+    """One job's state file. Open with ``Store.open(path)``; single writer (file lock).
 
-
-def _unpack(blob: bytes) -> dict[str, Any]:
-    return orjson.loads(zlib.decompress(blob))
-
-
-class Store:
-    """One job's state file. Open with ``Store.open(path)``; single writer (file lock)."""
+    Snapshots (merge mode's way back) are written by ``SnapshotsMixin`` (snapshots.py).
+    """
 
     def __init__(self, path: str, db: sqlite3.Connection, lock: IO[bytes], is_new: bool) -> None:
         self.path = path
@@ -136,10 +134,19 @@ class Store:
             raise StateLockedError(
                 f"{path} is in use by another batcher process; wait for it to finish or stop it first"
             ) from None
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(_SCHEMA)
+        db = None
+        try:
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            _migrate(db)
+            db.executescript(_SCHEMA)
+        except BaseException:
+            # a corrupt or unreadable file: release what was taken before saying so
+            if db is not None:
+                db.close()
+            lock.close()
+            raise
         return cls(path, db, lock, is_new)
 
     @property
@@ -301,10 +308,10 @@ class Store:
         delta[1] += retries
         delta[2] += elapsed_s
 
-    def flush(self, also: tuple[str, tuple[Any, ...]] | None = None) -> None:
-        """Commit buffered outcomes, counters (and ``also``, one more statement) in one transaction."""
+    def flush(self, *also: tuple[str, tuple[Any, ...]]) -> None:
+        """Commit buffered outcomes, counters (and ``also``, more statements) in one transaction."""
         has_stats = self._stats_delta[0] or self._stats_delta[1]
-        if not self._pending and not self._pending_writes and also is None and not has_stats:
+        if not self._pending and not self._pending_writes and not also and not has_stats:
             return
         pending, self._pending = self._pending, []
         writes, self._pending_writes = self._pending_writes, []
@@ -319,9 +326,9 @@ class Store:
         if pending:
             self.db.executemany(_UPDATE_ROW, pending)
         if writes:
-            self.db.executemany("UPDATE snapshots SET write_state = ? WHERE account_id = ? AND meeting_id = ?", writes)
-        if also is not None:
-            self.db.execute(*also)
+            self.db.executemany(_MARK_WRITE, writes)
+        for statement in also:
+            self.db.execute(*statement)
         self.db.execute("COMMIT")
 
     def mark_unfinished_skipped(self) -> int:
@@ -358,44 +365,3 @@ class Store:
         total["last_run_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.set_meta(_STATS_KEY, total)
         return total
-
-    # -- snapshots (merge mode) ----------------------------------------------
-
-    def save_snapshot(
-        self, account_id: str, meeting_id: str, row: int, before: dict[str, Any], after: dict[str, Any]
-    ) -> None:
-        """Keep the first before-state of a meeting and the latest after-state; durable on return.
-
-        Called *before* the PUT, so a crash between the two cannot lose the
-        way back. Commits the buffered outcomes with it. Documents are stored
-        compressed (a meeting is ~1.5 KB of JSON, ~0.4 KB zlib'd): a
-        million-meeting job keeps its way back in a few hundred MB.
-        """
-        self.flush(
-            (
-                "INSERT INTO snapshots (account_id, meeting_id, row, before, after, write_state, seq)"
-                " VALUES (?, ?, ?, ?, ?, 'pending', 1)"
-                " ON CONFLICT (account_id, meeting_id) DO UPDATE SET after = excluded.after, row = excluded.row,"
-                # a before-state whose write never landed was never the job's way back: the new one is
-                " before = CASE WHEN snapshots.write_state = 'failed' THEN excluded.before ELSE snapshots.before END,"
-                " write_state = 'pending', seq = snapshots.seq + 1",
-                (account_id, meeting_id, row, _pack(before), _pack(after)),
-            )
-        )
-
-    def mark_write(self, account_id: str, meeting_id: str, state: str) -> None:
-        """Record whether the job's last write of a meeting landed: landed | unknown | failed.
-
-        Buffered with the row outcomes (committed by the next ``flush``): until
-        then the snapshot says ``pending``, which rollback treats like ``unknown``.
-        """
-        self._pending_writes.append((state, account_id, meeting_id))
-
-    # -- rollback (its queries live in rollback_state.py) --------------------------
-
-    def snapshots(self) -> Iterator[tuple[str, str, int, dict[str, Any], dict[str, Any]]]:
-        """(account_id, meeting_id, row, before, after) of every snapshot, failed writes included."""
-        for account, meeting, row, before, after in self.db.execute(
-            "SELECT account_id, meeting_id, row, before, after FROM snapshots ORDER BY row"
-        ):
-            yield account, meeting, row, _unpack(before), _unpack(after)

@@ -181,7 +181,7 @@ async def test_key_rotation_in_merge_mode_need_not_repeat_the_storage_type(serve
     assert result.summary["succeeded"] == 1 and result.summary["failed"] == 1
     assert server.doc(has)["recording_config"]["storage_config"] == {**S3, **NEW_KEYS}
     [entry] = read_jsonl(tmp_path / "failures.jsonl")
-    assert (entry["row"], entry["error"]) == (2, "invalid")
+    assert (entry["row"], entry["error"]) == (2, "invalid_merged")  # the meeting lacks it: --retry-failed retries
     assert "recording_config.storage_config.type" in entry["message"] and server.api.requests["PUT"] == 1
 
 

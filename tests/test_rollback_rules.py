@@ -186,14 +186,15 @@ async def test_a_failed_rewrite_does_not_hide_an_earlier_write_that_landed(serve
     src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "title": "new"}])
     await run_job(config(tmp_path, server, src))
     write_jsonl(src, [{"meeting_id": mid, "title": "newer"}])
-    _failing_put(server, mid, status=400)
+    server.api.faults.append({"kind": "status", "status": 400, "method": "PUT", "meeting": mid, "times": 1})
     assert (await run_job(config(tmp_path, server, src, force=True))).summary["failed"] == 1
     assert server.doc(mid)["title"] == "new", "the job's first change is still there"
-    result = await rollback_job(config(tmp_path, server, src, force=True))
-    assert result.exit_code == 1 and result.counts == {"conflict": 1}
-    assert result.summary["earlier"]["failed"] == {"conflict": 1} and result.summary["total"] == 1
+    result = await rollback_job(config(tmp_path, server, src))
+    # the meeting shows the earlier write that landed (landed_after): the job's change, restored
+    assert result.exit_code == 0 and result.counts == {"succeeded": 1}
+    assert result.summary["earlier"]["restored"] == 1 and result.summary["total"] == 1
     assert "latest write failed, an earlier one may have landed: 1" in result.message
-    assert server.doc(mid)["title"] == "new", "reported for a person to decide, not overwritten"
+    assert server.doc(mid)["title"] == "orig"
 
 
 async def test_a_meeting_whose_every_write_failed_is_found_as_before(server, tmp_path):
@@ -203,4 +204,6 @@ async def test_a_meeting_whose_every_write_failed_is_found_as_before(server, tmp
     await run_job(config(tmp_path, server, src))
     await run_job(config(tmp_path, server, src, retry_failed=True))
     result = await rollback_job(config(tmp_path, server, src))
-    assert result.exit_code == 0 and result.counts == {"unchanged": 1} and server.api.puts[mid] == 0
+    # no write of the job may have landed (maybe_landed stays 0): not a change of the job, not even read
+    assert result.exit_code == 0 and result.counts == {} and server.api.puts[mid] == 0
+    assert result.summary["failed_writes_not_counted"] == 1
