@@ -229,7 +229,7 @@ class Client:
         attempt = 0
         while True:
             attempt += 1
-            ticket = None if self.pacer.is_free else await self.pacer.acquire()
+            ticket = self.pacer.count_free_start() if self.pacer.is_free else await self.pacer.acquire()
             result, retry_after = await self._attempt(method, target, payload, ticket)
             result.attempts = attempt
             decision = decide(

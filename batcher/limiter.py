@@ -320,6 +320,12 @@ class Pacer:
             self._started_at[self.granted] = self.budget.last_start  # type: ignore[union-attr]
         return 0.0
 
+    def count_free_start(self) -> int:
+        """Count a start that needed no waiting (``is_free``) and return its ticket: with every start
+        numbered, a later answer of the server's budget is always corrected for the starts since."""
+        self.granted += 1
+        return self.granted
+
     async def acquire(self) -> int:
         """Wait until one request may start, count it, and return its ticket (for ``on_response``)."""
         async with self._lock:

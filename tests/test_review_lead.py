@@ -178,3 +178,12 @@ def test_a_hard_link_to_the_input_is_the_input_and_a_base_url_with_a_password_is
                             capture_output=True, text=True, env=env)  # fmt: skip
     assert secret.returncode == 2 and "user name or password" in secret.stderr, secret.stderr
     assert "CANARY" not in secret.stderr and not (tmp_path / "o.csv.state.db").exists()
+
+
+async def test_with_no_rate_of_its_own_batcher_starts_nothing_the_servers_headers_have_no_budget_for(server, tmp_path):
+    server.api.rate_limit = (10, 1.0)  # the fake then answers with Ratelimit headers, and 429 beyond
+    ids = server.add(15)
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, "title": "h"} for m in ids])
+    result = await run_job(config(tmp_path, server, src, rate=None, concurrency=8))
+    assert result.exit_code == 0
+    assert server.api.statuses.get(429, 0) == 0, "every start after the first answer kept within the server's r"
