@@ -141,7 +141,9 @@ def rate_precision() -> list[dict]:
             write_rows(src, ids[:count], f"{n}/{window:g}")
             server.arrivals()
             batcher("run", str(src), "--mode", "replace", "--rate", f"{n}/{window:g}", "--concurrency", "16",
-                    "--base-url", server.url, "--state", fresh_state(f"rate-{n}.db"), "-q", check=True)  # fmt: skip
+                    "--base-url", server.url, "--state", fresh_state(f"rate-{n}.db"), "-q",
+                    # each config its own rate budget: the token's shared one would carry the last config's starts
+                    "--budget-file", fresh_state(f"budget-{n}-{window:g}.db"), check=True)  # fmt: skip
             arrivals, _ = server.arrivals()
             span = max(arrivals) - min(arrivals)
             results.append({
