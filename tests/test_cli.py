@@ -60,6 +60,23 @@ def when_requests_reach(server, count: int) -> asyncio.Event:
     return reached
 
 
+async def kill_at(server, args: tuple[str, ...], thresholds: tuple[int, ...]) -> int:
+    """Run the CLI once per threshold, ``kill -9`` it when the server has seen that many requests
+    (unless it finished first); returns how many kills there were."""
+    kills = 0
+    for threshold in thresholds:
+        reached = when_requests_reach(server, threshold)
+        proc = await start_cli(*args, base_url=server.base_url)
+        done = asyncio.ensure_future(proc.wait())
+        await asyncio.wait({done, asyncio.ensure_future(reached.wait())}, return_when=asyncio.FIRST_COMPLETED)
+        if not done.done():
+            proc.kill()
+            kills += 1
+        await done
+    server.api.on_request = None
+    return kills
+
+
 def outcomes(state: Path) -> dict[str, int]:
     with sqlite3.connect(state) as db:
         return dict(db.execute("SELECT outcome, COUNT(*) FROM rows GROUP BY outcome").fetchall())
@@ -156,17 +173,7 @@ async def test_kill_9_mid_stream_then_resume_finishes_with_bounded_duplicates(se
         tmp_path / "in.jsonl", [{"meeting_id": m, "title": "migrated", "persist_chat": True} for m in ids]
     )
     args = ("run", str(src), "--mode", mode, "--rate", "none", "--concurrency", str(concurrency), "-q")
-    kills = 0
-    for threshold in (100, 250, 400) if mode == "replace" else (200, 500, 800):
-        reached = when_requests_reach(server, threshold)
-        proc = await start_cli(*args, base_url=server.base_url)
-        done = asyncio.ensure_future(proc.wait())
-        await asyncio.wait({done, asyncio.ensure_future(reached.wait())}, return_when=asyncio.FIRST_COMPLETED)
-        if not done.done():
-            proc.kill()
-            kills += 1
-        await done
-    server.api.on_request = None
+    kills = await kill_at(server, args, (100, 250, 400) if mode == "replace" else (200, 500, 800))
     code, _, err = await run_cli(*args, base_url=server.base_url)
     assert code == 0, err
     assert kills >= 2

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 from batcher.engine import EARLY_STOP_ROWS, run_job
 
 from .conftest import config, write_jsonl
 from .fake_time import VirtualTime
-from .test_cli import run_cli, start_cli, when_requests_reach
+from .test_cli import kill_at, run_cli
 
 MISSING = "11111111-2222-4333-8444-{:012d}"
 
@@ -47,17 +46,7 @@ async def test_request_counters_survive_kill_9(server, tmp_path):
     src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, "title": "x"} for m in ids])
     concurrency = 4
     args = ("run", str(src), "--rate", "none", "--concurrency", str(concurrency), "-q")
-    kills = 0
-    for threshold in (150, 400):
-        reached = when_requests_reach(server, threshold)
-        proc = await start_cli(*args, base_url=server.base_url)
-        done = asyncio.ensure_future(proc.wait())
-        await asyncio.wait({done, asyncio.ensure_future(reached.wait())}, return_when=asyncio.FIRST_COMPLETED)
-        if not done.done():
-            proc.kill()
-            kills += 1
-        await done
-    server.api.on_request = None
+    kills = await kill_at(server, args, (150, 400))
     summary_path = tmp_path / "s.json"
     code, _, err = await run_cli(*args, "--summary-json", str(summary_path), base_url=server.base_url)
     assert code == 0 and kills == 2, err

@@ -11,7 +11,7 @@ import orjson
 from batcher.report import ResultsStream
 
 from .conftest import write_jsonl
-from .test_cli import outcomes, run_cli, start_cli, when_requests_reach
+from .test_cli import kill_at, outcomes, run_cli, start_cli, when_requests_reach
 
 COMMITTED = "SELECT row, meeting_id, account_id, outcome, status, attempts FROM done"
 
@@ -68,17 +68,7 @@ async def test_results_file_has_every_row_exactly_once_after_kill_9_and_resume(s
     src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, "title": "migrated"} for m in ids])
     results = tmp_path / "results.jsonl"
     args = ("run", str(src), "--rate", "none", "--concurrency", "32", "--results", str(results), "-q")
-    kills = 0
-    for threshold in (200, 500, 800):
-        reached = when_requests_reach(server, threshold)
-        proc = await start_cli(*args, base_url=server.base_url)
-        done = asyncio.ensure_future(proc.wait())
-        await asyncio.wait({done, asyncio.ensure_future(reached.wait())}, return_when=asyncio.FIRST_COMPLETED)
-        if not done.done():
-            proc.kill()
-            kills += 1
-        await done
-    server.api.on_request = None
+    kills = await kill_at(server, args, (200, 500, 800))
     code, _, err = await run_cli(*args, base_url=server.base_url)
     assert code == 0, err
     assert kills >= 2
