@@ -47,7 +47,7 @@ from .errors import AuthError, HaltError, Interrupted
 from .estimate import say_estimate
 from .intake import Intake, fingerprint
 from .limiter import Pacer
-from .merge import carried_unknown, project, redact, shows
+from .merge import carried_unknown, mask_secrets, project, shows
 from .model import Row, RowError
 from .pool import Control, pump, show_pause
 from .progress import Console, Progress
@@ -150,7 +150,7 @@ class Job:
         account = row.account_id or ""
         if current is not None:  # durable before the change is made (a group commit: counters go too)
             self.count_requests()
-            self.store.save_snapshot(account, row.meeting_id, row.number, project(current), redact(send.body))
+            self.store.save_snapshot(account, row.meeting_id, row.number, project(current), mask_secrets(send.body))
         verify = self.confirmer(url, send.confirm) if send.confirm is not None else None
         result = await self.client.call(send.method, url, send.body, verify)
         result.attempts += attempts

@@ -170,6 +170,16 @@ def strip_secrets(document: dict[str, Any]) -> dict[str, Any]:
     return {**document, "recording_config": {**document["recording_config"], "storage_config": clean}}
 
 
+def mask_secrets(document: dict[str, Any]) -> dict[str, Any]:
+    """A copy with the storage credentials shown as ``"***"`` (what a snapshot keeps of a write:
+    which credentials it set, never their values). Touches only the storage object."""
+    storage = storage_of(document)
+    if storage is None or not SECRET_FIELDS & storage.keys():
+        return document
+    masked = {k: (REDACTED if k in SECRET_FIELDS and v is not None else v) for k, v in storage.items()}
+    return {**document, "recording_config": {**document["recording_config"], "storage_config": masked}}
+
+
 def carried_unknown(body: dict[str, Any], patch: dict[str, Any], prefix: str = "") -> list[str]:
     """Dotted paths of ``body`` the schema does not know and ``patch`` did not set: carried from GET."""
     out = []

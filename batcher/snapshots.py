@@ -83,6 +83,7 @@ class SnapshotsMixin:
         the way back. A write still pending here may have landed: it becomes
         ``landed_after`` and sets ``maybe_landed``.
         """
+        packed_before, packed_after = _pack(before), _pack(after)
         self.flush(
             (
                 "UPDATE snapshots INDEXED BY snapshots_key SET after = ?1, row = ?2,"
@@ -91,13 +92,13 @@ class SnapshotsMixin:
                 " maybe_landed = (maybe_landed OR write_state != 'failed'),"
                 " write_state = 'pending', seq = seq + 1"
                 " WHERE account_id = ?4 AND lower(meeting_id) = lower(?5)",
-                (_pack(after), row, _pack(before), account_id, meeting_id),
+                (packed_after, row, packed_before, account_id, meeting_id),
             ),
             (
                 "INSERT INTO snapshots (account_id, meeting_id, row, before, after, write_state, seq)"
                 " SELECT ?, ?, ?, ?, ?, 'pending', 1"
                 f" WHERE NOT EXISTS (SELECT 1 FROM snapshots INDEXED BY snapshots_key WHERE {_SNAPSHOT_KEY})",
-                (account_id, meeting_id, row, _pack(before), _pack(after), account_id, meeting_id),
+                (account_id, meeting_id, row, packed_before, packed_after, account_id, meeting_id),
             ),
         )
 
