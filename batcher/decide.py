@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .merge import deep_merge, known_fields, missing_credentials, project, same, sets_secret, storage_of, strip_secrets
+from .merge import deep_merge, missing_credentials, project, same, sets_secret, storage_of, strip_secrets
 from .model import DEFAULT_DOCUMENT, missing_required
 
 
@@ -83,7 +83,7 @@ def decide_merge(current: dict[str, Any] | None, patch: dict[str, Any], options:
     merged = deep_merge(carried, patch)
     if same(merged, carried):
         return Unchanged()
-    if missing := missing_required(known_fields(merged)):
+    if missing := missing_required(merged):  # it looks only at the required-if objects: unknown keys do not matter
         text = "; ".join(f"{m.field}: {m.reason} and the meeting has none" for m in missing)
         # not the row's fault alone: the meeting lacks it, so --retry-failed tries again (the meeting may change)
         return Refuse("invalid_merged", text)
@@ -110,19 +110,34 @@ def _guard(document: dict[str, Any], patch: dict[str, Any], options: Options) ->
     )
 
 
-def _inexact_number(document: Any, path: str = "") -> str | None:
+_INEXACT = 2.0**63  # orjson reads an integer beyond 64 bits as a float at least this large
+
+
+def _inexact_number(document: Any) -> str | None:
     """The path of a number GET gave that cannot travel back exactly (an integer beyond 64 bits,
-    which the JSON reader turned into a float), or None."""
-    if isinstance(document, dict):
-        for key, value in document.items():
-            if found := _inexact_number(value, f"{path}.{key}" if path else key):
+    which the JSON reader turned into a float), or None. A flat scan first (no paths built): such
+    numbers are rare, and this runs for every row."""
+    stack = [document]
+    while stack:
+        node = stack.pop()
+        values = node.values() if isinstance(node, dict) else node
+        for value in values:
+            if isinstance(value, (dict, list)):
+                stack.append(value)
+            elif isinstance(value, float) and abs(value) >= _INEXACT:
+                return _path_of_inexact(document, "")
+    return None
+
+
+def _path_of_inexact(node: Any, path: str) -> str | None:
+    items = node.items() if isinstance(node, dict) else ((f"[{i}]", v) for i, v in enumerate(node))
+    for key, value in items:
+        sub = (f"{path}.{key}" if path else key) if isinstance(node, dict) else f"{path}{key}"
+        if isinstance(value, (dict, list)):
+            if found := _path_of_inexact(value, sub):
                 return found
-    elif isinstance(document, list):
-        for i, value in enumerate(document):
-            if found := _inexact_number(value, f"{path}[{i}]"):
-                return found
-    elif isinstance(document, float) and abs(document) >= 2.0**63:
-        return path
+        elif isinstance(value, float) and abs(value) >= _INEXACT:
+            return sub
     return None
 
 
