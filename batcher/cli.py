@@ -353,10 +353,16 @@ def _run_async(coro: Any) -> Any:
             # the job is over (its summary printed): from here to the process's end, through the
             # loop's own teardown (which would put the default handlers back), a signal changes nothing
             if is_main:
-                loop = asyncio.get_running_loop()
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    loop.remove_signal_handler(sig)
-                    signal.signal(sig, signal.SIG_IGN)
+                loop, both = asyncio.get_running_loop(), {signal.SIGINT, signal.SIGTERM}
+                # blocked meanwhile: removing the loop's handler passes through the default one, and a
+                # SIGTERM in that instant would kill; one pending is discarded once it is ignored
+                signal.pthread_sigmask(signal.SIG_BLOCK, both)
+                try:
+                    for sig in both:
+                        loop.remove_signal_handler(sig)
+                        signal.signal(sig, signal.SIG_IGN)
+                finally:
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, both)
 
     try:
         if os.environ.get("BATCHER_NO_UVLOOP"):

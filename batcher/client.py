@@ -225,7 +225,10 @@ class Client:
         target: str | URL = URL(url, encoded=True) if self._is_url_safe else url
         is_write = method in _WRITES
         is_unknown = False  # an unknown-outcome failure no GET has ruled out
-        is_timeout_open = False  # a timed-out attempt the server has not answered past yet
+        # A timed-out attempt may still land later (queued at the origin; an answer to a later
+        # attempt, even a quick 503 from the edge, proves nothing about it): once one timed out,
+        # only a 2xx or a GET that shows the write settles the call; "not landed" never does.
+        is_timeout_open = False
         attempt = 0
         while True:
             attempt += 1
@@ -239,8 +242,6 @@ class Client:
                 self.pacer.pause_for(decision.pause_s)
             if decision.action is Action.DONE:
                 return result
-            if result.status is not None:
-                is_timeout_open = False  # the server answered a later request: it is past the timed-out one
             if decision.is_unknown:
                 is_unknown = True
                 is_timeout_open = is_timeout_open or result.error == "timeout"

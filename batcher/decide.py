@@ -89,7 +89,7 @@ def decide_merge(current: dict[str, Any] | None, patch: dict[str, Any], options:
         return Refuse("invalid_merged", text)
     if refused := _guard(merged, patch, options):
         return refused
-    if inexact := _inexact_number(carried):
+    if inexact := _inexact_number(merged):  # what would be sent back: a row may overwrite the number
         return Refuse(
             "inexact_number",
             f"{inexact}: the meeting holds a number too large to read exactly (an integer beyond 64 bits); "
@@ -124,7 +124,7 @@ def _inexact_number(document: Any) -> str | None:
         for value in values:
             if isinstance(value, (dict, list)):
                 stack.append(value)
-            elif isinstance(value, float) and abs(value) >= _INEXACT:
+            elif isinstance(value, float) and abs(value) >= _INEXACT and value.is_integer():
                 return _path_of_inexact(document, "")
     return None
 
@@ -136,7 +136,7 @@ def _path_of_inexact(node: Any, path: str) -> str | None:
         if isinstance(value, (dict, list)):
             if found := _path_of_inexact(value, sub):
                 return found
-        elif isinstance(value, float) and abs(value) >= _INEXACT:
+        elif isinstance(value, float) and abs(value) >= _INEXACT and value.is_integer():
             return sub
     return None
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -300,7 +301,11 @@ class Job:
     async def prepare(self) -> None:
         """Check the state belongs to this job; pre-flight a file into it (in a thread: the loop stays free)."""
         store, cfg = self.store, self.config
-        fp = fingerprint(cfg)
+        salt = store.get_meta("salt")
+        if salt is None:  # the state's own: digests of --set credentials are not comparable across states
+            salt = secrets.token_hex(16)
+            store.set_meta("salt", salt)
+        fp = fingerprint(cfg, salt)
         if store.check_identity(fp, force=cfg.force):
             # stdin rows are matched one by one as they stream (row, patch hash): no rebuild
             if not self.is_stdin:

@@ -42,7 +42,7 @@ STOP_CHECK_ROWS = 1024
 _BATCH_ROWS = 10000
 
 
-def fingerprint(config: JobConfig) -> dict[str, Any]:
+def fingerprint(config: JobConfig, salt: str = "") -> dict[str, Any]:
     """What makes this job this job: the input and the options that change meaning."""
     is_stdin = config.input == STDIN
     fp: dict[str, Any] = {
@@ -53,7 +53,7 @@ def fingerprint(config: JobConfig) -> dict[str, Any]:
         "account_id": config.account_id,
         "format": config.input_format,
         # --set changes meaning; a credential is kept as a digest (a changed one is still noticed)
-        "set": [[path, _digest_if_secret(path, value)] for path, value in config.set_values] or None,
+        "set": [[path, _digest_if_secret(path, value, salt)] for path, value in config.set_values] or None,
     }
     if not is_stdin:
         try:
@@ -256,8 +256,10 @@ def remove_state(path: str) -> None:
             os.remove(path + suffix)
 
 
-def _digest_if_secret(path: str, value: Any) -> Any:
-    """``value``, or for a write-only credential a digest of it: the state file never holds a secret."""
+def _digest_if_secret(path: str, value: Any, salt: str) -> Any:
+    """``value``, or for a write-only credential a slow salted digest of it (scrypt, the state's own
+    random salt): the state file never holds a secret, nor a fast hash to guess one from."""
     if not is_secret_path(path):
         return value
-    return "blake2b:" + hashlib.blake2b(str(value).encode(), digest_size=16).hexdigest()
+    digest = hashlib.scrypt(str(value).encode(), salt=bytes.fromhex(salt) or b"batcher", n=2**14, r=8, p=1, dklen=16)
+    return "scrypt:" + digest.hex()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 import sqlite3
 import stat
 from collections.abc import Iterable
@@ -51,7 +50,12 @@ def check_base_url(url: str, flag: str = "--base-url (or BATCHER_BASE_URL)") -> 
         elif parts.username is not None or parts.password is not None:
             why = "it carries a user name or password (the token goes in CLOUDFLARE_API_TOKEN or --token-file)"
     if why:
-        shown = re.sub(r"//[^/@]*@", "//***@", url)  # never echo a password
+        # never echo a password: everything between "//" and the last "@" is hidden, and a URL
+        # with credentials that does not even parse gets no parser message (it would quote them)
+        start, at = url.find("//"), url.rfind("@")
+        shown = url[: start + 2] + "***" + url[at:] if 0 <= start < at else url
+        if shown != url and why and "user name or password" not in why:
+            why = "it is not a valid URL, and it carries a user name or password"
         raise UsageError(f"{flag} {shown!r} is not a base URL: {why}; expected the form {BASE_URL_EXAMPLE}")
 
 

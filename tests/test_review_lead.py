@@ -187,3 +187,36 @@ async def test_with_no_rate_of_its_own_batcher_starts_nothing_the_servers_header
     result = await run_job(config(tmp_path, server, src, rate=None, concurrency=8))
     assert result.exit_code == 0
     assert server.api.statuses.get(429, 0) == 0, "every start after the first answer kept within the server's r"
+
+
+@pytest.mark.parametrize("password", ["p@ss-CANARY", "se/cret-CANARY", "pw-CANARY"])
+def test_a_base_url_password_is_never_echoed_whatever_it_holds(tmp_path, password):
+    src = tmp_path / "o.csv"
+    src.write_text("meeting_id,title\n0b7e2a9c-4f1d-4a57-9a3e-1c2d3e4f5a6b,C\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "batcher", "run", str(src), "--account-id", "a", "--rate", "none",
+         "--base-url", f"https://user:{password}@api.example.com/client/v4"],
+        capture_output=True, text=True, env={"CLOUDFLARE_API_TOKEN": TOKEN, "PATH": "/bin", "XDG_CACHE_HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "CANARY" not in proc.stderr and "user name or password" in proc.stderr, proc.stderr
+
+
+async def test_a_write_that_timed_out_stays_unknown_though_later_attempts_are_answered_and_get_shows_nothing(
+    server, tmp_path
+):
+    from .fake_time import VirtualTime
+
+    [mid] = server.add(title="orig")
+    server.api.faults.extend(
+        [
+            {"kind": "hang", "seconds": 1.5, "method": "PUT", "times": 1},  # may still land at the origin later
+            {"status": 503, "method": "PUT", "times": 5},  # quick answers from the edge prove nothing about it
+        ]
+    )
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "title": "new"}])
+    cfg = config(tmp_path, server, src, timeout_s=0.3, max_attempts=3)
+    result = await run_job(cfg, control=VirtualTime().control())
+    assert result.exit_code == 1
+    [entry] = read_jsonl(tmp_path / "failures.jsonl")
+    assert entry["error"] == "unknown_outcome", entry
