@@ -65,6 +65,7 @@ _PRUNE_EVERY = 256
 # How long a transaction may block the event loop waiting for another process's, and how long
 # the pacer then sleeps (asynchronously) before it asks again.
 BUSY_TIMEOUT_S = 0.02
+SETUP_TIMEOUT_S = 10.0  # creating or opening the file, once per process
 BUSY_RETRY_S = 0.005
 _GRANT_META = "SELECT key, value FROM meta WHERE key IN ('paused_until', 'server_left', 'server_reset_at')"
 
@@ -86,10 +87,15 @@ class Budget:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: we issue BEGIN IMMEDIATE ourselves
-            self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+            # Set-up waits as long as it must (once per process, before any request: two processes
+            # starting together both create the file); grants afterwards never wait long.
+            self._db = sqlite3.connect(
+                self.path, timeout=SETUP_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         except (OSError, sqlite3.Error) as exc:
             raise UsageError(
                 f"cannot open the rate budget file {self.path}: {exc} (choose one with --budget-file)"

@@ -220,3 +220,26 @@ async def test_a_write_that_timed_out_stays_unknown_though_later_attempts_are_an
     assert result.exit_code == 1
     [entry] = read_jsonl(tmp_path / "failures.jsonl")
     assert entry["error"] == "unknown_outcome", entry
+
+
+def test_a_budget_file_being_created_by_another_process_is_waited_for_not_an_error(tmp_path):
+    """Two batcher processes starting together both set the file up (CI run 15 of this round: exit 2)."""
+    import sqlite3
+    import threading
+    import time
+
+    from batcher.budget import Budget
+
+    path = tmp_path / "budget.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA journal_mode=WAL")
+    holder.execute("BEGIN EXCLUSIVE")  # another process in the middle of its set-up
+    holder.execute("CREATE TABLE IF NOT EXISTS other_setup (x)")
+    opened: list[object] = []
+    opener = threading.Thread(target=lambda: opened.append(Budget(path)))
+    opener.start()
+    time.sleep(0.2)  # the scenario: the lock is held ten times longer than a grant may wait
+    holder.execute("COMMIT")
+    opener.join(10)
+    holder.close()
+    assert len(opened) == 1 and isinstance(opened[0], Budget)
