@@ -213,7 +213,3 @@ class Budget:
     def paused_until(self) -> float:
         """The wall-clock time until which every process waits (0 or past when none)."""
         return self._meta("paused_until")
-
-    def starts_since(self, since: float) -> list[float]:
-        """The logged start times after ``since`` (for tests and ``status``)."""
-        return [t for (t,) in self._db.execute("SELECT t FROM starts WHERE t > ? ORDER BY t", (since,))]

@@ -47,11 +47,6 @@ class Control:
         """True once the job must take no more rows."""
         return self.stop.is_set()
 
-    @property
-    def crash(self) -> BaseException | None:
-        """The first worker crash, if any."""
-        return self.crashes[0] if self.crashes else None
-
     def clock(self) -> float:
         """Monotonic seconds."""
         return self._clock()
