@@ -48,6 +48,8 @@ write bumps it).
   the job writes it again (``run --retry-failed`` after a failed write, or
   ``run --force`` with a changed input): its seq moves on and the next rollback
   judges it afresh. Conflicts and errors are judged again by every rollback.
+  Before its PUT a restore is kept as ``restoring``: a rollback killed after the
+  PUT landed finds, when resumed, the meeting as before and counts it restored.
 - Replace- and patch-mode jobs keep no before-state (nothing was read before
   writing): their rollback is refused (exit 2) with a sentence saying so, never
   reported as "0 meetings changed". Should those modes keep snapshots one day,
@@ -229,10 +231,16 @@ class Rollback:
         options = Options(force=self.config.force, allow_credential_reset=self.config.allow_credential_reset)
         decision = restore(snap.write_state, snap.before, snap.after, got.data, options, snap.landed_after)
         if isinstance(decision, Unchanged):
+            if snap.restoring:
+                # This rollback's own PUT, sent by a run stopped before its outcome was kept, landed:
+                # the meeting was restored, not found as before.
+                return self.record(snap, "succeeded", status=got.status, attempts=got.attempts)
             return self.record(snap, "unchanged", status=got.status, attempts=got.attempts)
         if isinstance(decision, Refuse):
             status = got.status if decision.error == "conflict" else None
             return self.record(snap, "failed", decision.error, status, decision.message, got.attempts)
+        # Kept before the PUT: a rollback killed after it landed knows, when resumed, that it restored the meeting.
+        rollback_state.record(self.store, snap, "restoring", None, None, "", 0)
         put = await self.client.call(decision.method, url, decision.body)
         attempts = got.attempts + put.attempts
         if put.is_ok:

@@ -26,7 +26,7 @@ FINISHED_SQL = (
     "SELECT s.row AS row, r.meeting_id AS meeting_id, r.account_id AS account_id, r.outcome AS outcome,"
     " r.status AS status, r.attempts AS attempts, r.error AS error"
     " FROM rollback r JOIN snapshots s USING (account_id, meeting_id)"
-    f" WHERE r.seq = s.seq AND {JUDGED}"
+    f" WHERE r.seq = s.seq AND r.outcome != 'restoring' AND {JUDGED}"
 )
 
 
@@ -41,6 +41,7 @@ class SnapshotRecord(NamedTuple):
     write_state: str  # pending | landed | unknown | earlier (failed, after an earlier write that may have landed)
     seq: int
     landed_after: dict[str, Any] | None = None  # the job's last write that landed or may have
+    restoring: bool = False  # an earlier rollback sent the restoring PUT and was stopped before its outcome
 
 
 def todo(store: Store, chunk: int = 1000) -> Iterator[SnapshotRecord]:
@@ -57,7 +58,7 @@ def todo(store: Store, chunk: int = 1000) -> Iterator[SnapshotRecord]:
     while True:
         batch = store.db.execute(
             "SELECT s.rowid, s.account_id, s.meeting_id, s.row, s.before, s.after, s.write_state, s.seq,"
-            " s.landed_after"
+            " s.landed_after, r.outcome = 'restoring' AND r.seq = s.seq"
             " FROM snapshots s LEFT JOIN rollback r USING (account_id, meeting_id)"
             f" WHERE s.rowid > ? AND {JUDGED}"
             " AND (r.outcome IS NULL OR r.seq != s.seq OR r.outcome NOT IN ('succeeded', 'unchanged'))"
@@ -66,10 +67,12 @@ def todo(store: Store, chunk: int = 1000) -> Iterator[SnapshotRecord]:
         ).fetchall()
         if not batch:
             return
-        for _rowid, account, meeting, row, before, after, write_state, seq, landed_after in batch:
+        for _rowid, account, meeting, row, before, after, write_state, seq, landed_after, restoring in batch:
             state = "earlier" if write_state == "failed" else write_state
             landed = _unpack(landed_after) if landed_after is not None else None
-            yield SnapshotRecord(account, meeting, row, _unpack(before), _unpack(after), state, seq, landed)
+            yield SnapshotRecord(
+                account, meeting, row, _unpack(before), _unpack(after), state, seq, landed, bool(restoring)
+            )
         last = batch[-1][0]
 
 
@@ -131,7 +134,8 @@ def tally(store: Store) -> dict[str, Counter[str]]:
     has ``meetings`` plus, per judged meeting, its outcome (``succeeded``,
     ``unchanged``) or the error of a failed one (``conflict``,
     ``credential_guard``, ``not_found``...); a meeting not judged at its
-    current seq counts as ``pending``. ``unknown`` covers write_state unknown
+    current seq counts as ``pending`` (so does one whose restoring PUT was sent
+    by a rollback stopped before its outcome: ``restoring``). ``unknown`` covers write_state unknown
     and pending (a write killed before its outcome was committed); ``earlier``
     is a failed write after an earlier one of the job; ``failed`` (the job's
     only write never landed: not a change of the job) only has ``meetings``.
@@ -144,7 +148,8 @@ def tally(store: Store) -> dict[str, Counter[str]]:
     }
     for write_state, judged, n in store.db.execute(
         "SELECT CASE WHEN s.write_state = 'failed' AND s.maybe_landed THEN 'earlier' ELSE s.write_state END,"
-        " CASE WHEN r.seq IS s.seq THEN COALESCE(r.error, r.outcome) ELSE 'pending' END, COUNT(*)"
+        " CASE WHEN r.seq IS s.seq AND r.outcome != 'restoring' THEN COALESCE(r.error, r.outcome) ELSE 'pending' END,"
+        " COUNT(*)"
         " FROM snapshots s LEFT JOIN rollback r USING (account_id, meeting_id) GROUP BY 1, 2"
     ):
         group = "unknown" if write_state == "pending" else write_state
