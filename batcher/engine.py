@@ -292,7 +292,7 @@ class Job:
     def flush(self) -> None:
         """Group commit: outcomes and counters become durable, results reach their file."""
         self.count_requests()
-        self.store.flush(*self.timeline.statements())
+        self.store.flush()
         self.results.flush()
 
     def heartbeat(self) -> None:
@@ -340,7 +340,7 @@ class Job:
         started = time.monotonic()
         try:
             await self.prepare()
-            runs.open_run(self.store.db, self.timeline, "run", runs.describe(cfg))  # the state is this job's
+            runs.open_run(self.store, self.timeline, "run", runs.describe(cfg))  # the state is this job's
             # results of rows committed by an earlier (killed) run, before anything is sent
             self.results.catch_up(self.store.db, finished_rows_sql(self.store, cfg.retry_failed))
             with Source(cfg.input, cfg.input_format, self.stdin, cfg.set_values) as source:

@@ -203,7 +203,7 @@ class Rollback:
             (stats.requests - requests, stats.retries - retries, now - then),
         )
         self.timeline.row(outcome, error)
-        self.store.flush(*self.timeline.statements())  # right after the outcome's own commit
+        self.store.flush()  # the timeline's buckets (Store.flush_extras), right after the outcome's commit
         self.results.emit(snap.row, snap.meeting_id, snap.account_id, outcome, status, attempts, error)
         self.results.flush()  # after the commit: a line never names an outcome a kill could undo
         self.counts[error or outcome] += 1
@@ -285,7 +285,7 @@ async def rollback_job(
         progress.done = progress.initial = judged
         pacer = Pacer(config.rate, control.clock, control.sleep)
         timeline = Timeline(wall_clock_from(control.clock))
-        runs.open_run(store.db, timeline, "rollback", runs.describe(config))
+        runs.open_run(store, timeline, "rollback", runs.describe(config))
         async with Client(config, pacer, control.sleep, on_retry=console.debug, timeline=timeline) as client:
             rollback = Rollback(config, store, control, progress, client, results, timeline)
             tick = lambda: show_pause(progress, pacer, control)  # noqa: E731

@@ -75,23 +75,27 @@ def describe(config: JobConfig) -> dict[str, Any]:
     }
 
 
-def open_run(db: sqlite3.Connection, timeline: Timeline, kind: str, options: dict[str, Any]) -> int:
-    """Record the start of a run (committed at once) and point ``timeline`` at it; returns its id."""
+def open_run(store: Store, timeline: Timeline, kind: str, options: dict[str, Any]) -> int:
+    """Record the start of a run (committed at once), point ``timeline`` at it and have every commit of
+    ``store`` carry its buckets from now on; returns the run's id."""
+    db = store.db
     db.execute(RUNS_TABLE)
     db.execute(TIMELINE_TABLE)
     cur = db.execute(
         "INSERT INTO runs (kind, started, pid, options) VALUES (?, ?, ?, ?)",
         (kind, timeline.now(), os.getpid(), orjson.dumps(options).decode()),
     )
-    timeline.run_id = cur.lastrowid
-    return timeline.run_id  # type: ignore[return-value]
+    run_id: int = cur.lastrowid  # type: ignore[assignment]
+    timeline.start(run_id)
+    store.flush_extras.append(timeline.statements)
+    return run_id
 
 
 def close_run(store: Store, timeline: Timeline, exit_code: int) -> None:
     """Write the run's end and exit code, with its last buckets, in one commit (no-op for a run never opened)."""
     if timeline.run_id is not None:
         end = ("UPDATE runs SET ended = ?, exit_code = ? WHERE id = ?", (timeline.now(), exit_code, timeline.run_id))
-        store.flush(*timeline.statements(), end)
+        store.flush(end)  # with the timeline's last buckets (Store.flush_extras)
 
 
 def exit_code_of(exc: BaseException) -> int:

@@ -2,10 +2,17 @@
 
 Nothing is kept per request. Every request (GET, PUT, PATCH, retries and
 rollback's included), every Retry-After pause and every row outcome of a run
-is added to the bucket of ``BUCKET_S`` wall-clock seconds it happened in
-(a request: the one it *started* in, as ``--rate`` counts starts). A bucket
-holds counts (requests by method, retries, answers by status or error kind,
-row outcomes by kind, pauses and paused seconds) and a latency histogram.
+is added to the bucket of wall-clock time it happened in (a request: the one it
+*started* in, as ``--rate`` counts starts). A bucket holds counts (requests by
+method, retries, answers by status or error kind, row outcomes by kind, pauses
+and paused seconds) and a latency histogram.
+
+Bucket widths are fixed by the age of the run (``WIDTHS``): 1 s for its first
+10 minutes, 5 s to the first hour, 30 s to the sixth, then 60 s. A two-minute
+job gets a chart with a point a second; a week-long one writes 60 rows an
+hour. Each width starts on a multiple of itself, so buckets never overlap and a
+display interval that is a multiple of every width (report_data) merges them
+exactly.
 
 The histogram's bins grow by a constant ratio (``BIN_RATIO`` = 2**(1/8)), so
 naming a bin by its geometric middle is within ``PERCENTILE_ERROR`` (4.4 %) of
@@ -17,7 +24,8 @@ the true sample at that rank (nearest-rank definition), for latencies above
 ``statements()`` hands the buckets touched since its last call to
 ``Store.flush`` (the engine's group commits): a ``kill -9`` loses only what
 happened since the last group commit, and the state grows by at most one row
-per bucket of activity: 360 rows an hour, whatever the request rate. Buckets
+per bucket of activity, whatever the request rate: 60 rows an hour once a run
+is six hours old (README, "The HTML report": bytes per hour). Buckets
 belong to a run (``runs.py``), so a resumed run never rewrites an earlier one.
 
 Time comes from an injected wall clock: tests drive a fake one.
@@ -34,7 +42,9 @@ from typing import Any
 
 import orjson
 
-BUCKET_S = 10  # seconds per bucket: a 2-minute job still gets a dozen points, a day 8,640 rows
+# (run age from which it applies in seconds, bucket width in seconds); each age a multiple of its width
+WIDTHS = ((0, 1), (600, 5), (3600, 30), (6 * 3600, 60))
+MAX_WIDTH_S = WIDTHS[-1][1]
 BIN_RATIO = 2 ** (1 / 8)  # each latency bin is this much wider than the one before
 MIN_LATENCY_S = 1e-4  # bin 0 holds everything below MIN_LATENCY_S * BIN_RATIO
 PERCENTILE_ERROR = math.sqrt(BIN_RATIO) - 1  # 0.0443: the geometric middle of a bin vs anything in it
@@ -46,10 +56,11 @@ _LOG_RATIO = math.log(BIN_RATIO)
 TIMELINE_TABLE = """CREATE TABLE IF NOT EXISTS timeline (
     run INTEGER NOT NULL,            -- runs.id
     start INTEGER NOT NULL,          -- the bucket's first second (Unix time, UTC)
+    width INTEGER NOT NULL,          -- seconds it covers (grows with the run's age: timeline.WIDTHS)
     data BLOB NOT NULL,              -- the Bucket as compact JSON (Bucket.to_json)
     PRIMARY KEY (run, start)
 ) WITHOUT ROWID"""
-_SAVE = "INSERT OR REPLACE INTO timeline (run, start, data) VALUES (?, ?, ?)"
+_SAVE = "INSERT OR REPLACE INTO timeline (run, start, width, data) VALUES (?, ?, ?, ?)"
 
 Clock = Callable[[], float]
 
@@ -82,7 +93,7 @@ def percentile(histogram: Mapping[int, int], q: float) -> float | None:
 
 @dataclass(slots=True)
 class Bucket:
-    """What happened in one ``BUCKET_S`` slice of a run."""
+    """What happened in one bucket (a slice of wall-clock time) of a run."""
 
     methods: Counter[str] = field(default_factory=Counter)  # requests started, by method
     retries: int = 0  # of those, attempts after the first of their call
@@ -143,31 +154,42 @@ class Bucket:
 class Timeline:
     """One run's buckets in memory, handed to the state with each group commit.
 
-    ``run_id`` is set by ``runs.open_run``; until then ``statements()`` is
-    empty (nothing is written for a run that never started).
+    ``start(run_id)`` (called by ``runs.open_run``) fixes the run's age zero;
+    until then ``statements()`` is empty (nothing is written for a run that
+    never started).
     """
 
-    def __init__(self, clock: Clock = time.time, bucket_s: int = BUCKET_S) -> None:
+    def __init__(self, clock: Clock = time.time) -> None:
         self.clock = clock
-        self.bucket_s = bucket_s
         self.run_id: int | None = None
-        self._buckets: dict[int, Bucket] = {}
+        self._bands = _bands(clock())
+        self._buckets: dict[int, tuple[int, Bucket]] = {}  # start -> (width, bucket)
         self._dirty: set[int] = set()
         self._paused_until = -math.inf
+
+    def start(self, run_id: int) -> None:
+        """The run is recorded: its buckets go to the state from now on, and its age counts from now."""
+        self.run_id = run_id
+        self._bands = _bands(self.clock())
 
     def now(self) -> float:
         """The wall clock: a request's start mark for ``request``."""
         return self.clock()
 
+    def span(self, at: float) -> tuple[int, int]:
+        """(start, width) of the bucket holding the instant ``at``."""
+        width = next(w for from_s, w in reversed(self._bands) if at >= from_s) if at >= self._bands[0][0] else 1
+        return int(at // width) * width, width
+
     def _bucket(self, at: float) -> Bucket:
-        start = int(at // self.bucket_s) * self.bucket_s
-        bucket = self._buckets.get(start)
-        if bucket is None:
+        start, width = self.span(at)
+        found = self._buckets.get(start)
+        if found is None:
             if at < self.clock() - HORIZON_S:  # its bucket was written and let go: count it now
                 return self._bucket(self.clock())
-            bucket = self._buckets[start] = Bucket()
+            found = self._buckets[start] = (width, Bucket())
         self._dirty.add(start)
-        return bucket
+        return found[1]
 
     def request(self, method: str, started: float, status: int | None, error: str | None, is_retry: bool) -> None:
         """One attempt finished: ``started`` is ``now()`` taken before it was sent.
@@ -193,7 +215,8 @@ class Timeline:
         at = max(now, self._paused_until)
         self._paused_until = end
         while at < end:  # spread the paused seconds over the buckets the pause covers
-            upto = min(end, (at // self.bucket_s + 1) * self.bucket_s)
+            start, width = self.span(at)
+            upto = min(end, start + width)
             self._bucket(at).paused_s += upto - at
             at = upto
 
@@ -206,15 +229,24 @@ class Timeline:
         """SQL for the buckets touched since the last call (for ``Store.flush``); old ones leave memory."""
         if self.run_id is None or not self._dirty:
             return []
-        out = [(_SAVE, (self.run_id, start, self._buckets[start].to_json())) for start in sorted(self._dirty)]
+        out = []
+        for start in sorted(self._dirty):
+            width, bucket = self._buckets[start]
+            out.append((_SAVE, (self.run_id, start, width, bucket.to_json())))
         self._dirty.clear()
-        oldest = self.clock() - HORIZON_S - self.bucket_s
+        oldest = self.clock() - HORIZON_S - MAX_WIDTH_S
         for start in [s for s in self._buckets if s < oldest]:
             del self._buckets[start]
         return out
 
 
-def load_buckets(rows: Iterable[tuple[int, int, bytes]]) -> Iterator[tuple[int, int, Bucket]]:
-    """``(run, start, Bucket)`` from rows of ``SELECT run, start, data FROM timeline``."""
-    for run, start, data in rows:
-        yield run, start, Bucket.from_json(data)
+def _bands(origin: float) -> list[tuple[float, int]]:
+    """When each width takes over for a run that began at ``origin``: the first multiple of the
+    width at or after the age it applies from, so a wider bucket never overlaps a narrower one."""
+    return [(math.ceil((origin + from_s) / width) * width, width) for from_s, width in WIDTHS]
+
+
+def load_buckets(rows: Iterable[tuple[int, int, int, bytes]]) -> Iterator[tuple[int, int, int, Bucket]]:
+    """``(run, start, width, Bucket)`` from rows of ``SELECT run, start, width, data FROM timeline``."""
+    for run, start, width, data in rows:
+        yield run, start, width, Bucket.from_json(data)
