@@ -122,7 +122,8 @@ def _job_section(data: ReportData) -> str:
         extra = [*(f"--{f.replace('_', '-')}" for f in flags), *(f"--set {s}" for s in o.get("set") or [])]
         if o.get("max_failures") is not None:
             extra.append(f"--max-failures {o['max_failures']}")
-        extra.append(f"--max-attempts {o.get('max_attempts')}, --timeout {o.get('timeout_s')} s")
+        if o.get("max_attempts") is not None:
+            extra.append(f"--max-attempts {o['max_attempts']}, --timeout {o.get('timeout_s')} s")
         status = run_status(run, data.running_pids)
         body.append(
             [
@@ -202,7 +203,8 @@ def _outcomes_section(outcomes: Outcomes, noun: str) -> str:
 
 def render_report(data: ReportData) -> str:
     """The whole HTML document."""
-    name = os.path.basename(data.job.get("input") or data.state_path)
+    source = data.job.get("input")
+    name = os.path.basename(source if source and source != "-" else data.state_path)
     parts = [
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 import sqlite3
 import sys
 import uuid
@@ -17,7 +18,7 @@ from batcher.timeline import Bucket
 
 from .conftest import ACCOUNT, config, write_jsonl
 from .fake_time import VirtualTime
-from .test_cli import ENV, cli, kill_at, run_cli
+from .test_cli import ENV, cli, kill_at, run_cli, start_cli, when_requests_reach
 from .test_secrets import CANARIES, assert_no_canary
 
 FR = {"ai_config": {"transcription": {"language": "fr"}}}
@@ -186,3 +187,40 @@ async def test_run_without_html_never_loads_the_chart_library(server, tmp_path):
     )
     out, err = await proc.communicate()
     assert out.decode().split() == ["0", "False"], err.decode()
+
+
+async def test_an_interrupted_run_still_writes_its_report_with_exit_130_and_the_skipped_rows(server, tmp_path):
+    ids = server.add(40)
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, **FR} for m in ids])
+    html = tmp_path / "r.html"
+    reached = when_requests_reach(server, 4)
+    proc = await start_cli(
+        "run", str(src), "--rate", "2/1", "--concurrency", "2", "--html", str(html), base_url=server.base_url
+    )
+    await reached.wait()
+    proc.send_signal(signal.SIGINT)
+    _, err = await proc.communicate()
+    assert proc.returncode == 130, err.decode()
+    data = read_report(str(src) + ".state.db")
+    [run] = data.runs
+    assert run.exit_code == 130 and run.ended is not None
+    skipped = data.outcomes.counts["skipped"]
+    assert skipped > 0 and data.timelines["run"].totals.rows["skipped"] == skipped
+    text = html.read_text(encoding="utf-8")
+    assert "<td>exit 130</td>" in text and ">skipped<" in text
+
+
+async def test_a_report_of_a_running_job_says_running(server, tmp_path):
+    ids = server.add(10)
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, **FR} for m in ids])
+    reached = when_requests_reach(server, 1)
+    proc = await start_cli("run", str(src), "--rate", "1/60", base_url=server.base_url)
+    try:
+        await reached.wait()
+        html = tmp_path / "r.html"
+        done = await asyncio.to_thread(cli, "report", "--state", str(src) + ".state.db", "--html", str(html))
+        assert done.returncode == 0, done.stderr
+        assert "<td>running</td>" in html.read_text(encoding="utf-8")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await proc.communicate()
