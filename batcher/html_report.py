@@ -20,6 +20,7 @@ from typing import Any
 
 from . import __version__, charts
 from .estimate import duration_text
+from .model import masked_set_argument
 from .report_data import Outcomes, ReportData, Timeline, read_report, run_status
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -84,7 +85,8 @@ def _job_section(data: ReportData) -> str:
         ["base URL", job.get("base_url") or "-"],
         ["app id", job.get("app_id") or "(none: the /realtimekit/ path)"],
         ["account", job.get("account_id") or "(each row's own)"],
-        ["--set", ", ".join(f"{p}={v}" for p, v in job.get("set") or []) or "-"],
+        # a credential's value is kept only as a digest: shown as *** all the same
+        ["--set", ", ".join(masked_set_argument(f"{p}={v}") for p, v in job.get("set") or []) or "-"],
         ["state file", data.state_path],
     ]
     kv = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)

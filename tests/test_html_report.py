@@ -84,7 +84,7 @@ async def test_the_reports_figures_are_the_states(server, tmp_path):
 async def test_no_secret_reaches_the_report(server, tmp_path):
     s3 = {"type": "aws", "bucket": "b", "access_key": "AKIA-CANARY-ACCESS", "secret": "CANARY-SECRET-VALUE"}
     sftp = {"type": "sftp", "host": "h", "password": "CANARY-SFTP-PASSWORD", "private_key": "CANARY-PRIVATE-KEY"}
-    fine, rejected, echoed = server.add(3)
+    fine, rejected, echoed, set_by_flag = server.add(4)
     server.api.faults.append(
         {"status": 400, "meeting": rejected, "method": "PUT", "message": "bad password CANARY-SFTP-PASSWORD"}
     )
@@ -94,13 +94,17 @@ async def test_no_secret_reaches_the_report(server, tmp_path):
         {"meeting_id": rejected, "recording_config": {"storage_config": sftp}},
         {"meeting_id": echoed, "recording_config": {"storage_config": s3}},
     ]
-    cfg = config(tmp_path, server, write_jsonl(tmp_path / "in.jsonl", rows))
+    rows.append({"meeting_id": set_by_flag, "recording_config": {"storage_config": {**s3, "secret": None}}})
+    rows[-1]["recording_config"]["storage_config"].pop("secret")
+    set_values = (("recording_config.storage_config.password", "CANARY-SFTP-PASSWORD"),)
+    cfg = config(tmp_path, server, write_jsonl(tmp_path / "in.jsonl", rows), set_values=set_values)
     result = await run_job(cfg)
-    assert result.summary["failed"] == 2
+    assert result.summary["failed"] == 3, result.message  # two echoed errors, one credential_guard
     html = tmp_path / "r.html"
     write_html_report(cfg.state_file, str(html))
     text = html.read_text(encoding="utf-8")
     assert "bad password ***" in text  # the message is there, its secret is not
+    assert text.count("recording_config.storage_config.password=***") == 2  # --set: the job's, and the run's
     assert_no_canary(text, "the HTML report")
 
 
