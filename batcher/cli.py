@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import __version__
+from . import __version__, commands
 from .commands import add_export_parser, add_set_option, add_status_parser, cmd_export, cmd_status
 from .config import (
     DEFAULT_BASE_URL,
@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="apply every row of INPUT", epilog=EXAMPLES["run"], formatter_class=fmt)
     add_job_options(run)
     add_set_option(run)
+    commands.add_html_option(run)
 
     plan = sub.add_parser(
         "plan", help="show what run would change, without any PUT", epilog=EXAMPLES["run"], formatter_class=fmt
@@ -90,10 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # None = not given: rollback then uses the job's recorded server (an explicit one must match it)
     rollback.set_defaults(base_url=None, app_id=None, account_id=None)
+    commands.add_html_option(rollback)
 
     add_fake_api_parser(sub, fmt)
     add_export_parser(sub, fmt)
     add_status_parser(sub, fmt)
+    commands.add_report_parser(sub, fmt)
     return parser
 
 
@@ -208,6 +211,7 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             console=console,
         )
         console.say("summary", result.message, **result.summary)
+        commands.write_run_report(config.state_file, args.html_path, console.say)
         if result.exit_code == 130:
             why = "stdout was closed by its reader" if control.output_closed else "interrupted"
             _say_resume(console, argv, f"batcher: {why}; state saved.")
@@ -229,7 +233,7 @@ def _check_input_opens(config: JobConfig) -> None:
 
 
 # Output options other helpers' commands may add (flag, argparse dest): checked like the rest when present.
-_EXTRA_OUTPUTS = (("--budget-file", "budget_path"),)
+_EXTRA_OUTPUTS = (("--budget-file", "budget_path"), ("--html", "html_path"))
 
 
 def _require_account(config: JobConfig) -> None:
@@ -301,7 +305,7 @@ def cmd_rollback(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if not os.path.exists(args.state_path):
         raise UsageError(f"no state file at {args.state_path}")
     report = args.report_path or f"{args.state_path}.rollback.failures.jsonl"
-    extra = (("--results", "results_path"), ("--summary-json", "summary_path"))
+    extra = (("--results", "results_path"), ("--summary-json", "summary_path"), ("--html", "html_path"))
     outputs = [("--state", args.state_path), ("--report", report)] + [(f, getattr(args, d, None)) for f, d in extra]
     check_outputs(None, outputs, [("--token-file", args.token_file)])
     check_state(args.state_path, must_exist=True)
@@ -324,6 +328,7 @@ def cmd_rollback(args: argparse.Namespace, argv: Sequence[str]) -> int:
         _install_signals(control, lambda: os._exit(130), lambda: console.say("interrupt", DRAINING))
         result = await rollback_job(config, control=control, console=console, given=given)
         console.say("summary", result.message, **result.summary)
+        commands.write_run_report(config.state_file, args.html_path, console.say)
         if result.exit_code == 130:
             _say_resume(console, argv, "batcher: interrupted; state saved.")
         elif result.exit_code == 3:
@@ -401,6 +406,8 @@ def _main(argv: list[str]) -> int:
             return cmd_export(args)
         if args.command == "status":
             return cmd_status(args)
+        if args.command == "report":
+            return commands.cmd_report(args)
         return cmd_fake_api(args)
     except BatcherError as exc:
         if getattr(args, "verbose", False):

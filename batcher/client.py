@@ -35,6 +35,7 @@ from .retry import (
     parse_retry_after,
     parse_x_ratelimit,
 )
+from .timeline import Timeline
 
 _TAGS = re.compile(r"<[^>]+>")
 _SPACE = re.compile(r"\s+")
@@ -137,8 +138,10 @@ class Client:
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
         on_retry: Callable[..., None] | None = None,
+        timeline: Timeline | None = None,
     ):
         self.config = config
+        self.timeline = timeline  # per-request timings for the HTML report (timeline.py)
         self.pacer = pacer
         self.stats = Stats()
         self._sleep = sleep
@@ -233,13 +236,18 @@ class Client:
         while True:
             attempt += 1
             ticket = self.pacer.count_free_start() if self.pacer.is_free else await self.pacer.acquire()
+            started = self.timeline.now() if self.timeline is not None else 0.0
             result, retry_after = await self._attempt(method, target, payload, ticket)
             result.attempts = attempt
+            if self.timeline is not None:
+                self.timeline.request(method, started, result.status, result.error, attempt > 1)
             decision = decide(
                 result.status, result.error, retry_after, attempt, self.config.max_attempts, is_write, self._rng
             )
             if decision.pauses_everyone:
                 self.pacer.pause_for(decision.pause_s)
+                if self.timeline is not None:
+                    self.timeline.pause(decision.pause_s)
             if decision.action is Action.DONE:
                 return result
             if decision.is_unknown:

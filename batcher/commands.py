@@ -197,3 +197,59 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(status_text(doc, args.state_path) + "\n")
     return 0
+
+
+REPORT_EXAMPLES = """examples:
+  batcher report --state job.state.db --html job.html    # any time: while the job runs, or years later
+  batcher run rows.csv --account-id ACCOUNT --html job.html   # written when the run ends (or is stopped)
+  batcher rollback --state job.state.db --html job.html       # the same report, with the rollback's part"""
+
+HTML_HELP = "write the job's self-contained HTML report to FILE when this run ends (also when it is stopped)"
+
+
+def add_html_option(parser: argparse.ArgumentParser) -> None:
+    """``--html FILE`` on run and rollback."""
+    parser.add_argument("--html", dest="html_path", metavar="FILE", help=HTML_HELP)
+
+
+def add_report_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
+    """The ``report`` sub-command."""
+    p = sub.add_parser(
+        "report",
+        help="write a job's self-contained HTML report (read-only; works while it runs)",
+        epilog=REPORT_EXAMPLES,
+        formatter_class=fmt,
+    )
+    p.add_argument("--state", dest="state_path", metavar="FILE", required=True, help="the job's state file")
+    p.add_argument(
+        "--html", dest="html_path", metavar="FILE", required=True, help="the HTML file to write (- for stdout)"
+    )
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``batcher report``: 0 once the file is written (the job's own outcome is inside it)."""
+    from .html_report import write_html_report
+    from .preflight import check_outputs
+
+    check_outputs(None, [("--html", args.html_path)], [("--state", args.state_path)])
+    write_html_report(args.state_path, args.html_path)
+    if args.html_path != "-":
+        sys.stderr.write(f"batcher: report written to {args.html_path}\n")
+    return 0
+
+
+def write_run_report(state_path: str, html_path: str | None, say: Any) -> None:
+    """After ``run`` or ``rollback``: write ``--html`` if asked. A failure to write it is said, never
+    raised: the job's own exit code stands (``batcher report`` writes it again from the state)."""
+    if not html_path or not os.path.exists(state_path):
+        return
+    from .html_report import write_html_report
+
+    try:
+        write_html_report(state_path, html_path)
+    except Exception as exc:  # the job is done and saved; only its picture is missing
+        from .errors import describe_exception
+
+        say("error", f"batcher: error: the HTML report was not written: {describe_exception(exc)}")
+        return
+    say("report", f"batcher: HTML report: {html_path}", path=html_path)

@@ -41,7 +41,8 @@ from typing import IO, Any
 
 import orjson
 
-from .client import CallResult, Client
+from . import runs
+from .client import CallResult, Client, wall_clock_from
 from .config import JobConfig
 from .decide import READS_FIRST, Options, Refuse, Send, Unchanged, decide
 from .errors import AuthError, HaltError, Interrupted
@@ -65,6 +66,7 @@ from .report import (
 from .source import STDIN, Source
 from .status import publish_live
 from .store import Store
+from .timeline import Timeline
 
 EARLY_STOP_ROWS = 20
 EARLY_STOP_MIN_ROWS = 3
@@ -100,8 +102,10 @@ class Job:
         results: ResultsStream,
         on_invalid: Callable[[RowError], None] | None = None,
         stdin: IO[bytes] | None = None,
+        timeline: Timeline | None = None,
     ) -> None:
         self.config = config
+        self.timeline = timeline or Timeline()  # timings and outcomes in buckets, for the HTML report
         self.store = store
         self.client = client
         self.pacer = pacer
@@ -213,6 +217,7 @@ class Job:
         patch: dict[str, Any] | None = None,
     ) -> None:
         """Record one row's outcome (group-committed), stream it, count it."""
+        self.timeline.row(outcome, error)
         waiting = self.store.record(
             row.number,
             outcome,
@@ -335,6 +340,7 @@ class Job:
         started = time.monotonic()
         try:
             await self.prepare()
+            runs.open_run(self.store, self.timeline, "run", runs.describe(cfg))  # the state is this job's
             # results of rows committed by an earlier (killed) run, before anything is sent
             self.results.catch_up(self.store.db, finished_rows_sql(self.store, cfg.retry_failed))
             with Source(cfg.input, cfg.input_format, self.stdin, cfg.set_values) as source:
@@ -353,18 +359,22 @@ class Job:
             if self.is_prepared and not self.store.is_closed:
                 with contextlib.suppress(Exception):
                     self.wrap_up(started)
+                with contextlib.suppress(Exception):
+                    runs.close_run(self.store, self.timeline, runs.exit_code_of(exc))
             raise
         finally:
             if not self.store.is_closed:
                 self.count_requests()
-        return self.wrap_up(started)
+        result = self.wrap_up(started)
+        runs.close_run(self.store, self.timeline, result.exit_code)
+        return result
 
     def wrap_up(self, started: float) -> JobResult:
         """Mark what was not reached, write the report and summary, choose the exit code."""
         cfg, store = self.config, self.store
         elapsed = time.monotonic() - started
         if self.control.stopping:
-            store.mark_unfinished_skipped()
+            self.timeline.row("skipped", count=store.mark_unfinished_skipped())
         self.count_requests()
         totals = store.end_run()
         write_failure_report(store, cfg.report_file)
@@ -407,7 +417,8 @@ async def run_job(
     try:
         results = ResultsStream(config.results_path, on_broken=control.output_lost)
         pacer = Pacer(config.rate, control.clock, control.sleep)
-        async with Client(config, pacer, control.sleep, on_retry=console.debug) as client:
+        timeline = Timeline(wall_clock_from(control.clock))
+        async with Client(config, pacer, control.sleep, on_retry=console.debug, timeline=timeline) as client:
             job = Job(
                 config,
                 store,
@@ -419,6 +430,7 @@ async def run_job(
                 results=results,
                 on_invalid=on_invalid,
                 stdin=stdin,
+                timeline=timeline,
             )
             control.flushers.append(job.flush)
             return await job.run()

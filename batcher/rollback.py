@@ -67,6 +67,7 @@ rollback resumes too.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections import Counter
@@ -76,8 +77,8 @@ from typing import Any
 
 import orjson
 
-from . import rollback_state
-from .client import Client
+from . import rollback_state, runs
+from .client import Client, wall_clock_from
 from .config import DEFAULT_BASE_URL, JobConfig
 from .decide import Options, Refuse, Unchanged, restore
 from .errors import AuthError, HaltError, UsageError
@@ -87,6 +88,7 @@ from .progress import Console, Progress
 from .report import ResultsStream, write_report
 from .rollback_state import SnapshotRecord
 from .store import Store
+from .timeline import Timeline
 
 # Snapshot classes a rollback judges (see rollback_state.tally): the job's latest write landed; its
 # outcome is unknown (or was never recorded); it failed after an earlier write that may have landed.
@@ -165,8 +167,10 @@ class Rollback:
         progress: Progress,
         client: Client,
         results: ResultsStream,
+        timeline: Timeline | None = None,
     ) -> None:
         self.config = config
+        self.timeline = timeline or Timeline()  # timings and outcomes in buckets, for the HTML report
         self.store = store
         self.control = control
         self.progress = progress
@@ -200,6 +204,8 @@ class Rollback:
             attempts,
             (stats.requests - requests, stats.retries - retries, now - then),
         )
+        self.timeline.row(outcome, error)
+        self.store.flush()  # the timeline's buckets (Store.flush_extras), right after the outcome's commit
         self.results.emit(snap.row, snap.meeting_id, snap.account_id, outcome, status, attempts, error)
         self.results.flush()  # after the commit: a line never names an outcome a kill could undo
         self.counts[error or outcome] += 1
@@ -270,6 +276,7 @@ async def rollback_job(
     store = Store.open(config.state_file)
     started = time.monotonic()
     results: ResultsStream | None = None
+    timeline: Timeline | None = None
     try:
         results = ResultsStream(config.results_path)
         fingerprint = store.get_meta("fingerprint")
@@ -285,8 +292,10 @@ async def rollback_job(
         judged = sum(tally[g]["succeeded"] + tally[g]["unchanged"] for g in GROUPS)
         progress.done = progress.initial = judged
         pacer = Pacer(config.rate, control.clock, control.sleep)
-        async with Client(config, pacer, control.sleep, on_retry=console.debug) as client:
-            rollback = Rollback(config, store, control, progress, client, results)
+        timeline = Timeline(wall_clock_from(control.clock))
+        runs.open_run(store, timeline, "rollback", runs.describe(config))
+        async with Client(config, pacer, control.sleep, on_retry=console.debug, timeline=timeline) as client:
+            rollback = Rollback(config, store, control, progress, client, results, timeline)
             tick = lambda: show_pause(progress, pacer, control)  # noqa: E731
             await pump(rollback_state.todo(store), rollback.handle, config.concurrency, control, tick)
         progress.close()
@@ -297,16 +306,20 @@ async def rollback_job(
             Path(config.summary_path).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
         this_run = f"this run: {sum(rollback.counts.values())} meetings judged, {client.stats.requests} requests in {time.monotonic() - started:.1f} s"
         text = f"{human_summary(doc)}\n  {this_run}\n  report: {report_path}   state: {store.path}"
+        exit_code = control.halt.exit_code if control.halt else 130 if control.interrupted else 1 if failed else 0
+        runs.close_run(store, timeline, exit_code)
+    except BaseException as exc:
+        if timeline is not None:
+            with contextlib.suppress(Exception):
+                runs.close_run(store, timeline, runs.exit_code_of(exc))
+        raise
     finally:
         if results is not None:
             results.close()
         store.close()
-    c = rollback.counts
     if control.halt is not None:
-        return RollbackResult(control.halt.exit_code, c, f"{text}\n{control.halt}", doc)
-    if control.interrupted:
-        return RollbackResult(130, c, text, doc)
-    return RollbackResult(1 if failed else 0, c, text, doc)
+        text = f"{text}\n{control.halt}"
+    return RollbackResult(exit_code, rollback.counts, text, doc)
 
 
 def _summary(store: Store, requests: int, retries: int, elapsed_s: float) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import fcntl
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import astuple, dataclass
 from typing import IO, Any, NamedTuple
 
@@ -120,6 +120,8 @@ class Store(SnapshotsMixin):
         self._pending: list[tuple[Any, ...]] = []
         self._pending_writes: list[tuple[str, str, str]] = []
         self._stats_delta = [0, 0, 0.0]  # requests, retries, elapsed_s not yet committed
+        # more statements for every commit, e.g. the timeline's buckets (timeline.py): they ride on each one
+        self.flush_extras: list[Callable[[], list[tuple[str, tuple[Any, ...]]]]] = []
         self.keys = KeySet(db)
 
     @classmethod
@@ -310,6 +312,8 @@ class Store(SnapshotsMixin):
 
     def flush(self, *also: tuple[str, tuple[Any, ...]]) -> None:
         """Commit buffered outcomes, counters (and ``also``, more statements) in one transaction."""
+        for extra in self.flush_extras:
+            also = (*also, *extra())
         has_stats = self._stats_delta[0] or self._stats_delta[1]
         if not self._pending and not self._pending_writes and not also and not has_stats:
             return

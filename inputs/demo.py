@@ -2,7 +2,9 @@
 
 Starts `batcher fake-api` with the seed meetings, then walks the safe-migration
 path: validate (a clean file and a broken one), plan, run, re-run (nothing is
-sent twice), and rollback of one job. Everything it writes goes to demo-out/.
+sent twice), and rollback of one job. Then a bigger job against a second, busier
+fake API (rate limited, failing 3% of requests, some meetings missing) writes
+its HTML report: demo-out/report.html. Everything it writes goes to demo-out/.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,32 +27,59 @@ def batcher(*args: str, env: dict[str, str]) -> int:
     return subprocess.run([sys.executable, "-m", "batcher", *args], env=env, cwd=ROOT).returncode
 
 
+def start_fake_api(port_file: Path, *args: str) -> subprocess.Popen[bytes]:
+    """``batcher fake-api`` on a free port; returns once it listens (or raises)."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "batcher", "fake-api", *args, "--port", "0", "--port-file", str(port_file)], cwd=ROOT
+    )
+    deadline = time.monotonic() + 30
+    while not port_file.exists() or not port_file.read_text():
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.terminate()
+            raise RuntimeError("demo: the fake API did not start")
+        time.sleep(0.05)
+    return server
+
+
+def report_demo(env: dict[str, str]) -> int:
+    """A job worth a picture: 240 meetings (6 missing) through a server that allows 20 requests a second
+    (our --rate says 30: its 429s pause every worker), fails 3% of requests and takes 20-odd ms."""
+    ids = OUT / "busy-meetings.csv"
+    port_file = OUT / "busy-port"
+    busy = start_fake_api(
+        port_file,
+        *("--meetings", "234", "--ids-out", str(ids), "--rate-limit", "200/10", "--no-ratelimit-headers"),
+        *("--fail-rate", "0.03", "--chaos-seed", "7", "--latency-ms", "20"),
+    )
+    try:
+        with ids.open("a", encoding="utf-8") as out:  # meetings that are not there: not_found failures
+            out.writelines(f"{uuid.UUID(int=n + 1)},demo-account\n" for n in range(6))
+        env = {**env, "BATCHER_BASE_URL": f"http://127.0.0.1:{port_file.read_text()}"}
+        html = str(OUT / "report.html")
+        args = ("run", str(ids), "--set", "ai_config.transcription.language=fr", "--rate", "30/1")
+        args += ("--state", str(OUT / "busy.state.db"), "--report", str(OUT / "busy.failures.jsonl"), "--html", html)
+        code = batcher(*args, env=env)
+        print(f"(exit {code})", flush=True)
+        if code != 1 or not os.path.exists(html):
+            print("demo: expected exit 1 (6 meetings are missing) and the HTML report", file=sys.stderr)
+            return 1
+        print(f"\ndemo: the HTML report of that job: {os.path.relpath(html, ROOT)} (open it in a browser)")
+        return 0
+    finally:
+        busy.terminate()
+        busy.wait(timeout=10)
+
+
 def main() -> int:
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir()
     port_file = OUT / "port"
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "batcher",
-            "fake-api",
-            "--seed",
-            str(INPUTS / "seed-meetings.jsonl"),
-            "--port",
-            "0",
-            "--port-file",
-            str(port_file),
-        ],
-        cwd=ROOT,
-    )
     try:
-        deadline = time.monotonic() + 30
-        while not port_file.exists() or not port_file.read_text():
-            if server.poll() is not None or time.monotonic() > deadline:
-                print("demo: the fake API did not start", file=sys.stderr)
-                return 1
-            time.sleep(0.05)
+        server = start_fake_api(port_file, "--seed", str(INPUTS / "seed-meetings.jsonl"))
+    except RuntimeError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    try:
         env = {
             **os.environ,
             "CLOUDFLARE_API_TOKEN": "demo-token",
@@ -102,7 +132,7 @@ def main() -> int:
         print(
             "demo: the exit-1 runs are the credential guard refusing to erase stored S3 keys (see the failure reports)."
         )
-        return 0
+        return report_demo(env)
     finally:
         server.terminate()
         server.wait(timeout=10)
