@@ -15,6 +15,7 @@ an interval come from its merged histogram.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ MAX_POINTS = 180
 # each a multiple of every narrower bucket width (timeline.WIDTHS: 1, 5, 30, 60)
 NICE_WIDTHS_S = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 43200, 86400)
 TOP_MESSAGES = 3
+# Messages are grouped with the row's own ids (and any other UUID) written as placeholders: "Meeting <meeting>
+# not found" for 312 rows is one message, not 312.
+_UUID = re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b")
 EXAMPLE_ROWS = 5
 OUTCOME_ORDER = ("succeeded", "unchanged", "failed", "skipped", "pending")
 
@@ -180,12 +184,20 @@ def _failure_groups(entries: list[tuple[Any, ...]]) -> list[FailureGroup]:
         kind = str(error)
         group = groups.setdefault(kind, FailureGroup(kind, 0))
         group.count += 1
-        messages[kind][message or ""] += 1
+        messages[kind][_message_shape(message or "", meeting, account)] += 1
         if len(group.examples) < EXAMPLE_ROWS:
             group.examples.append((row, meeting, account, status, message))
     for kind, group in groups.items():
         group.messages = messages[kind].most_common(TOP_MESSAGES)
     return sorted(groups.values(), key=lambda g: (-g.count, g.kind))
+
+
+def _message_shape(message: str, meeting: Any, account: Any) -> str:
+    """The message with the row's meeting and account ids, and any other UUID, as placeholders."""
+    for value, name in ((meeting, "<meeting>"), (account, "<account>")):
+        if value and len(str(value)) >= 4:  # a short id would replace ordinary words
+            message = message.replace(str(value), name)
+    return _UUID.sub("<id>", message)
 
 
 def _by_kind(counts: dict[str, int], failures: list[FailureGroup]) -> list[tuple[str, int]]:
