@@ -26,7 +26,7 @@ import orjson
 
 from . import rollback_state
 from .runs import RunRecord, read_runs
-from .status import _is_alive, _open_read_only
+from .status import is_alive, open_read_only
 from .timeline import Bucket, load_buckets, percentile
 
 MAX_POINTS = 180
@@ -260,7 +260,7 @@ def _rollback_outcomes(db: Any, app_id: str | None) -> Outcomes:
 def read_report(path: str, now: float | None = None) -> ReportData:
     """Read everything the report shows from the state file at ``path`` (read-only)."""
     now = time.time() if now is None else now
-    db = _open_read_only(path)
+    db = open_read_only(path)
     try:
         meta = {key: orjson.loads(value) for key, value in db.execute("SELECT key, value FROM meta")}
         job = dict(meta.get("fingerprint") or {})
@@ -278,7 +278,7 @@ def read_report(path: str, now: float | None = None) -> ReportData:
         rollback = _rollback_outcomes(db, job.get("app_id")) if has_rollback else None
     finally:
         db.close()
-    running = {r.pid for r in runs if r.ended is None and r.pid and r.pid != os.getpid() and _is_alive(r.pid)}
+    running = {r.pid for r in runs if r.ended is None and r.pid and r.pid != os.getpid() and is_alive(r.pid)}
     timelines = {
         kind: build_timeline([r for r in runs if r.kind == kind], buckets.get(kind, []), now)
         for kind in ("run", "rollback")

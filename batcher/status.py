@@ -99,7 +99,8 @@ def resume_command(fingerprint: dict[str, Any], state_path: str, rate: str | Non
     return shlex.join(argv)
 
 
-def _open_read_only(path: str) -> sqlite3.Connection:
+def open_read_only(path: str) -> sqlite3.Connection:
+    """Open a state file for reading while a job may be writing it (status and report share this)."""
     if not os.path.exists(path):
         raise UsageError(f"no state file at {path}")
     # With no -wal file the job is not running and everything is in the main file: open it
@@ -116,7 +117,8 @@ def _open_read_only(path: str) -> sqlite3.Connection:
     return db
 
 
-def _is_alive(pid: int) -> bool:
+def is_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (one we may not signal counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -129,7 +131,7 @@ def _is_alive(pid: int) -> bool:
 def read_status(path: str, now: float | None = None) -> dict[str, Any]:
     """The job's status: the contract's keys (``--json``) plus what the human text shows."""
     now = time.time() if now is None else now
-    db = _open_read_only(path)
+    db = open_read_only(path)
     try:
         meta = {key: orjson.loads(value) for key, value in db.execute("SELECT key, value FROM meta")}
         counts = dict(db.execute("SELECT outcome, COUNT(*) FROM rows GROUP BY outcome").fetchall())
@@ -149,7 +151,7 @@ def read_status(path: str, now: float | None = None) -> dict[str, Any]:
     live = meta.get(LIVE_KEY)
     # a live record of a run that has not ended: the job runs, or was killed before its summary
     is_unfolded = live is not None and live.get("runs_before") == stats.get("runs", 0)
-    is_running = is_unfolded and _is_alive(live["pid"])
+    is_running = is_unfolded and is_alive(live["pid"])
     # run_stats already holds the running job's counters: the engine commits them with each group commit
     requests, retries, elapsed = stats["requests"], stats["retries"], stats["elapsed_s"]
     paused = live.get("paused_until") if is_running else None
