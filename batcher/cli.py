@@ -30,10 +30,11 @@ from .config import (
 )
 from .errors import BatcherError, UsageError, describe_exception
 from .fake_cli import add_fake_api_parser, cmd_fake_api
-from .model import Row, RowError, masked_set_argument, missing_required
+from .model import Row, RowError, missing_required
 from .options import add_job_options
 from .preflight import check_job_outputs, check_outputs, check_state
 from .progress import Console
+from .schema import masked_set_argument
 
 EXAMPLES = {
     "run": """examples:

@@ -17,7 +17,8 @@ from typing import Any
 import orjson
 
 from .config import DEFAULT_BASE_URL, DEFAULT_CONCURRENCY, DEFAULT_MAX_ATTEMPTS, DEFAULT_RATE, DEFAULT_TIMEOUT_S
-from .model import FIELDS, closest_path, validate_body
+from .model import validate_body
+from .schema import FIELDS, closest_path
 from .source import _cell, unflatten
 
 EXPORT_EXAMPLES = """examples:

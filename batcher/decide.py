@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .merge import deep_merge, missing_credentials, project, same, sets_secret, storage_of, strip_secrets
-from .model import DEFAULT_DOCUMENT, missing_required
+from .model import missing_required
+from .schema import DEFAULT_DOCUMENT
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,8 @@ from aiohttp import web
 from .fake_chaos import Chaos, ChaosSpec, is_known_extra, known_part, unknown_paths
 from .fake_listing import Listing, list_page
 from .merge import deep_merge, strip_secrets
-from .model import DEFAULT_DOCUMENT, check_account_id, check_meeting_id, validate_body
+from .model import check_account_id, check_meeting_id, validate_body
+from .schema import DEFAULT_DOCUMENT
 
 JSON = "application/json"
 API_PREFIX = "/client/v4"

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import UsageError
-from .model import FIELDS
+from .schema import FIELDS
 
 _OBJECT_PATHS = frozenset(p for p, s in FIELDS.items() if s.kind == "object")
 

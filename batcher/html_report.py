@@ -20,8 +20,8 @@ from typing import Any
 
 from . import __version__, charts
 from .estimate import duration_text
-from .model import masked_set_argument
 from .report_data import Outcomes, ReportData, Timeline, read_report, run_status
+from .schema import masked_set_argument
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 STYLE = """

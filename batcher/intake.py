@@ -32,9 +32,10 @@ from typing import Any
 from .checks import KeyLog, check_row, duplicate_errors, iter_checked
 from .config import JobConfig
 from .errors import InputChangedError, Interrupted, ValidationFailed
-from .model import ROW_KEYS, Row, RowError, is_secret_path
+from .model import Row, RowError
 from .pool import TICK
 from .report import redacted_patch_json
+from .schema import ROW_KEYS, is_secret_path
 from .source import STDIN, Source
 from .store import RowRecord, Store, file_digest, patch_hash
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .model import FIELDS, SECRET_FIELDS, STORAGE_PATH
+from .schema import FIELDS, SECRET_FIELDS, STORAGE_PATH
 
 REDACTED = "***"
 # Read-only fields GET shows and a PUT must not carry; everything else GET returned is carried.

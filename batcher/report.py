@@ -18,7 +18,7 @@ from typing import IO, Any
 import orjson
 
 from .merge import REDACTED, redact, storage_of
-from .model import SECRET_FIELDS
+from .schema import SECRET_FIELDS
 from .store import Store
 
 REPORT_FIELDS = ("row", "meeting_id", "account_id", "error", "status", "message", "attempts", "patch")

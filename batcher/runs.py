@@ -21,7 +21,7 @@ import orjson
 from . import __version__
 from .config import JobConfig
 from .errors import BatcherError
-from .model import masked_set_argument
+from .schema import masked_set_argument
 from .store import Store
 from .timeline import TIMELINE_TABLE, Timeline
 

@@ -35,8 +35,9 @@ import orjson
 
 from .errors import InputError
 from .jsonkeys import keys_given_twice
-from .model import FIELDS, MAX_JSON_INT, ROW_KEYS, FieldError, closest_path, show_value
+from .model import FieldError, show_value
 from .rowrules import with_constants
+from .schema import FIELDS, MAX_JSON_INT, ROW_KEYS, closest_path
 
 MAX_RECORD_BYTES = 1 << 20  # one meeting's patch is a few KB; 1 MiB is surely a mistake
 csv.field_size_limit(MAX_RECORD_BYTES)

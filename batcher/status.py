@@ -29,7 +29,7 @@ from .config import DEFAULT_BASE_URL, JobConfig
 from .errors import UsageError
 from .estimate import REQUESTS_PER_ROW, duration_text
 from .limiter import Pacer
-from .model import masked_set_argument
+from .schema import masked_set_argument
 from .store import Store
 
 LIVE_KEY = "live"

@@ -6,7 +6,7 @@ import pytest
 
 from batcher.decide import Options, Refuse, Send, Unchanged, decide, restore
 from batcher.merge import same, shows
-from batcher.model import DEFAULT_DOCUMENT
+from batcher.schema import DEFAULT_DOCUMENT
 
 GET = {"id": "m", "created_at": "t", "updated_at": "t", "status": "ACTIVE", "title": "a", "beta_flag": True}
 STORED = {**GET, "recording_config": {"storage_config": {"type": "aws", "bucket": "b"}}}

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from batcher.merge import deep_merge
-from batcher.model import DEFAULT_DOCUMENT
+from batcher.schema import DEFAULT_DOCUMENT
 from batcher.store import _unpack
 
 from .episode import Record

@@ -1,0 +1,245 @@
+"""The PUT body schema and the field paths derived from it.
+
+The schema is the single source of truth for field paths: CSV column names,
+JSONL keys, the fake API's validation and merge-mode projection all derive
+from the pydantic models below, so a field added here is known everywhere.
+
+Models validate *patches* as well as whole documents: every field is optional
+(PUT has no required top-level field), but inside an object the spec's
+required-if rules hold (``storage_config.type``, ``realtimekit_bucket_config
+.enabled``). ``null`` is accepted only where the spec says a field is nullable;
+elsewhere a field is optional by having a default that is never validated.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# -- the PUT body -----------------------------------------------------------
+
+URI_PATTERN = r"^[A-Za-z][A-Za-z0-9+.\-]*://\S+$"
+Uri = typing.Annotated[str, Field(pattern=URI_PATTERN)]
+# "Number" fields accept ints and floats (strict mode still lets int -> float).
+Number = float
+# The largest integer every JSON reader keeps exactly (2^53 - 1: JavaScript's and any float64
+# parser's limit; orjson itself stops at 64 bits). An integer field with no upper bound in the
+# spec gets this one, so `validate` refuses what serialisation or the API could not carry.
+MAX_JSON_INT = 2**53 - 1
+
+Language = Literal["en-US", "nl", "pl", "fr", "el", "en-IN", "sv", "ru", "hi", "de"]
+SummaryType = Literal[
+    "general",
+    "lecture",
+    "client_check_in",
+    "daily_standup",
+    "one_on_one_meeting",
+    "team_meeting",
+    "sales_call",
+    "code_review",
+    "interview",
+]
+Region = Literal["ap-south-1", "eu-central-1", "ap-southeast-1", "us-east-1"]
+StorageType = Literal["gcs", "sftp", "aws", "azure", "digitalocean"]
+
+
+class _Model(BaseModel):
+    # strict: "true" is not a boolean and 1.0 is not an integer; forbid: a typo
+    # must be an error, not a field the API silently ignores.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Transcription(_Model):
+    keywords: list[str] = None  # type: ignore[assignment]
+    profanity_filter: bool = None  # type: ignore[assignment]
+    language: Language = None  # type: ignore[assignment]
+
+
+class Summarization(_Model):
+    summary_type: SummaryType = None  # type: ignore[assignment]
+    text_format: Literal["plain_text", "markdown"] = None  # type: ignore[assignment]
+    word_limit: typing.Annotated[int, Field(ge=150, le=1000)] = None  # type: ignore[assignment]
+
+
+class AiConfig(_Model):
+    transcription: Transcription = None  # type: ignore[assignment]
+    summarization: Summarization = None  # type: ignore[assignment]
+
+
+class LiveStreamingConfig(_Model):
+    rtmp_url: Uri = None  # type: ignore[assignment]
+
+
+class AudioConfig(_Model):
+    export_file: bool = None  # type: ignore[assignment]
+    channel: Literal["stereo", "mono"] = None  # type: ignore[assignment]
+    codec: Literal["MP3", "AAC"] = None  # type: ignore[assignment]
+
+
+class RealtimekitBucketConfig(_Model):
+    enabled: bool
+
+
+class StorageConfig(_Model):
+    type: StorageType
+    private_key: str = None  # type: ignore[assignment]
+    region: str = None  # type: ignore[assignment]
+    port: typing.Annotated[int, Field(ge=1, le=65535)] = None  # type: ignore[assignment]
+    username: str = None  # type: ignore[assignment]
+    bucket: str = None  # type: ignore[assignment]
+    auth_method: Literal["PASSWORD", "KEY"] = None  # type: ignore[assignment]
+    password: str = None  # type: ignore[assignment]
+    access_key: str = None  # type: ignore[assignment]
+    host: str = None  # type: ignore[assignment]
+    path: str = None  # type: ignore[assignment]
+    secret: str = None  # type: ignore[assignment]
+
+
+class WatermarkSize(_Model):
+    height: typing.Annotated[int, Field(ge=1, le=MAX_JSON_INT)] = None  # type: ignore[assignment]
+    width: typing.Annotated[int, Field(ge=1, le=MAX_JSON_INT)] = None  # type: ignore[assignment]
+
+
+class Watermark(_Model):
+    size: WatermarkSize = None  # type: ignore[assignment]
+    url: Uri = None  # type: ignore[assignment]
+    position: Literal["right bottom", "right top", "left bottom", "left top"] = None  # type: ignore[assignment]
+
+
+class VideoConfig(_Model):
+    export_file: bool = None  # type: ignore[assignment]
+    height: typing.Annotated[int, Field(ge=1, le=1920)] = None  # type: ignore[assignment]
+    width: typing.Annotated[int, Field(ge=1, le=1920)] = None  # type: ignore[assignment]
+    codec: Literal["VP8", "H264", "VP9"] = None  # type: ignore[assignment]
+    watermark: Watermark = None  # type: ignore[assignment]
+
+
+class RecordingConfig(_Model):
+    live_streaming_config: LiveStreamingConfig = None  # type: ignore[assignment]
+    audio_config: AudioConfig = None  # type: ignore[assignment]
+    realtimekit_bucket_config: RealtimekitBucketConfig = None  # type: ignore[assignment]
+    storage_config: StorageConfig | None = None
+    video_config: VideoConfig = None  # type: ignore[assignment]
+    file_name_prefix: str = None  # type: ignore[assignment]
+    max_seconds: typing.Annotated[Number, Field(ge=60, le=86400)] = None  # type: ignore[assignment]
+
+
+class MeetingBody(_Model):
+    """The body of ``PUT /meetings/{id}`` (and of a patch: the same fields)."""
+
+    persist_chat: bool = None  # type: ignore[assignment]
+    session_keep_alive_time_in_secs: typing.Annotated[Number, Field(ge=60, le=600)] = None  # type: ignore[assignment]
+    ai_config: AiConfig = None  # type: ignore[assignment]
+    live_stream_on_start: bool | None = None
+    record_on_start: bool | None = None
+    title: str | None = None
+    summarize_on_end: bool = None  # type: ignore[assignment]
+    transcribe_on_end: bool = None  # type: ignore[assignment]
+    preferred_region: Region | None = None
+    recording_config: RecordingConfig = None  # type: ignore[assignment]
+
+
+# What a meeting looks like when a PUT names nothing: the spec's defaults.
+DEFAULT_DOCUMENT: dict[str, Any] = {
+    "persist_chat": False,
+    "session_keep_alive_time_in_secs": 60,
+    "ai_config": {
+        "transcription": {"keywords": [], "profanity_filter": False, "language": "en-US"},
+        "summarization": {"summary_type": "general", "text_format": "markdown", "word_limit": 500},
+    },
+    "live_stream_on_start": False,
+    "record_on_start": False,
+    "title": None,
+    "summarize_on_end": False,
+    "transcribe_on_end": False,
+    "preferred_region": None,
+    "recording_config": {
+        "audio_config": {"export_file": True, "channel": "stereo", "codec": "AAC"},
+        "video_config": {"export_file": True, "height": 720, "width": 1280, "codec": "H264"},
+        "storage_config": None,
+    },
+}
+
+STORAGE_PATH = ("recording_config", "storage_config")
+# Write-only: never returned by GET, so never known to a merge.
+SECRET_FIELDS = frozenset({"access_key", "secret", "password", "private_key"})
+
+
+# -- field paths, derived from the models ------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One field of the body: its dotted path, the kind of value, nullability."""
+
+    path: str
+    kind: str  # "bool" | "int" | "number" | "str" | "array" | "object"
+    is_nullable: bool
+    is_secret: bool
+
+
+def unwrap_annotation(annotation: Any) -> tuple[Any, bool]:
+    """Strip Annotated/Optional; return (inner type, nullable)."""
+    nullable = False
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            nullable = nullable or len(args) < len(typing.get_args(annotation))
+            annotation = args[0]
+        else:
+            return annotation, nullable
+
+
+def _kind(annotation: Any) -> str:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "object"
+    if typing.get_origin(annotation) is list:
+        return "array"
+    if typing.get_origin(annotation) is Literal:
+        return "str"
+    return {bool: "bool", int: "int", float: "number", str: "str"}[annotation]
+
+
+def _walk(model: type[BaseModel], prefix: str) -> typing.Iterator[FieldSpec]:
+    for name, info in model.model_fields.items():
+        inner, nullable = unwrap_annotation(info.annotation)
+        path = prefix + name
+        kind = _kind(inner)
+        yield FieldSpec(path, kind, nullable, name in SECRET_FIELDS and "storage_config" in path)
+        if kind == "object":
+            yield from _walk(inner, path + ".")
+
+
+FIELDS: dict[str, FieldSpec] = {spec.path: spec for spec in _walk(MeetingBody, "")}
+ROW_KEYS = ("meeting_id", "account_id")
+
+
+def is_secret_path(path: str) -> bool:
+    """True for a write-only credential's dotted path (``recording_config.storage_config.secret``...)."""
+    spec = FIELDS.get(path)
+    return spec is not None and spec.is_secret
+
+
+def masked_set_argument(argument: str) -> str:
+    """A ``--set PATH=VALUE`` argument fit to print: a credential's value shows as ``***``."""
+    path, sep, _value = argument.partition("=")
+    return f"{path}=***" if sep and is_secret_path(path.strip()) else argument
+
+
+def closest_path(name: str, candidates: typing.Iterable[str] | None = None) -> str | None:
+    """The valid field path closest to a misspelt ``name``, if any is close."""
+    pool = list(candidates if candidates is not None else [*FIELDS, *ROW_KEYS])
+    match = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
+    if not match:  # a right leaf under a wrong parent: compare last segments
+        leaf = name.rsplit(".", 1)[-1]
+        by_leaf = [p for p in pool if p.rsplit(".", 1)[-1] == leaf]
+        match = by_leaf[:1]
+    return match[0] if match else None
