@@ -41,39 +41,20 @@ import orjson
 from aiohttp import web
 
 from .fake_chaos import Chaos, ChaosSpec, is_known_extra, known_part, unknown_paths
+from .fake_faults import DROPPED, apply_fault, drop, gateway_error, json_response, next_fault, service_error
 from .fake_listing import Listing, list_page
 from .merge import deep_merge, strip_secrets
 from .model import check_account_id, check_meeting_id, validate_body
 from .schema import DEFAULT_DOCUMENT
 
-JSON = "application/json"
 API_PREFIX = "/client/v4"
 # per-request flags the request log reads back once the answer is made
 APPLIED = web.RequestKey("applied", bool)
-DROPPED = web.RequestKey("dropped", bool)
-
-
-def _json(status: int, doc: Any, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(doc), content_type=JSON, headers=headers)
 
 
 def _fresh(doc: dict[str, Any]) -> dict[str, Any]:
     """A deep copy: merged documents share nested objects with DEFAULT_DOCUMENT."""
     return orjson.loads(orjson.dumps(doc))
-
-
-def service_error(status: int, message: str) -> web.Response:
-    """The meetings service's error shape."""
-    return _json(status, {"success": False, "error": {"code": status, "message": message}})
-
-
-def gateway_error(status: int, code: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    """Cloudflare's gateway error shape (auth, rate limits)."""
-    return _json(
-        status,
-        {"success": False, "errors": [{"code": code, "message": message}], "messages": [], "result": None},
-        headers,
-    )
 
 
 class FakeApi:
@@ -245,15 +226,15 @@ class FakeApi:
                     429, 971, "Please wait and consider throttling your request speed", {"Retry-After": str(wait)}
                 )
             self._window.append(now)
-        fault = self._next_fault(request)
+        fault = next_fault(self.faults, request)
         if fault is None and self.chaos is not None:
             fault = self.chaos.draw(number)
         if fault is not None:
-            return await self._apply_fault(request, fault)
+            return await apply_fault(self, request, fault)
         if self.fail_rate and self.rng.random() < self.fail_rate:
             choice = self.rng.choice([500, 502, 503, "drop"])
             if choice == "drop":
-                return self._drop(request)
+                return drop(request)
             return (
                 service_error(choice, "injected failure")
                 if choice == 500
@@ -264,68 +245,6 @@ class FakeApi:
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
         return None
-
-    def _next_fault(self, request: web.Request) -> dict[str, Any] | None:
-        for fault in self.faults:
-            if fault.get("method") in (None, request.method) and fault.get("meeting") in (
-                None,
-                request.match_info.get("meeting"),
-            ):
-                fault["times"] = fault.get("times", 1) - 1
-                if fault["times"] <= 0:
-                    self.faults.remove(fault)
-                return fault
-        return None
-
-    async def _apply_fault(self, request: web.Request, fault: dict[str, Any]) -> web.StreamResponse:
-        kind = fault.get("kind", "status")
-        if kind == "drop":
-            return self._drop(request)
-        if kind == "apply_then_drop":
-            await self.route(request)
-            return self._drop(request)
-        if kind == "hang":
-            await asyncio.sleep(fault.get("seconds", 3600))
-            return service_error(504, "hung")
-        if kind == "truncated":
-            resp = web.StreamResponse(status=200, headers={"Content-Type": JSON, "Content-Length": "500"})
-            await resp.prepare(request)
-            await resp.write(b'{"success": true, "data": {')
-            request.transport.close()  # type: ignore[union-attr]
-            return resp
-        if kind == "headers":  # answer normally, with extra headers (X-RateLimit-*, Ratelimit, ...)
-            response = await self.route(request)
-            response.headers.update(fault["headers"])
-            return response
-        if kind == "redirect":
-            return web.Response(status=fault.get("status", 302), headers={"Location": fault["location"]})
-        headers = {"Retry-After": str(fault["retry_after"])} if "retry_after" in fault else None
-        if "body" in fault:
-            return web.Response(
-                status=fault.get("status", 500),
-                text=fault["body"],
-                headers=headers,
-                content_type=fault.get("content_type", "text/html"),
-            )
-        status = fault.get("status", 500)
-        if status == 429:
-            return gateway_error(429, 971, "Please wait and consider throttling your request speed", headers)
-        if status == 401:
-            return gateway_error(401, 10000, "Authentication error")
-        return _json(
-            status,
-            {
-                "success": fault.get("success", status < 400),
-                "error": {"code": status, "message": fault.get("message", "scripted fault")},
-            },
-            headers,
-        )
-
-    def _drop(self, request: web.Request) -> web.StreamResponse:
-        request[DROPPED] = True
-        if request.transport is not None:
-            request.transport.abort()
-        return web.Response(status=599)  # never reaches the client
 
     async def route(self, request: web.Request) -> web.StreamResponse:
         """Dispatch to the handler for the request's method (used by apply_then_drop)."""
@@ -355,7 +274,7 @@ class FakeApi:
         key, error = self._find(request)
         if error:
             return error
-        return _json(200, {"success": True, "data": self.public(*key)})
+        return json_response(200, {"success": True, "data": self.public(*key)})
 
     async def put_meeting(self, request: web.Request) -> web.Response:
         """PUT: validate, then *replace*: everything not named returns to its default."""
@@ -384,7 +303,7 @@ class FakeApi:
             self.meta[key]["status"] = status
         self._touch(key)
         request[APPLIED] = True
-        return _json(200, {"success": True, "data": self.public(*key)})
+        return json_response(200, {"success": True, "data": self.public(*key)})
 
     def _touch(self, key: tuple[str, str]) -> None:
         self.puts[key[1]] += 1
@@ -397,11 +316,11 @@ class FakeApi:
             return service_error(400, "invalid account id")
         meetings = [self.public(a, m) for (a, m) in self.meetings if a == account]
         status, doc = list_page(meetings, request.query, self.listing)
-        return _json(status, doc)
+        return json_response(status, doc)
 
     async def stats(self, request: web.Request) -> web.Response:
         """Test endpoint: what the server has seen."""
-        return _json(
+        return json_response(
             200,
             {
                 "requests": sum(self.requests.values()),
@@ -415,11 +334,11 @@ class FakeApi:
         """Bench endpoint: monotonic arrival times and statuses since the last call (then cleared)."""
         arrivals, self.arrivals = self.arrivals or [], [] if self.arrivals is not None else None
         statuses, self.statuses = dict(self.statuses), Counter()
-        return _json(200, {"arrivals": arrivals, "statuses": {str(k): v for k, v in statuses.items()}})
+        return json_response(200, {"arrivals": arrivals, "statuses": {str(k): v for k, v in statuses.items()}})
 
     async def dump(self, request: web.Request) -> web.Response:
         """Test endpoint: every stored meeting (secrets included: this is the test's view of the server)."""
-        return _json(
+        return json_response(
             200,
             [{"account_id": a, "id": m, **doc, **self.meta[(a, m)]} for (a, m), doc in self.meetings.items()],
         )
@@ -428,13 +347,15 @@ class FakeApi:
         """Test endpoint: the request log from entry ``?since=N`` on (not cleared; ``next`` to continue)."""
         log = self.log or []
         since = int(request.query.get("since", "0"))
-        return _json(200, {"entries": log[since:], "next": len(log), "chaos": self.chaos.drawn if self.chaos else {}})
+        return json_response(
+            200, {"entries": log[since:], "next": len(log), "chaos": self.chaos.drawn if self.chaos else {}}
+        )
 
     async def add_faults(self, request: web.Request) -> web.Response:
         """Test endpoint: queue scripted faults (a JSON list)."""
         faults = orjson.loads(await request.read())
         self.faults.extend(faults)
-        return _json(200, {"queued": len(self.faults)})
+        return json_response(200, {"queued": len(self.faults)})
 
 
 async def start(api: FakeApi, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, int]:
