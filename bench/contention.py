@@ -65,10 +65,10 @@ def share(log: list[dict], n: int, window_s: float) -> dict:
     }
 
 
-def job(rows: str, rate: str, name: str, url: str) -> subprocess.Popen:
+def job(rows: str, rate: str, name: str, url: str, concurrency: int = 16) -> subprocess.Popen:
     """A replace job over ``rows`` at ``--rate rate``, with a budget file of its own."""
     return subprocess.Popen(
-        [PY, "-m", "batcher", "run", rows, "--mode", "replace", "--rate", rate, "--concurrency", "16",
+        [PY, "-m", "batcher", "run", rows, "--mode", "replace", "--rate", rate, "--concurrency", str(concurrency),
          "--base-url", url, "--state", fresh_state(f"contention-{name}.db"), "-q",
          "--budget-file", fresh_state(f"budget-contention-{name}.db")],
         env=ENV, cwd=OUT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
