@@ -324,18 +324,13 @@ class Pacer:
         return 0.0
 
     def _server_wait_s(self) -> float:
-        """The server said no budget is left: seconds until some is ours again (0: now, and how much).
+        """The server said no budget is left: seconds until some is ours again (0: now).
 
-        Its ``t`` often means "until the *oldest* start in my window expires": one slot,
-        not a whole new window. When another client spends part of the token's budget,
-        that slot is usually its own, and it takes it back at once: a burst at ``t``
-        meets 429s and Retry-After pauses (bench section 7: 49 of 249 answered 429 with
-        ``--rate 40/10`` against a 40/10 server of which another client spent 30%).
-        So under a known policy window, what frees up for *us* is what we started one
-        window before: each of our starts that leaves the server's window after its
-        last word gives one start back, not before ``t``. A fresh answer (any ``r``)
-        replaces this count. With no policy, or none of our starts left to expire, the
-        server's reset rules.
+        Its ``t`` often means "until the oldest start in my window expires": one slot, which
+        another client of the token takes back at once, so a burst at ``t`` met 429s (bench
+        section 7). Under a known policy window, each of our starts that leaves the server's
+        window after its last word gives one start back, not before ``t``; a fresh answer
+        replaces the count. With no policy, or none of our starts left, the reset rules.
         """
         now = self.clock()
         if now < self._server_reset_at:  # nothing frees before the server's t, ours or not

@@ -57,6 +57,7 @@ def share(log: list[dict], n: int, window_s: float) -> dict:
         "batcher_ok": ok(ours),
         "other_ok": ok(other),
         "other_share_of_limit": round(ok(other) / (windows * n), 3),
+        "batcher_share_of_limit": round(ok(ours) / (windows * n), 3),
         "share_of_rest": round(ok(ours) / room, 4) if room > 0 else None,
         "batcher_429": sum(1 for e in ours if e["status"] == 429),
         "batcher_requests": len(ours),
@@ -92,10 +93,10 @@ def contention() -> list[dict]:
         time.sleep(window)  # the other client's steady share fills the server's window first
         jobs = [job(rows, rates[name], name, server.url) for name, server, _ in started]
         results = []
-        for (name, server, other), job in zip(started, jobs, strict=True):
-            _, err = job.communicate()
-            if job.returncode != 0:
-                raise SystemExit(f"bench: contention run --rate {rates[name]} exit {job.returncode}: {err[-2000:]}")
+        for (name, server, other), proc in zip(started, jobs, strict=True):
+            _, err = proc.communicate()
+            if proc.returncode != 0:
+                raise SystemExit(f"bench: contention run --rate {rates[name]} exit {proc.returncode}: {err[-2000:]}")
             other.terminate()
             other.wait()
             results.append({"rate": rates[name], "limit": f"{n}/{window:g}", "other_share": OTHER_SHARE,
@@ -112,5 +113,5 @@ def print_contention(runs: list[dict]) -> None:
     for r in runs:
         print(f"\n7. another client spends {r['other_share']:.0%} of a {r['limit']} limit (headers on), batcher --rate {r['rate']}:"
               f" {r['share_of_rest']:.1%} of the rest over {r['windows']} windows ({r['batcher_ok']} vs the other's {r['other_ok']}"
-              f" = {r['other_share_of_limit']:.0%} of the limit), batcher answered 429: {r['batcher_429']} of {r['batcher_requests']}"
+              f" = {r['batcher_share_of_limit']:.0%} vs {r['other_share_of_limit']:.0%} of the limit), batcher answered 429: {r['batcher_429']} of {r['batcher_requests']}"
               f" (the other client: {r['other_429']} of {r['other_requests']})", flush=True)  # fmt: skip
