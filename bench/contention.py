@@ -26,7 +26,7 @@ from migrate import meeting_id
 
 LIMIT = (40, 10.0)
 OTHER_SHARE = 0.3
-ROWS = 90 if QUICK else 200  # about 70 s at the 2.8 requests/s left
+ROWS = 90 if QUICK else 170  # about 60 s at the 2.8 requests/s left
 
 
 def write_inputs() -> tuple[str, str]:

@@ -8,7 +8,8 @@ send every row once, whatever the meeting holds. The rows set ``title`` and ``pe
 Requests per row come from the job's own ``--summary-json`` over ``MIX_ROWS`` rows at
 ``--rate none``. Utilisation comes from a scaled run per mode: ``--rate 40/10`` (Cloudflare's
 1200/300 divided by 30, the same 4 requests/s) against a fake API that enforces 40/10 and sends
-``Ratelimit`` headers, measured at the server over four windows' worth of requests. The three
+``Ratelimit`` headers, measured at the server over five windows' worth of requests: the successes before the last
+window's first one, over N per window for the time they took (the job's tail left out). The three
 scaled runs go at once, each against its own server with its own budget file: at 4 requests/s
 they cost no CPU worth sharing.
 
@@ -29,6 +30,7 @@ MIX_ROWS = 1000 if QUICK else 3000
 SCALED = (40, 10.0)  # Cloudflare's 1200/300, scaled down 30 times: 4 requests/s either way
 CLOUDFLARE_PER_S = 1200 / 300
 MEETINGS = 100_000
+WINDOWS = 5  # length of each scaled run, in windows' worth of requests
 
 
 def meeting_id(i: int) -> str:
@@ -85,7 +87,7 @@ def scaled_utilisation(per_row: dict[str, dict]) -> dict[str, dict]:
     runs = {}
     try:
         for mode in MODES:
-            count = int(4 * n / per_row[mode]["requests_per_row"])  # four windows' worth of requests
+            count = int(WINDOWS * n / per_row[mode]["requests_per_row"])  # WINDOWS windows' worth of requests
             seed, rows = write_mix(count)
             server = Server("--seed", str(seed), "--rate-limit", f"{n}/{window:g}")
             proc = subprocess.Popen(
@@ -101,14 +103,22 @@ def scaled_utilisation(per_row: dict[str, dict]) -> dict[str, dict]:
             if proc.returncode != 0:
                 raise SystemExit(f"bench: scaled {mode} run exit {proc.returncode}: {err[-2000:]}")
             log = server.log()
-            ok = [e["t"] for e in log if e["status"] == 200]
-            span = max(ok) - min(ok)
+            ok = sorted(e["t"] for e in log if e["status"] == 200)
+            # Steady state, as a 100k-row job lives it: the successes before the last window's
+            # first one, over the time they took (N per W). The job's tail is left out: its last
+            # few requests would count as a whole window's room.
+            whole = int((ok[-1] - ok[0]) // window)
+            per_window = [
+                sum(1 for t in ok if ok[0] + k * window <= t < ok[0] + (k + 1) * window) for k in range(whole + 1)
+            ]
+            tail = next(t for t in ok if t >= ok[0] + whole * window)
+            before = sum(1 for t in ok if t < tail)
             result[mode] = {
                 "rows": count,
                 "requests": len(log),
                 "answered_429": sum(1 for e in log if e["status"] == 429),
-                # as in rate precision: N per window over the windows the run spanned (a burst at each)
-                "utilisation": round(len(ok) / ((span + window) * n / window), 4),
+                "per_window": per_window,
+                "utilisation": round(before / ((tail - ok[0]) * n / window), 4),
             }
         return result
     finally:
@@ -140,5 +150,5 @@ def print_migrate(m: dict) -> None:
     for mode, r in m["modes"].items():
         s = r["scaled"]
         print(f"   {mode:>7}: {r['requests_per_row']:.3f} requests/row ({r['requests']} for {r['rows']} rows, {r['unchanged']} unchanged)"
-              f" | utilisation {s['utilisation']:.1%} ({s['requests']} requests, {s['answered_429']} answered 429)"
+              f" | utilisation {s['utilisation']:.1%} (per window {s['per_window']}, {s['answered_429']} answered 429)"
               f" | 100k meetings: {r['time_100k']}")  # fmt: skip

@@ -284,7 +284,14 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
     print(f"bench on {machine}{' (quick)' if QUICK else ''}", flush=True)
-    results = {"machine": machine, "quick": QUICK}
+    results = {"machine": machine, "quick": QUICK, "section_seconds": {}}
+    clock = [time.monotonic()]
+
+    def lap(section: str) -> None:  # how long each section took: `make bench` should stay near 10 minutes
+        now = time.monotonic()
+        results["section_seconds"][section] = round(now - clock[0])
+        clock[0] = now
+
     only = os.environ.get("BENCH_ONLY", "1234567")
     if "1" in only:
         results["throughput"] = t = throughput("a")
@@ -297,6 +304,7 @@ def main() -> int:
                 f"   ({x['setup']}) {x['pinned']}: peer (aiohttp+semaphore+gather) {x['peer_rows_s']} rows/s | batcher {x['batcher_rows_s']} rows/s | median ratio {x['ratio_median']} {x['ratios']}"
             )
         print(f"   merge mode (GET+PUT), set-up (a): {t['merge_requests_s']} requests/s", flush=True)
+        lap("1")
     if "2" in only:
         results["rate"] = rp = rate_precision()
         print("\n2. rate precision (measured at the server)")
@@ -304,6 +312,7 @@ def main() -> int:
             print(
                 f"   --rate {r['rate']:>6} ({r['per_s']}/s): {r['requests']} requests, utilisation {r['utilisation']:.1%}, worst window {r['worst_window']} (limit {r['limit']})"
             )
+        lap("2")
     if "3" in only:
         results["adaptive"] = runs = [adaptive(headers=True), adaptive(headers=False)]
         for a in runs:
@@ -312,14 +321,19 @@ def main() -> int:
                 f"\n3. --rate auto vs an unknown {a['server_limit']} limit, {how}: {a['share_of_limit']:.1%} of the limit, {a['share_429']:.2%} answered 429",
                 flush=True,
             )
+        lap("3")
     if "4" in only or "5" in only:
         memory_and_resume_section(results)
+        lap("4+5")
     if "6" in only:
         results["migrate"] = m = migrate_100k()
         print_migrate(m)
+        lap("6")
     if "7" in only:
         results["contention"] = c = contention()
         print_contention(c)
+        lap("7")
+    print(f"\nseconds per section: {results['section_seconds']}")
     return _write(results)
 
 
