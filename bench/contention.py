@@ -99,8 +99,10 @@ def contention() -> list[dict]:
                 raise SystemExit(f"bench: contention run --rate {rates[name]} exit {proc.returncode}: {err[-2000:]}")
             other.terminate()
             other.wait()
+            log = server.log()
+            (OUT / f"contention-{name}.log.json").write_text(json.dumps(log))  # every arrival, to look into
             results.append({"rate": rates[name], "limit": f"{n}/{window:g}", "other_share": OTHER_SHARE,
-                            **share(server.log(), n, window)})  # fmt: skip
+                            **share(log, n, window)})  # fmt: skip
         return results
     finally:
         for _, server, other in started:
