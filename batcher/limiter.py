@@ -268,6 +268,11 @@ class Pacer:
         self._server_left: int | None = None
         self._server_reset_at = 0.0
         self._server_ticket = -1  # the start whose response said so
+        self._server_said_at = 0.0  # when it said so (clock)
+        # The server's window (Ratelimit-Policy ``w``) and this process's starts within it: see _server_wait_s.
+        self._policy_window_s: float | None = None
+        self._own_starts: deque[float] = deque(maxlen=_MAX_UNANSWERED)
+        self._unanswered: dict[int, float] = {}  # with a policy: ticket -> start, until its answer comes
         # With a budget: the wall-clock start of each ticket still waiting for its response, so
         # the server's word can be written to the shared file with the starts it has not counted.
         self._started_at: dict[int, float] = {}
@@ -294,11 +299,8 @@ class Pacer:
         wait = self.gate.remaining_s
         if wait > 0:
             return wait
-        if self._server_left == 0:
-            wait = self._server_reset_at - self.clock()
-            if wait > 0:
-                return wait
-            self._server_left = None  # the server's window has renewed
+        if self._server_left == 0 and (wait := self._server_wait_s()) > 0:
+            return wait
         if self.adaptive is not None and (wait := self.adaptive.wait_s()) > 0:
             return wait
         is_shared = self.budget is not None and self.rate is not None
@@ -314,17 +316,67 @@ class Pacer:
         if self._server_left is not None:
             self._server_left -= 1
         self.granted += 1
+        self._note_start(self.clock())
         if is_shared:
             if len(self._started_at) > _MAX_UNANSWERED:  # attempts that never got a response
                 self._started_at.clear()
             self._started_at[self.granted] = self.budget.last_start  # type: ignore[union-attr]
         return 0.0
 
+    def _server_wait_s(self) -> float:
+        """The server said no budget is left: seconds until some is ours again (0: now).
+
+        Its ``t`` often means "until the oldest start in my window expires": one slot, which
+        another client of the token takes back at once, so a burst at ``t`` met 429s (bench
+        section 7). Under a known policy window, each of our starts that leaves the server's
+        window after its last word gives one start back, not before ``t``; a fresh answer
+        replaces the count. With no policy, or none of our starts left, the reset rules.
+        """
+        now = self.clock()
+        if now < self._server_reset_at:  # nothing frees before the server's t, ours or not
+            return self._server_reset_at - now
+        if self._policy_window_s is not None:
+            # freed for sure once a start is a window and the grace old (it reached the server
+            # within the grace); after the server's word only if it was still in its window then
+            window_s, span = self._policy_window_s, window_span_s(self._policy_window_s)
+            freed = 0
+            while self._own_starts and self._own_starts[0] + span <= now:
+                if self._own_starts.popleft() + window_s > self._server_said_at:
+                    freed += 1
+            if freed:
+                self._server_left = freed
+                return 0.0
+            if self._own_starts:
+                return self._own_starts[0] + span - now
+        wait = self._server_reset_at - now
+        if wait <= 0:
+            self._server_left = None  # the server's window has renewed
+        return wait
+
     def count_free_start(self) -> int:
         """Count a start that needed no waiting (``is_free``) and return its ticket: with every start
         numbered, a later answer of the server's budget is always corrected for the starts since."""
         self.granted += 1
+        if self._policy_window_s is not None:
+            self._note_start(self.clock())
         return self.granted
+
+    def _note_start(self, now: float) -> None:
+        self._own_starts.append(now)
+        if self._policy_window_s is not None:
+            if len(self._unanswered) > _MAX_UNANSWERED:
+                self._unanswered.clear()
+            self._unanswered[self.granted] = now
+
+    def _older_unanswered(self, ticket: int) -> int:
+        """Starts granted before ``ticket`` still unanswered (within a policy window): answers
+        overtake each other on separate connections, so the server may not have counted them."""
+        if self._policy_window_s is None:
+            return 0
+        horizon = self.clock() - window_span_s(self._policy_window_s)  # older ones left its window
+        while self._unanswered and next(iter(self._unanswered.values())) < horizon:
+            del self._unanswered[next(iter(self._unanswered))]
+        return sum(1 for t in self._unanswered if t < ticket)
 
     async def acquire(self) -> int:
         """Wait until one request may start, count it, and return its ticket (for ``on_response``)."""
@@ -348,13 +400,18 @@ class Pacer:
         (and every process of the token) until the reset.
         """
         started_at = self._started_at.pop(ticket, None) if ticket is not None else None
+        if ticket is not None:
+            self._unanswered.pop(ticket, None)
         if ratelimit is not None and self.budget is not None and started_at is not None:
             self.budget.note_server(ratelimit[0], ratelimit[1], started_at)  # shared with the token's other processes
         if ratelimit is not None and (ticket is None or ticket >= self._server_ticket):
             remaining, reset_s = ratelimit
-            since = self.granted - ticket if ticket is not None else 0
+            since = self.granted - ticket + self._older_unanswered(ticket) if ticket is not None else 0
             self._server_left = max(0, remaining - since)
-            self._server_reset_at = self.clock() + reset_s
+            self._server_said_at = self.clock()
+            self._server_reset_at = self._server_said_at + reset_s
+            if policy is not None:
+                self._policy_window_s = policy[1]
             self._server_ticket = ticket if ticket is not None else self.granted
             if remaining == 0 and reset_s > 0:
                 self.pause_for(reset_s)

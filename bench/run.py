@@ -5,15 +5,19 @@ its two sides in the same run and reports the median ratio. The fake API runs
 in its own process (uvloop when installed), so it has a core of its own.
 
     1. throughput vs a bare aiohttp loop (bench/peer.py), replace mode; merge mode in requests/s
+       in two set-ups: (a) server and client pinned to a core each, (b) nothing pinned
     2. rate precision: utilisation and the worst window for a few --rate N/T
     3. adaptive pacing (--rate auto) against an unknown server limit
     4. peak RSS of validate and run at 100k and 1M rows
     5. resume: rows/s skipped when resuming a 1M-row job that is 90% done
+    6. requests per row per mode, and the time to migrate 100k meetings at 1200/300 (migrate.py)
+    7. another client spends 30% of the budget: batcher's share of the rest (contention.py)
+
+BENCH_ONLY=17 (say) runs only those sections; BENCH_QUICK=1 smaller sizes.
 """
 
 from __future__ import annotations
 
-import bisect
 import json
 import os
 import platform
@@ -23,100 +27,84 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "bench" / "out"
-PY = sys.executable
-ENV = {**os.environ, "CLOUDFLARE_API_TOKEN": "bench", "CLOUDFLARE_ACCOUNT_ID": "bench", "PYTHONUNBUFFERED": "1"}
-QUICK = os.environ.get("BENCH_QUICK") == "1"  # smaller sizes, for a smoke test
+from common import (
+    ENV,
+    OUT,
+    PY,
+    QUICK,
+    ROOT,
+    TASKSET,
+    Server,
+    batcher,
+    fresh_state,
+    pinned,
+    read_ids,
+    timed,
+    worst_window,
+    write_rows,
+)
+from contention import contention, print_contention
+from migrate import migrate_100k, print_migrate
+
 ROWS = 5000 if QUICK else 50000
 ROUNDS = 3
 BIG = (20_000, 100_000) if QUICK else (100_000, 1_000_000)
 
 
-class Server:
-    """`batcher fake-api` in its own process."""
-
-    def __init__(self, *args: str) -> None:
-        port_file = OUT / f"port-{time.monotonic_ns()}"
-        self.proc = subprocess.Popen(
-            [PY, "-m", "batcher", "fake-api", "--port", "0", "--port-file", str(port_file), "--record-arrivals", *args],
-            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=OUT,
-        )  # fmt: skip
-        deadline = time.monotonic() + 120
-        while not (port_file.exists() and port_file.read_text()):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("bench: the fake API did not start")
-            time.sleep(0.05)
-        self.url = f"http://127.0.0.1:{port_file.read_text()}"
-        port_file.unlink()
-
-    def arrivals(self) -> tuple[list[float], dict[str, int]]:
-        with urllib.request.urlopen(self.url + "/__arrivals") as resp:
-            doc = json.loads(resp.read())
-        return doc["arrivals"], doc["statuses"]
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait()
-
-
-def batcher(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([PY, "-m", "batcher", *args], env=ENV, capture_output=True, text=True, cwd=OUT, **kw)
-
-
-def timed(cmd: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(cmd, env=ENV, check=True, capture_output=True, cwd=OUT)
-    return time.perf_counter() - start
-
-
-def fresh_state(name: str) -> str:
-    for suffix in ("", "-wal", "-shm"):
-        Path(OUT / (name + suffix)).unlink(missing_ok=True)
-    return str(OUT / name)
-
-
-def write_rows(path: Path, ids: list[str], tag: str) -> None:
-    with open(path, "w") as out:
-        out.write("meeting_id,account_id,title,persist_chat\n")
-        out.writelines(f"{m},bench,Meeting {i} {tag},true\n" for i, m in enumerate(ids))
-
-
 # -- 1. throughput -----------------------------------------------------------
 
 
-def throughput() -> dict:
-    server = Server("--meetings", str(ROWS), "--account-id", "bench", "--ids-out", str(OUT / "ids.csv"))
+# Set-up (a): the server on core 0, the client (peer or batcher) on core 1, so neither steals the
+# other's core. Set-up (b): nothing pinned: the client may use both cores (its threads, the OS
+# spreading its work) while the server shares them; on 2 cores that is the closest honest stand-in
+# for real use, where the server is far away and both cores are the client's.
+SETUPS = {"a": ("0", "1"), "b": (None, None)}
+
+
+def throughput(setup: str = "a", merge: bool = True) -> dict:
+    server_cpus, client_cpus = SETUPS[setup]
+    server = Server(
+        "--meetings", str(ROWS), "--account-id", "bench", "--ids-out", str(OUT / "ids.csv"), cpus=server_cpus
+    )
     try:
-        ids = [line.split(",")[0] for line in (OUT / "ids.csv").read_text().splitlines()[1:]]
+        ids = read_ids(OUT / "ids.csv")
         rows_s = {"batcher": [], "peer": []}
         ratios, merge_rps = [], []
         for r in range(ROUNDS):
             src = OUT / f"put-{r}.csv"
-            write_rows(src, ids, f"r{r}")
-            peer = timed([PY, str(ROOT / "bench" / "peer.py"), str(src), server.url, "bench", "64"])
-            ours = timed([PY, "-m", "batcher", "run", str(src), "--mode", "replace", "--rate", "none", "--concurrency", "64",
-                          "--base-url", server.url, "--state", fresh_state(f"put-{r}.db"), "-q"])  # fmt: skip
+            write_rows(src, ids, f"{setup}{r}")
+            peer = timed(
+                pinned(client_cpus, [PY, str(ROOT / "bench" / "peer.py"), str(src), server.url, "bench", "64"])
+            )
+            ours = timed(pinned(client_cpus, [PY, "-m", "batcher", "run", str(src), "--mode", "replace", "--rate", "none", "--concurrency", "64",
+                          "--base-url", server.url, "--state", fresh_state(f"put-{r}.db"), "-q"]))  # fmt: skip
             rows_s["peer"].append(ROWS / peer)
             rows_s["batcher"].append(ROWS / ours)
             ratios.append(peer / ours)
-            write_rows(src, ids, f"m{r}")
+            if not merge:
+                continue
+            write_rows(src, ids, f"m{setup}{r}")
             server.arrivals()
-            merge = timed([PY, "-m", "batcher", "run", str(src), "--rate", "none", "--concurrency", "64",
-                           "--base-url", server.url, "--state", fresh_state(f"merge-{r}.db"), "-q"])  # fmt: skip
+            seconds = timed(pinned(client_cpus, [PY, "-m", "batcher", "run", str(src), "--rate", "none", "--concurrency", "64",
+                           "--base-url", server.url, "--state", fresh_state(f"merge-{r}.db"), "-q"]))  # fmt: skip
             arrivals, _ = server.arrivals()
-            merge_rps.append(len(arrivals) / merge)
-        return {
+            merge_rps.append(len(arrivals) / seconds)
+        result = {
+            "setup": setup,
+            "pinned": f"server on core {server_cpus}, client on core {client_cpus}"
+            if server_cpus and TASKSET
+            else "nothing pinned",
             "rows": ROWS,
             "peer_rows_s": round(statistics.median(rows_s["peer"])),
             "batcher_rows_s": round(statistics.median(rows_s["batcher"])),
             "ratio_median": round(statistics.median(ratios), 3),
             "ratios": [round(x, 3) for x in ratios],
-            "merge_requests_s": round(statistics.median(merge_rps)),
         }
+        if merge_rps:
+            result["merge_requests_s"] = round(statistics.median(merge_rps))
+        return result
     finally:
         server.stop()
 
@@ -124,17 +112,12 @@ def throughput() -> dict:
 # -- 2. rate precision ----------------------------------------------------------
 
 
-def worst_window(times: list[float], window_s: float) -> int:
-    times = sorted(times)
-    return max((bisect.bisect_left(times, t + window_s) - i for i, t in enumerate(times)), default=0)
-
-
 def rate_precision() -> list[dict]:
     configs = [(40, 1.0), (10, 2.5), (40, 10.0)] if not QUICK else [(40, 1.0), (10, 2.5)]
     server = Server("--meetings", "200", "--account-id", "bench", "--ids-out", str(OUT / "ids-rate.csv"))
     results = []
     try:
-        ids = [line.split(",")[0] for line in (OUT / "ids-rate.csv").read_text().splitlines()[1:]]
+        ids = read_ids(OUT / "ids-rate.csv")
         for n, window in configs:
             count = 4 * n  # four windows' worth: bursts at 0, T, 2T, 3T
             src = OUT / f"rate-{n}-{window:g}.csv"
@@ -178,7 +161,7 @@ def adaptive(headers: bool) -> dict:
         *extra,
     )
     try:
-        ids = [line.split(",")[0] for line in (OUT / "ids-auto.csv").read_text().splitlines()[1:]]
+        ids = read_ids(OUT / "ids-auto.csv")
         count = 300 if QUICK else 900
         src = OUT / "auto.csv"
         write_rows(src, ids[:count], "auto")
@@ -301,17 +284,27 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
     print(f"bench on {machine}{' (quick)' if QUICK else ''}", flush=True)
-    results = {"machine": machine, "quick": QUICK}
-    only = os.environ.get("BENCH_ONLY", "12345")
+    results = {"machine": machine, "quick": QUICK, "section_seconds": {}}
+    clock = [time.monotonic()]
+
+    def lap(section: str) -> None:  # how long each section took: `make bench` should stay near 10 minutes
+        now = time.monotonic()
+        results["section_seconds"][section] = round(now - clock[0])
+        clock[0] = now
+
+    only = os.environ.get("BENCH_ONLY", "1234567")
     if "1" in only:
-        results["throughput"] = t = throughput()
+        results["throughput"] = t = throughput("a")
+        results["throughput_b"] = tb = throughput("b", merge=False)
         print(
-            f"\n1. throughput ({t['rows']} rows, replace, --rate none, --concurrency 64; {ROUNDS} alternating rounds)"
+            f"\n1. throughput ({t['rows']} rows, replace, --rate none, --concurrency 64; {ROUNDS} alternating rounds each)"
         )
-        print(
-            f"   peer (aiohttp+semaphore+gather) {t['peer_rows_s']} rows/s | batcher {t['batcher_rows_s']} rows/s | median ratio {t['ratio_median']} {t['ratios']}"
-        )
-        print(f"   merge mode (GET+PUT): {t['merge_requests_s']} requests/s", flush=True)
+        for x in (t, tb):
+            print(
+                f"   ({x['setup']}) {x['pinned']}: peer (aiohttp+semaphore+gather) {x['peer_rows_s']} rows/s | batcher {x['batcher_rows_s']} rows/s | median ratio {x['ratio_median']} {x['ratios']}"
+            )
+        print(f"   merge mode (GET+PUT), set-up (a): {t['merge_requests_s']} requests/s", flush=True)
+        lap("1")
     if "2" in only:
         results["rate"] = rp = rate_precision()
         print("\n2. rate precision (measured at the server)")
@@ -319,6 +312,7 @@ def main() -> int:
             print(
                 f"   --rate {r['rate']:>6} ({r['per_s']}/s): {r['requests']} requests, utilisation {r['utilisation']:.1%}, worst window {r['worst_window']} (limit {r['limit']})"
             )
+        lap("2")
     if "3" in only:
         results["adaptive"] = runs = [adaptive(headers=True), adaptive(headers=False)]
         for a in runs:
@@ -327,8 +321,23 @@ def main() -> int:
                 f"\n3. --rate auto vs an unknown {a['server_limit']} limit, {how}: {a['share_of_limit']:.1%} of the limit, {a['share_429']:.2%} answered 429",
                 flush=True,
             )
-    if "45" not in only and "4" not in only:
-        return _write(results)
+        lap("3")
+    if "4" in only or "5" in only:
+        memory_and_resume_section(results)
+        lap("4+5")
+    if "6" in only:
+        results["migrate"] = m = migrate_100k()
+        print_migrate(m)
+        lap("6")
+    if "7" in only:
+        results["contention"] = c = contention()
+        print_contention(c)
+        lap("7")
+    print(f"\nseconds per section: {results['section_seconds']}")
+    return _write(results)
+
+
+def memory_and_resume_section(results: dict) -> None:
     mem, resume = memory_and_resume()
     results["memory"], results["resume"] = mem, resume
     print("\n4. memory")
@@ -336,9 +345,9 @@ def main() -> int:
         extra = f", {m['rows_s']} rows/s" if "rows_s" in m else ""
         print(f"   {m['command']} {m['rows']} rows: peak RSS {m['peak_rss_mb']} MB{extra}")
     print(
-        f"\n5. resume: {resume['skipped']} done rows skipped in {resume['seconds_to_first_send']} s = {resume['rows_s_skipped']} rows/s"
+        f"\n5. resume: {resume['skipped']} done rows skipped in {resume['seconds_to_first_send']} s = {resume['rows_s_skipped']} rows/s",
+        flush=True,
     )
-    return _write(results)
 
 
 def _write(results: dict) -> int:
