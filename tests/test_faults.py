@@ -6,10 +6,11 @@ from collections import deque
 
 import pytest
 
+from batcher.adaptive import AdaptiveRate
 from batcher.client import Client, error_message
 from batcher.config import RateSpec, Secret
 from batcher.engine import run_job
-from batcher.limiter import AdaptiveRate, Pacer
+from batcher.limiter import Pacer
 
 from .conftest import config, read_jsonl, write_jsonl
 from .fake_time import VirtualTime

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import bisect
 
+from batcher.adaptive import AdaptiveRate
 from batcher.config import RateSpec, parse_rate
-from batcher.limiter import AdaptiveRate, PauseGate, WindowLimiter
+from batcher.limiter import PauseGate, WindowLimiter
 
 
 class FakeTime:
