@@ -152,7 +152,12 @@ class Client:
         self._token = config.token.reveal()
         # Ids are validated to [0-9A-Za-z_-] and UUIDs, so when the base URL is
         # already in encoded form, whole URLs can skip yarl's per-request encoding.
-        self._is_url_safe = str(URL(config.base_url)) == config.base_url
+        base = URL(config.base_url)
+        self._is_url_safe = str(base) == config.base_url
+        # URL.build from the base's parts skips parsing each whole URL again (~1.7 us a request);
+        # only for URLs under the base with no query or fragment, which is every meeting URL.
+        self._prefix = config.base_url.rstrip("/") if self._is_url_safe and not base.raw_query_string else None
+        self._base_parts = (base.scheme, base.raw_authority, base.raw_path.rstrip("/"))
 
     async def __aenter__(self) -> Client:
         if self.pacer.rate is not None and self.pacer.budget is None:
@@ -175,6 +180,7 @@ class Client:
             },
             raise_for_status=False,
             skip_auto_headers=("Accept-Encoding",),
+            cookie_jar=aiohttp.DummyCookieJar(),  # the API sets no cookies: skip filtering them per request
         )
         if not hasattr(self._session, _RETRY_SWITCH):
             await self.__aexit__(None, None, None)  # the session and the budget both
@@ -225,7 +231,7 @@ class Client:
         clears it.
         """
         payload = orjson.dumps(body) if body is not None else None
-        target: str | URL = URL(url, encoded=True) if self._is_url_safe else url
+        target = self.target(url)
         is_write = method in _WRITES
         is_unknown = False  # an unknown-outcome failure no GET has ruled out
         # A timed-out attempt may still land later (queued at the origin; an answer to a later
@@ -277,6 +283,19 @@ class Client:
                     return self._confirmed(result)
                 if seen is False and not is_timeout_open:
                     is_unknown = False  # a GET showed it did not land: a clean re-send
+
+    def target(self, url: str) -> str | URL:
+        """What aiohttp is given for ``url``: an already-encoded ``URL`` when the base URL is in
+        encoded form (ids are validated: nothing to encode), else the string for yarl to encode."""
+        if not self._is_url_safe:
+            return url
+        prefix = self._prefix
+        if prefix is not None and url.startswith(prefix) and url[len(prefix) : len(prefix) + 1] == "/":
+            rest = url[len(prefix) :]
+            if "?" not in rest and "#" not in rest:
+                scheme, authority, path = self._base_parts
+                return URL.build(scheme=scheme, authority=authority, path=path + rest, encoded=True)
+        return URL(url, encoded=True)
 
     @staticmethod
     def _confirmed(result: CallResult) -> CallResult:

@@ -150,9 +150,14 @@ class JobConfig:
         return f"{root}/accounts/{account}/realtimekit/meetings/{meeting}"
 
 
+_PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9_~-]+")  # what quote() leaves as it is, dots aside
+
+
 def _segment(value: str) -> str:
     """One URL path segment: everything but unreserved characters percent-encoded; dots too, so
     ``.`` and ``..`` cannot name a parent."""
+    if _PLAIN_SEGMENT.fullmatch(value):  # UUIDs and plain ids (every row): nothing to encode
+        return value
     return quote(value, safe="").replace(".", "%2E")
 
 

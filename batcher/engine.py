@@ -14,7 +14,8 @@ requests still count in the job's summary.
 Choices made here (the README repeats them):
 
 - What to send is ``decide.decide``'s answer; the engine only carries it out,
-  keeping the I/O order: the way back (snapshot) is durable before the PUT.
+  keeping the I/O order: the way back (snapshot) is durable before the PUT
+  (the snapshots of rows ready together share one commit: snapcommit.py).
 - A write whose outcome stays unknown (no 2xx, and no GET could show that it
   landed: its body sets a write-only credential, or the confirming GETs
   failed) ends ``failed`` with error ``unknown_outcome``; its message says it
@@ -63,6 +64,7 @@ from .report import (
     summary,
     write_failure_report,
 )
+from .snapcommit import SnapshotCommitter
 from .source import STDIN, Source
 from .status import publish_live
 from .store import Store
@@ -115,6 +117,7 @@ class Job:
         self.results = results
         self.stdin = stdin
         self.options = Options(allow_credential_reset=config.allow_credential_reset, force=config.force)
+        self.snapshots = SnapshotCommitter(store)  # merge mode: snapshots of rows sent together, one commit
         self.intake = Intake(config, store, on_invalid or (lambda err: None), lambda: control.stopping)
         self.is_stdin = config.input == STDIN
         self.failures_this_run = 0
@@ -155,7 +158,7 @@ class Job:
         account = row.account_id or ""
         if current is not None:  # durable before the change is made (a group commit: counters go too)
             self.count_requests()
-            self.store.save_snapshot(account, row.meeting_id, row.number, project(current), mask_secrets(send.body))
+            await self.snapshots.save(account, row.meeting_id, row.number, project(current), mask_secrets(send.body))
         verify = self.confirmer(url, send.confirm) if send.confirm is not None else None
         result = await self.client.call(send.method, url, send.body, verify)
         result.attempts += attempts

@@ -58,6 +58,21 @@ _MARK_WRITE = (
     " WHERE account_id = ?2 AND lower(meeting_id) = lower(?3)"
 )
 
+# save_snapshot: (after, row, before, account, meeting), then the insert for a meeting not seen yet.
+_SAVE_UPDATE = (
+    "UPDATE snapshots INDEXED BY snapshots_key SET after = ?1, row = ?2,"
+    " before = CASE WHEN maybe_landed = 0 AND write_state = 'failed' THEN ?3 ELSE before END,"
+    " landed_after = CASE WHEN write_state = 'failed' THEN landed_after ELSE after END,"
+    " maybe_landed = (maybe_landed OR write_state != 'failed'),"
+    " write_state = 'pending', seq = seq + 1"
+    " WHERE account_id = ?4 AND lower(meeting_id) = lower(?5)"
+)
+_SAVE_INSERT = (
+    "INSERT INTO snapshots (account_id, meeting_id, row, before, after, write_state, seq)"
+    " SELECT ?, ?, ?, ?, ?, 'pending', 1"
+    f" WHERE NOT EXISTS (SELECT 1 FROM snapshots INDEXED BY snapshots_key WHERE {_SNAPSHOT_KEY})"
+)
+
 
 class SnapshotsMixin:
     """The snapshot methods of ``Store`` (which supplies ``db``, ``flush`` and the write buffer)."""
@@ -83,24 +98,22 @@ class SnapshotsMixin:
         the way back. A write still pending here may have landed: it becomes
         ``landed_after`` and sets ``maybe_landed``.
         """
-        packed_before, packed_after = _pack(before), _pack(after)
-        self.flush(
-            (
-                "UPDATE snapshots INDEXED BY snapshots_key SET after = ?1, row = ?2,"
-                " before = CASE WHEN maybe_landed = 0 AND write_state = 'failed' THEN ?3 ELSE before END,"
-                " landed_after = CASE WHEN write_state = 'failed' THEN landed_after ELSE after END,"
-                " maybe_landed = (maybe_landed OR write_state != 'failed'),"
-                " write_state = 'pending', seq = seq + 1"
-                " WHERE account_id = ?4 AND lower(meeting_id) = lower(?5)",
-                (packed_after, row, packed_before, account_id, meeting_id),
-            ),
-            (
-                "INSERT INTO snapshots (account_id, meeting_id, row, before, after, write_state, seq)"
-                " SELECT ?, ?, ?, ?, ?, 'pending', 1"
-                f" WHERE NOT EXISTS (SELECT 1 FROM snapshots INDEXED BY snapshots_key WHERE {_SNAPSHOT_KEY})",
-                (account_id, meeting_id, row, packed_before, packed_after, account_id, meeting_id),
-            ),
-        )
+        self.save_snapshots([(account_id, meeting_id, row, before, after)])
+
+    def save_snapshots(self, snapshots: list[tuple[str, str, int, dict[str, Any], dict[str, Any]]]) -> None:
+        """``save_snapshot`` for several meetings (account, meeting, row, before, after) in one commit.
+
+        Durable on return, all of them; applied in order, so two writes of one
+        meeting in the same batch are judged as if saved one after the other.
+        """
+        statements: list[tuple[str, tuple[Any, ...]]] = []
+        for account_id, meeting_id, row, before, after in snapshots:
+            packed_before, packed_after = _pack(before), _pack(after)
+            statements.append((_SAVE_UPDATE, (packed_after, row, packed_before, account_id, meeting_id)))
+            statements.append(
+                (_SAVE_INSERT, (account_id, meeting_id, row, packed_before, packed_after, account_id, meeting_id))
+            )
+        self.flush(*statements)
 
     def mark_write(self, account_id: str, meeting_id: str, state: str) -> None:
         """Record whether the job's last write of a meeting landed: landed | unknown | failed.

@@ -24,7 +24,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from typing import IO, Any, NamedTuple
 
 import orjson
@@ -242,7 +242,8 @@ class Store(SnapshotsMixin):
         self.db.executemany(
             "INSERT OR REPLACE INTO rows (row, account_id, meeting_id, patch_hash, outcome, error, message, patch)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (astuple(r) for r in rows),
+            # not dataclasses.astuple: it deep-copies every field (a third of pre-flight's store time)
+            ((r.row, r.account_id, r.meeting_id, r.patch_hash, r.outcome, r.error, r.message, r.patch) for r in rows),
         )
 
     def row_record(self, row: int) -> RowRecord | None:
