@@ -10,7 +10,6 @@ goes away, e.g. ``| head``: the job stops as on a first Ctrl-C).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import shlex
 import signal
@@ -18,7 +17,6 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from . import __version__, commands
 from .commands import add_export_parser, add_set_option, add_status_parser, cmd_export, cmd_status
@@ -35,6 +33,7 @@ from .options import add_job_options
 from .preflight import check_job_outputs, check_outputs, check_state
 from .progress import Console
 from .schema import masked_set_argument
+from .signals import install_signals, run_async
 
 EXAMPLES = {
     "run": """examples:
@@ -138,14 +137,6 @@ DRAINING = (
 )
 
 
-def _install_signals(control: Any, on_second: Any, on_first: Any = None) -> None:
-    loop = asyncio.get_running_loop()
-    control.on_second_interrupt = on_second
-    control.on_first_interrupt = on_first
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, control.interrupt)
-
-
 def _say_resume(console: Console, argv: Sequence[str], why: str | None = None) -> None:
     shown = [masked_set_argument(a) if i and argv[i - 1] == "--set" else a for i, a in enumerate(argv)]
     shown = [f"--set={masked_set_argument(a[6:])}" if a.startswith("--set=") else a for a in shown]
@@ -203,7 +194,7 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             os._exit(130)
 
         progress = console.progress()
-        _install_signals(control, second, lambda: progress.note(DRAINING))
+        install_signals(control, second, lambda: progress.note(DRAINING))
         result = await run_job(
             config,
             control=control,
@@ -220,7 +211,7 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             _say_resume(console, argv)
         return result.exit_code
 
-    return _run_async(go())
+    return run_async(go())
 
 
 def _check_input_opens(config: JobConfig) -> None:
@@ -286,14 +277,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         control = Control()
-        _install_signals(control, lambda: os._exit(130))
+        install_signals(control, lambda: os._exit(130))
         result = await plan_job(config, args.out, control=control, console=console)
         console.say("summary", result.message, **result.counts)
         if control.output_closed:
             console.say("error", "batcher: stopped: stdout was closed by its reader", kind="BrokenPipeError")
         return result.exit_code
 
-    return _run_async(go())
+    return run_async(go())
 
 
 def cmd_rollback(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -326,7 +317,7 @@ def cmd_rollback(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     async def go() -> int:
         control = Control()
-        _install_signals(control, lambda: os._exit(130), lambda: console.say("interrupt", DRAINING))
+        install_signals(control, lambda: os._exit(130), lambda: console.say("interrupt", DRAINING))
         result = await rollback_job(config, control=control, console=console, given=given)
         console.say("summary", result.message, **result.summary)
         commands.write_run_report(config.state_file, args.html_path, console.say)
@@ -336,47 +327,7 @@ def cmd_rollback(args: argparse.Namespace, argv: Sequence[str]) -> int:
             _say_resume(console, argv)
         return result.exit_code
 
-    return _run_async(go())
-
-
-def _interrupted(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def _run_async(coro: Any) -> Any:
-    """Run a command's coroutine. Signals are handled in every phase of the process:
-    before the loop a SIGTERM, like a SIGINT, ends it as interrupted (exit 130, nothing
-    sent yet); inside it the command's own handlers stop the job cleanly; once the loop
-    has finished, the job is over and a late signal no longer changes its exit code."""
-    is_main = threading.current_thread() is threading.main_thread()
-    if is_main:
-        signal.signal(signal.SIGTERM, _interrupted)
-
-    async def then_ignore_signals() -> Any:
-        try:
-            return await coro
-        finally:
-            # the job is over (its summary printed): from here to the process's end, through the
-            # loop's own teardown (which would put the default handlers back), a signal changes nothing
-            if is_main:
-                loop, both = asyncio.get_running_loop(), {signal.SIGINT, signal.SIGTERM}
-                # blocked meanwhile: removing the loop's handler passes through the default one, and a
-                # SIGTERM in that instant would kill; one pending is discarded once it is ignored
-                signal.pthread_sigmask(signal.SIG_BLOCK, both)
-                try:
-                    for sig in both:
-                        loop.remove_signal_handler(sig)
-                        signal.signal(sig, signal.SIG_IGN)
-                finally:
-                    signal.pthread_sigmask(signal.SIG_UNBLOCK, both)
-
-    try:
-        if os.environ.get("BATCHER_NO_UVLOOP"):
-            raise ImportError
-        import uvloop  # optional: faster event loop when installed
-    except ImportError:
-        return asyncio.run(then_ignore_signals())
-    return uvloop.run(then_ignore_signals())
+    return run_async(go())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,13 +20,9 @@ Choices made here (the README repeats them):
   landed: its body sets a write-only credential, or the confirming GETs
   failed) ends ``failed`` with error ``unknown_outcome``; its message says it
   may have been applied. The snapshot's ``write_state`` says ``unknown``.
-- Early stop on an operator mistake: when the first ``EARLY_STOP_ROWS`` (20)
-  rows sent by a run (or every row, if the run has fewer, but at least
-  ``EARLY_STOP_MIN_ROWS`` (3): one or two failures say nothing about the
-  set-up) all fail ``not_found``, or all fail with network errors or timeouts
-  after their retries, no row can be the cause: the job halts (exit 3) naming
-  the likely mistake (base URL without ``/client/v4``, account, app id, host).
-  A failure of any other kind, or one success, among them means no early stop.
+- Early stop on an operator mistake (``earlystop.py``): when the first rows
+  sent all fail ``not_found``, or all fail with network errors, the job halts
+  (exit 3) naming the likely mistake.
 """
 
 from __future__ import annotations
@@ -46,6 +42,7 @@ from . import runs
 from .client import CallResult, Client, wall_clock_from
 from .config import JobConfig
 from .decide import READS_FIRST, Options, Refuse, Send, Unchanged, decide
+from .earlystop import EarlyStop
 from .errors import AuthError, HaltError, Interrupted
 from .estimate import say_estimate
 from .intake import Intake, fingerprint
@@ -69,10 +66,6 @@ from .source import STDIN, Source
 from .status import publish_live
 from .store import Store
 from .timeline import Timeline
-
-EARLY_STOP_ROWS = 20
-EARLY_STOP_MIN_ROWS = 3
-_OPERATOR_KINDS = {"not_found": "not_found", "network": "network", "timeout": "network"}
 
 
 @dataclass
@@ -121,7 +114,7 @@ class Job:
         self.intake = Intake(config, store, on_invalid or (lambda err: None), lambda: control.stopping)
         self.is_stdin = config.input == STDIN
         self.failures_this_run = 0
-        self._early: list[str | None] = []  # operator-mistake kind of the first rows sent (None: anything else)
+        self.early_stop = EarlyStop(config)
         self._counted = (0, 0, time.monotonic())  # requests, retries, clock at the last count
         self.is_prepared = False  # the state is this job's and pre-flight is done
 
@@ -235,8 +228,8 @@ class Job:
         if self.results.is_on:
             self.results.emit(row.number, row.meeting_id, row.account_id, outcome, status, attempts)
         self.progress.advance(outcome)
-        if isinstance(row, Row):
-            self.watch_early(outcome, error)
+        if isinstance(row, Row) and (halt := self.early_stop.watch(outcome, error, self.progress.total)):
+            self.control.halt_with(halt)
         if outcome != "failed":
             return
         self.console.debug(
@@ -252,38 +245,6 @@ class Job:
                         "see the report, fix the cause and re-run to resume"
                     )
                 )
-
-    def watch_early(self, outcome: str, error: str | None) -> None:
-        """Halt when the first rows sent all fail in a way no row can cause (see the module docstring)."""
-        if len(self._early) >= EARLY_STOP_ROWS:
-            return
-        self._early.append(_OPERATOR_KINDS.get(error or "") if outcome == "failed" else None)
-        total = self.progress.total
-        threshold = min(EARLY_STOP_ROWS, total) if total else EARLY_STOP_ROWS
-        if (
-            threshold < EARLY_STOP_MIN_ROWS
-            or len(self._early) != threshold
-            or self._early[0] is None
-            or len(set(self._early)) != 1
-        ):
-            return
-        cfg, n = self.config, len(self._early)
-        if self._early[0] == "not_found":
-            why = (
-                f"the first {n} rows all failed not_found: no meeting is where the job looks. Check --base-url "
-                f"(now {cfg.base_url}; Cloudflare's ends in /client/v4), --account-id and --app-id"
-            )
-        else:
-            why = (
-                f"the first {n} rows all failed with network errors after their retries: "
-                f"check --base-url (now {cfg.base_url}) and the network"
-            )
-        self.control.halt_with(
-            HaltError(
-                f"stopped early: {why}. Fix it, then re-run with --retry-failed "
-                "(and --force if you changed --base-url, --account-id or --app-id)"
-            )
-        )
 
     def count_requests(self) -> None:
         """Hand the request counters since the last count to the store (committed with the next flush)."""

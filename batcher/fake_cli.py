@@ -103,6 +103,6 @@ def cmd_fake_api(args: argparse.Namespace) -> int:
         await stop.wait()
         await runner.cleanup()
 
-    from .cli import _run_async  # one event-loop runner for every command
+    from .signals import run_async  # one event-loop runner for every command
 
-    return _run_async(serve()) or 0
+    return run_async(serve()) or 0
