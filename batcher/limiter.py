@@ -143,6 +143,8 @@ class Pacer:
         # The server's window (Ratelimit-Policy ``w``) and this process's starts within it: see _server_wait_s.
         self._policy_window_s: float | None = None
         self._own_starts: deque[float] = deque(maxlen=_MAX_UNANSWERED)
+        self._left_known_at = 0.0  # when _server_left was last known for sure (an answer, our own starts)
+        self._others_spend = False  # another client spends the token's budget (auto under a policy)
         self._unanswered: dict[int, float] = {}  # with a policy: ticket -> start, until its answer comes
         # With a budget: the wall-clock start of each ticket still waiting for its response, so
         # the server's word can be written to the shared file with the starts it has not counted.
@@ -170,7 +172,7 @@ class Pacer:
         wait = self.gate.remaining_s
         if wait > 0:
             return wait
-        if self._server_left == 0 and (wait := self._server_wait_s()) > 0:
+        if (self._server_left == 0 or self._last_slot_is_stale()) and (wait := self._server_wait_s()) > 0:
             return wait
         if self.adaptive is not None and (wait := self.adaptive.wait_s()) > 0:
             return wait
@@ -194,6 +196,34 @@ class Pacer:
             self._started_at[self.granted] = self.budget.last_start  # type: ignore[union-attr]
         return 0.0
 
+    def _last_slot_is_stale(self) -> bool:
+        """Under a known policy, while another client is seen spending the token's budget: the
+        server's last free slot (``r=1``), announced longer ago than the grace, may be that client's
+        by now. ``--rate auto`` spaces its starts (0.27 s apart at 40/10), so that slot was often
+        taken first and the start met a 429, which pauses every worker (bench section 7): wait for
+        one of our own starts to leave the window instead. Alone on the budget the slot is ours,
+        and waiting for a window would halve auto's rate at a short window (bench section 3)."""
+        return (
+            self._server_left == 1
+            and self._others_spend
+            and self._policy_window_s is not None
+            and self.clock() - self._left_known_at > GRACE_S
+        )
+
+    def _others_spending(self, quota: int, remaining: int, ticket: int | None) -> bool:
+        """The server counted more starts in its window than ours (by more than the two that timing
+        can blur): another client of the token is spending the same budget."""
+        assert self._policy_window_s is not None
+        since = self.clock() - self._policy_window_s
+        ours = 0
+        for at in reversed(self._own_starts):
+            if at <= since:
+                break
+            ours += 1
+        if ticket is not None:  # ours granted after the answered request: not yet in its count
+            ours -= self.granted - ticket
+        return quota - remaining - ours > 2
+
     def _server_wait_s(self) -> float:
         """The server said no budget is left: seconds until some is ours again (0: now).
 
@@ -216,6 +246,7 @@ class Pacer:
                     freed += 1
             if freed:
                 self._server_left = freed
+                self._left_known_at = now  # slots our own starts left behind: fresh, and ours
                 return 0.0
             if self._own_starts:
                 return self._own_starts[0] + span - now
@@ -279,10 +310,11 @@ class Pacer:
             remaining, reset_s = ratelimit
             since = self.granted - ticket + self._older_unanswered(ticket) if ticket is not None else 0
             self._server_left = max(0, remaining - since)
-            self._server_said_at = self.clock()
+            self._server_said_at = self._left_known_at = self.clock()
             self._server_reset_at = self._server_said_at + reset_s
             if policy is not None:
                 self._policy_window_s = policy[1]
+                self._others_spend = self._others_spending(policy[0], remaining, ticket)
             self._server_ticket = ticket if ticket is not None else self.granted
             if remaining == 0 and reset_s > 0:
                 self.pause_for(reset_s)
