@@ -30,7 +30,7 @@ from .errors import BatcherError, UsageError, describe_exception
 from .fake_cli import add_fake_api_parser, cmd_fake_api
 from .model import Row, RowError, missing_required
 from .options import add_job_options
-from .preflight import check_job_outputs, check_outputs, check_state
+from .preflight import check_job_outputs, check_outputs, check_state, recorded_input
 from .progress import Console
 from .schema import masked_set_argument
 from .signals import install_signals, run_async
@@ -299,7 +299,9 @@ def cmd_rollback(args: argparse.Namespace, argv: Sequence[str]) -> int:
     report = args.report_path or f"{args.state_path}.rollback.failures.jsonl"
     extra = (("--results", "results_path"), ("--summary-json", "summary_path"), ("--html", "html_path"))
     outputs = [("--state", args.state_path), ("--report", report)] + [(f, getattr(args, d, None)) for f, d in extra]
-    check_outputs(None, outputs, [("--token-file", args.token_file)])
+    check_outputs(
+        None, outputs, [("--token-file", args.token_file), ("the job's input", recorded_input(args.state_path))]
+    )
     check_state(args.state_path, must_exist=True)
     console = _console(args)
     env = os.environ

@@ -230,9 +230,10 @@ def add_report_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     """``batcher report``: 0 once the file is written (the job's own outcome is inside it)."""
     from .html_report import write_html_report
-    from .preflight import check_outputs
+    from .preflight import check_outputs, recorded_input
 
-    check_outputs(None, [("--html", args.html_path)], [("--state", args.state_path)])
+    job_input = recorded_input(args.state_path)
+    check_outputs(None, [("--html", args.html_path)], [("--state", args.state_path), ("the job's input", job_input)])
     write_html_report(args.state_path, args.html_path)
     if args.html_path != "-":
         sys.stderr.write(f"batcher: report written to {args.html_path}\n")

@@ -12,13 +12,17 @@ sentence (exit 2); nothing has been created, locked or sent when it is raised.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sqlite3
 import stat
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
+
+import orjson
 
 from .errors import UsageError
 
@@ -164,7 +168,7 @@ def check_outputs(
     seen: dict[Any, str] = {}  # by resolved path, and by (device, inode) for files that exist: hard links too
     for name, path in [("the input", input_path), *inputs]:
         if path and path != STDIO and not _is_special(path):
-            for key in _identities(path):
+            for key in _identities(path, with_sidecars=True):
                 seen.setdefault(key, name)
     for flag, path in outputs:
         if not path or path == STDIO:
@@ -174,19 +178,40 @@ def check_outputs(
             continue
         keys = _identities(path)
         if same := next((seen[k] for k in keys if k in seen), None):
-            raise UsageError(f"{flag} {path} is the same file as {same}; choose a different path")
-        for key in keys:
-            seen[key] = f"{flag} {path}"
+            raise UsageError(f"{flag} {path} is the same file as {same} (or part of it); choose a different path")
+        for key in _identities(path, with_sidecars=True):
+            seen.setdefault(key, f"{flag} {path}")
 
 
-def _identities(path: str) -> list[Any]:
-    """What makes two paths one file: the resolved path, and the inode when the file exists."""
-    keys: list[Any] = [os.path.realpath(path)]
+# An SQLite file's journal files are part of it: after kill -9 a job's commits may all be in its -wal.
+SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
+
+
+def _identities(path: str, *, with_sidecars: bool = False) -> list[Any]:
+    """What makes two paths one file: the resolved path, and the inode when the file exists
+    (``with_sidecars``: and those of the SQLite journal files that would sit beside it)."""
+    keys: list[Any] = []
+    for name in (path, *(path + s for s in SQLITE_SIDECARS)) if with_sidecars else (path,):
+        keys.append(os.path.realpath(name))
+        try:
+            st = os.stat(name)
+        except OSError:
+            continue
+        keys.append((st.st_dev, st.st_ino))
+    return keys
+
+
+def recorded_input(state_path: str) -> str | None:
+    """The input file a state's job recorded (None: stdin, no job, or not a state): an output of
+    ``report``/``rollback`` must not overwrite it either."""
     try:
-        st = os.stat(path)
-    except OSError:
-        return keys
-    return [*keys, (st.st_dev, st.st_ino)]
+        uri = Path(state_path).resolve().as_uri() + "?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=1.0)) as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()
+        path = orjson.loads(row[0]).get("input") if row else None
+    except (sqlite3.Error, orjson.JSONDecodeError, AttributeError, OSError):
+        return None
+    return path if isinstance(path, str) and path != STDIO else None
 
 
 def check_job_outputs(
