@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 
 from .config import DEFAULT_BASE_URL, DEFAULT_CONCURRENCY, DEFAULT_MAX_ATTEMPTS, DEFAULT_RATE, DEFAULT_TIMEOUT_S
-from .model import validate_body
-from .schema import FIELDS, closest_path
+from .model import MASK, validate_body
+from .schema import FIELDS, STORAGE_PATH, closest_path, is_secret_path
 from .source import _cell, unflatten
 
 EXPORT_EXAMPLES = """examples:
@@ -61,11 +61,28 @@ def parse_set(text: str) -> tuple[str, Any]:
         value = _cell(spec.kind, cell if spec.kind == "str" else cell.strip())  # as CsvDecoder types a cell
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{path}: {exc}") from None
+    if is_secret_path(path) and value == MASK:
+        raise argparse.ArgumentTypeError(
+            f"{path}: '***' is how batcher shows a credential it never prints (in resume lines and status): "
+            "give the real value"
+        )
+    if isinstance(value, dict) and _holds_credential(path, value):
+        raise argparse.ArgumentTypeError(
+            f"{path}: give each credential as its own --set (e.g. --set {'.'.join(STORAGE_PATH)}.secret=VALUE): "
+            "only then is it masked in resume lines, status and reports, and digested in the state"
+        )
     # required-if rules (storage_config.type, ...) belong to the whole patch: the rows are checked with it
     problems = validate_body(unflatten({path: value}, []), defer_required=True)
     if problems:
         raise argparse.ArgumentTypeError("; ".join(str(p) for p in problems))
     return path, value
+
+
+def _holds_credential(path: str, value: Any) -> bool:
+    """Whether an object given to ``--set PATH`` carries a write-only credential anywhere inside."""
+    if isinstance(value, dict):
+        return any(_holds_credential(f"{path}.{key}", inner) for key, inner in value.items())
+    return is_secret_path(path)
 
 
 def add_set_option(parser: argparse.ArgumentParser) -> None:

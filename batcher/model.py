@@ -16,10 +16,11 @@ from pydantic import BaseModel, ValidationError
 
 from .config import ACCOUNT_RE
 from .rowrules import status_problem
-from .schema import FIELDS, MeetingBody, closest_path, unwrap_annotation
+from .schema import FIELDS, SECRET_FIELDS, STORAGE_PATH, MeetingBody, closest_path, unwrap_annotation
 
 # -- rows -------------------------------------------------------------------
 
+MASK = "***"  # how a credential is shown wherever batcher prints or keeps one
 # fullmatch, not match + "$": "$" also matches before a trailing newline, which must never reach a URL
 UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
@@ -197,6 +198,7 @@ def parse_row(
     if status is not _NO_STATUS and (why := status_problem(status, mode or "")):
         errors.append(FieldError("status", why))
     errors.extend(validate_body(patch, defer_required=defer_required))
+    errors.extend(masked_credentials(patch))
     if status is not _NO_STATUS:
         patch["status"] = status  # PATCH sends it; the schema of the body never had it
     if errors:  # ids that are not valid never leave this function: they must not reach a URL
@@ -204,6 +206,23 @@ def parse_row(
         shown_account = account_id if isinstance(account_id, str) and ACCOUNT_RE.fullmatch(account_id) else None
         return RowError(number, shown_id, shown_account, errors, patch)
     return Row(number, meeting_id, account_id, patch)  # as the row spells it: servers may compare exactly
+
+
+def masked_credentials(patch: dict[str, Any]) -> list[FieldError]:
+    """A credential given as ``***``: batcher's own mask (resume lines, reports), never a real value.
+    Sent, it would replace the meeting's real secret with three stars, for good."""
+    storage = patch.get(STORAGE_PATH[0])
+    storage = storage.get(STORAGE_PATH[1]) if isinstance(storage, dict) else None
+    if not isinstance(storage, dict):
+        return []
+    return [
+        FieldError(
+            f"{'.'.join(STORAGE_PATH)}.{key}",
+            "'***' is how batcher shows a credential it never prints: give the real value",
+        )
+        for key in sorted(SECRET_FIELDS)
+        if storage.get(key) == MASK
+    ]
 
 
 def _required_paths(model: type[BaseModel], prefix: str) -> typing.Iterator[tuple[str, str]]:

@@ -44,3 +44,41 @@ async def test_report_and_rollback_refuse_an_html_output_that_is_the_jobs_input(
     assert done.returncode == 2 and "the job's input" in done.stderr, done.stderr
     assert src.read_bytes() == before
     assert all(server.doc(m)["ai_config"]["transcription"]["language"] == "fr" for m in ids)
+
+
+# -- credentials: never as batcher's own mask, never inside an object given to --set --------------------
+
+MEETING = "0b7e2a9c-4f1d-4a57-9a3e-1c2d3e4f5a6b"
+
+
+def test_the_mask_is_never_taken_for_a_credential_in_set_or_in_a_row(tmp_path):
+    src = tmp_path / "rows.csv"
+    src.write_text(f"meeting_id\n{MEETING}\n", encoding="utf-8")
+    done = cli("validate", str(src), "--set", "recording_config.storage_config.secret=***")
+    assert done.returncode == 2 and "give the real value" in done.stderr
+    src.write_text(
+        f"meeting_id,recording_config.storage_config.type,recording_config.storage_config.secret\n{MEETING},aws,***\n",
+        encoding="utf-8",
+    )
+    done = cli("validate", str(src))
+    assert done.returncode == 2 and "row 1: recording_config.storage_config.secret: '***'" in done.stderr
+
+
+async def test_a_credential_inside_an_object_given_to_set_is_refused_before_it_is_kept(server, tmp_path):
+    ids = server.add(1)
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m} for m in ids])
+    value = '{"type": "aws", "bucket": "b", "access_key": "AKIA-CANARY", "secret": "SECRET-CANARY"}'
+    state = tmp_path / "job.state.db"
+    done = cli(
+        "run",
+        str(src),
+        "--state",
+        str(state),
+        "--base-url",
+        server.base_url,
+        "--set",
+        f"recording_config.storage_config={value}",
+    )
+    assert done.returncode == 2 and "give each credential as its own --set" in done.stderr
+    assert "CANARY" not in done.stderr + done.stdout and not state.exists()
+    assert sum(server.api.requests.values()) == 0
