@@ -27,6 +27,7 @@ from . import __version__
 from .budget import Budget, Clock, default_budget_path
 from .config import JobConfig
 from .limiter import Pacer, Sleep
+from .report import scrub, secret_values
 from .retry import (
     Action,
     decide,
@@ -70,8 +71,11 @@ class Stats:
     retries: int = 0
 
 
-def error_message(status: int, body: bytes) -> str:
-    """A one-line message from any of the API's error shapes, or a non-JSON body."""
+def error_message(status: int, body: bytes, scrub: Callable[[str], str] = str) -> str:
+    """A one-line message from any of the API's error shapes, or a non-JSON body.
+
+    ``scrub`` takes secrets out *before* anything is cut short: a secret across the cut would
+    otherwise leave its first characters in the message."""
     try:
         doc = orjson.loads(body) if body else None
     except orjson.JSONDecodeError:
@@ -90,8 +94,8 @@ def error_message(status: int, body: bytes) -> str:
                 for e in errors[:3]
             ]
             return "; ".join(parts)
-        return f"HTTP {status}: {orjson.dumps(doc)[:200].decode(errors='replace')}"
-    text = _SPACE.sub(" ", _TAGS.sub(" ", body[:2000].decode("utf-8", errors="replace"))).strip()
+        return f"HTTP {status}: {scrub(orjson.dumps(doc).decode(errors='replace'))[:200]}"
+    text = _SPACE.sub(" ", _TAGS.sub(" ", scrub(body[:65536].decode("utf-8", errors="replace"))))[:2000].strip()
     return f"HTTP {status}: non-JSON body: {text[:160]}" if text else f"HTTP {status} with an empty body"
 
 
@@ -231,6 +235,7 @@ class Client:
         clears it.
         """
         payload = orjson.dumps(body) if body is not None else None
+        secrets = tuple(secret_values(body)) if body is not None else ()
         target = self.target(url)
         is_write = method in _WRITES
         is_unknown = False  # an unknown-outcome failure no GET has ruled out
@@ -243,7 +248,7 @@ class Client:
             attempt += 1
             ticket = self.pacer.count_free_start() if self.pacer.is_free else await self.pacer.acquire()
             started = self.timeline.now() if self.timeline is not None else 0.0
-            result, retry_after = await self._attempt(method, target, payload, ticket)
+            result, retry_after = await self._attempt(method, target, payload, ticket, secrets)
             result.attempts = attempt
             if self.timeline is not None:
                 self.timeline.request(method, started, result.status, result.error, attempt > 1)
@@ -310,8 +315,11 @@ class Client:
         return result
 
     async def _attempt(
-        self, method: str, url: str | URL, payload: bytes | None, ticket: int | None
+        self, method: str, url: str | URL, payload: bytes | None, ticket: int | None, secrets: tuple[str, ...] = ()
     ) -> tuple[CallResult, float | None]:
+        def clean(text: str) -> str:  # the token and the body's own credentials, before any cut
+            return scrub(self.scrub(text), list(secrets)) if secrets else self.scrub(text)
+
         assert self._session is not None, "use Client as an async context manager"
         self.stats.requests += 1
         try:
@@ -323,7 +331,7 @@ class Client:
             return CallResult(None, error="timeout", message=f"no answer within {self.config.timeout_s:g} s"), None
         except aiohttp.ClientError as exc:
             # str(exc) of aiohttp errors names host and port; scrubbed all the same
-            return CallResult(None, error="network", message=self.scrub(f"{type(exc).__name__}: {exc}")[:300]), None
+            return CallResult(None, error="network", message=clean(f"{type(exc).__name__}: {exc}")[:300]), None
         # The server's word on its budget, on every response (two look-ups when it says nothing).
         ratelimit_text = headers.get("Ratelimit")
         if ratelimit_text is not None:
@@ -338,17 +346,17 @@ class Client:
             try:
                 doc = orjson.loads(body) if body else {}
             except orjson.JSONDecodeError:
-                return CallResult(status, error="api_error", message=self.scrub(error_message(status, body))), None
+                return CallResult(status, error="api_error", message=error_message(status, body, clean)), None
             if isinstance(doc, dict) and doc.get("success") is False:
-                return CallResult(status, error="api_error", message=self.scrub(error_message(status, body))), None
+                return CallResult(status, error="api_error", message=error_message(status, body, clean)), None
             data = doc.get("data", doc.get("result")) if isinstance(doc, dict) else None
             envelope = doc if isinstance(doc, dict) else None
             return CallResult(status, data=data if isinstance(data, dict) else None, envelope=envelope), None
         if 300 <= status < 400:
-            where = self.scrub(headers.get("Location", "(no Location)"))[:300]
+            where = clean(headers.get("Location", "(no Location)"))[:300]
             message = f"HTTP {status} redirect to {where}: not followed (check --base-url)"
             return CallResult(status, error="redirect", message=message), None
-        message = self.scrub(error_message(status, body))
+        message = error_message(status, body, clean)
         return CallResult(status, error=_error_kind(status), message=message), parse_retry_after(
             headers.get("Retry-After")
         )

@@ -82,3 +82,46 @@ async def test_a_credential_inside_an_object_given_to_set_is_refused_before_it_i
     assert done.returncode == 2 and "give each credential as its own --set" in done.stderr
     assert "CANARY" not in done.stderr + done.stdout and not state.exists()
     assert sum(server.api.requests.values()) == 0
+
+
+# -- a secret across the cut of a long error message ------------------------------------------------------
+
+
+async def test_no_part_of_a_secret_survives_where_an_error_message_is_cut_short(server, tmp_path):
+    from tests.conftest import TOKEN
+
+    secret = "SECRET-CANARY-0123456789-abcdefghij"
+    echo_token, echo_secret = server.add(2)
+    pad = "y" * 150  # the secret straddles the 200th character of the message
+    server.api.faults.append(
+        {
+            "method": "GET",
+            "meeting": echo_token,
+            "status": 400,
+            "content_type": "application/json",
+            "body": f'{{"success": false, "debug": "{pad} {TOKEN}"}}',
+        }
+    )
+    server.api.faults.append(
+        {
+            "method": "PUT",
+            "meeting": echo_secret,
+            "status": 400,
+            "content_type": "text/html",
+            "body": f"<html><body>{'z' * 140} {secret}</body></html>",
+        }
+    )
+    storage = {"type": "aws", "bucket": "b", "access_key": "AKIA-CANARY-KEY", "secret": secret}
+    rows = [
+        {"meeting_id": echo_token, **FR},
+        {"meeting_id": echo_secret, "recording_config": {"storage_config": storage}},
+    ]
+    cfg = config(tmp_path, server, write_jsonl(tmp_path / "in.jsonl", rows))
+    result = await run_job(cfg)
+    assert result.summary["failed"] == 2
+    with sqlite3.connect(cfg.state_file) as db:
+        messages = [m for (m,) in db.execute("SELECT message FROM rows")]
+    text = "\n".join(messages) + Path(cfg.report_file).read_text(encoding="utf-8")
+    assert "yyyy" in text and "zzzz" in text  # the messages are there, cut short
+    for value in (TOKEN, secret):
+        assert value[:6] not in text, f"{value[:6]}... leaked"
