@@ -122,6 +122,7 @@ class Store(SnapshotsMixin):
         self._stats_delta = [0, 0, 0.0]  # requests, retries, elapsed_s not yet committed
         # more statements for every commit, e.g. the timeline's buckets (timeline.py): they ride on each one
         self.flush_extras: list[Callable[[], list[tuple[str, tuple[Any, ...]]]]] = []
+        self._unsaved_extras: list[tuple[str, tuple[Any, ...]]] = []  # flush_extras statements of a failed flush
         self.keys = KeySet(db)
 
     @classmethod
@@ -312,29 +313,46 @@ class Store(SnapshotsMixin):
         delta[2] += elapsed_s
 
     def flush(self, *also: tuple[str, tuple[Any, ...]]) -> None:
-        """Commit buffered outcomes, counters (and ``also``, more statements) in one transaction."""
+        """Commit buffered outcomes, counters (and ``also``, more statements) in one transaction.
+
+        If a statement fails, the transaction is rolled back and the buffers are kept for the
+        next flush (the outcomes, counters and ``flush_extras``' statements; not ``also``: its
+        caller gets the error), so one failed commit neither loses outcomes nor leaves a
+        transaction open for every later one to fail on.
+        """
+        extras = self._unsaved_extras
         for extra in self.flush_extras:
-            also = (*also, *extra())
+            extras = [*extras, *extra()]
         has_stats = self._stats_delta[0] or self._stats_delta[1]
-        if not self._pending and not self._pending_writes and not also and not has_stats:
+        if not self._pending and not self._pending_writes and not also and not extras and not has_stats:
             return
         pending, self._pending = self._pending, []
         writes, self._pending_writes = self._pending_writes, []
+        delta, self._stats_delta = self._stats_delta, [0, 0, 0.0]
+        self._unsaved_extras = []
         self.db.execute("BEGIN")
-        if any(self._stats_delta):
-            (requests, retries, elapsed_s), self._stats_delta = self._stats_delta, [0, 0, 0.0]
-            total = self.run_stats()
-            total["requests"] += requests
-            total["retries"] += retries
-            total["elapsed_s"] = round(total["elapsed_s"] + elapsed_s, 3)
-            self.set_meta(_STATS_KEY, total)
-        if pending:
-            self.db.executemany(_UPDATE_ROW, pending)
-        if writes:
-            self.db.executemany(_MARK_WRITE, writes)
-        for statement in also:
-            self.db.execute(*statement)
-        self.db.execute("COMMIT")
+        try:
+            if any(delta):
+                total = self.run_stats()
+                total["requests"] += delta[0]
+                total["retries"] += delta[1]
+                total["elapsed_s"] = round(total["elapsed_s"] + delta[2], 3)
+                self.set_meta(_STATS_KEY, total)
+            if pending:
+                self.db.executemany(_UPDATE_ROW, pending)
+            if writes:
+                self.db.executemany(_MARK_WRITE, writes)
+            for statement in (*extras, *also):
+                self.db.execute(*statement)
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            self._pending = pending + self._pending
+            self._pending_writes = writes + self._pending_writes
+            self._stats_delta = [a + b for a, b in zip(delta, self._stats_delta, strict=True)]
+            self._unsaved_extras = extras
+            raise
 
     def mark_unfinished_skipped(self) -> int:
         """Rows never finished (the job stopped first) become ``skipped``."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from batcher.engine import run_job
 from tests.conftest import config, write_jsonl
 from tests.test_cli import cli
@@ -125,3 +127,31 @@ async def test_no_part_of_a_secret_survives_where_an_error_message_is_cut_short(
     assert "yyyy" in text and "zzzz" in text  # the messages are there, cut short
     for value in (TOKEN, secret):
         assert value[:6] not in text, f"{value[:6]}... leaked"
+
+
+# -- a commit that fails part-way ---------------------------------------------------------------------------
+
+
+def test_a_failed_commit_rolls_back_and_keeps_its_outcomes_for_the_next(tmp_path):
+    from batcher.store import RowRecord, Store
+
+    store = Store.open(str(tmp_path / "job.state.db"))
+    try:
+        store.add_rows([RowRecord(1, "acct-1", MEETING, b"h" * 16), RowRecord(2, "acct-1", MEETING.upper(), b"i" * 16)])
+        if store.db.in_transaction:  # pre-flight's own transaction
+            store.commit()
+        store.record(1, "succeeded", status=200, attempts=1)
+        store.count_requests(2, 0, 0.5)
+        store.db.execute(
+            "CREATE TEMP TRIGGER full_disk BEFORE INSERT ON snapshots BEGIN SELECT RAISE(FAIL, 'disk full'); END"
+        )
+        with pytest.raises(sqlite3.Error, match="disk full"):
+            store.save_snapshots([("acct-1", MEETING, 2, {"title": "a"}, {"title": "b"})])
+        assert not store.db.in_transaction, "a failed flush left its transaction open"
+        store.db.execute("DROP TRIGGER full_disk")
+        store.flush()  # the next group commit: the outcome and the counters the failed one carried
+        assert store.db.execute("SELECT outcome FROM rows WHERE row = 1").fetchone() == ("succeeded",)
+        assert store.run_stats()["requests"] == 2
+        assert store.db.execute("SELECT COUNT(*) FROM snapshots").fetchone() == (0,)  # the caller was told
+    finally:
+        store.close()
