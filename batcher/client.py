@@ -349,9 +349,9 @@ class Client:
             try:
                 doc = orjson.loads(body) if body else {}
             except orjson.JSONDecodeError:
-                return CallResult(status, error="api_error", message=error_message(status, body, clean)), None
+                return CallResult(status, error="api_error", message=clean(error_message(status, body, clean))), None
             if isinstance(doc, dict) and doc.get("success") is False:
-                return CallResult(status, error="api_error", message=error_message(status, body, clean)), None
+                return CallResult(status, error="api_error", message=clean(error_message(status, body, clean))), None
             data = doc.get("data", doc.get("result")) if isinstance(doc, dict) else None
             envelope = doc if isinstance(doc, dict) else None
             return CallResult(status, data=data if isinstance(data, dict) else None, envelope=envelope), None
@@ -359,7 +359,7 @@ class Client:
             where = clean(headers.get("Location", "(no Location)"))[:300]
             message = f"HTTP {status} redirect to {where}: not followed (check --base-url)"
             return CallResult(status, error="redirect", message=message), None
-        message = error_message(status, body, clean)
+        message = clean(error_message(status, body, clean))
         return CallResult(status, error=_error_kind(status), message=message), parse_retry_after(
             headers.get("Retry-After")
         )
