@@ -49,7 +49,8 @@ write bumps it).
   ``run --force`` with a changed input): its seq moves on and the next rollback
   judges it afresh. Conflicts and errors are judged again by every rollback.
   Before its PUT a restore is kept as ``restoring``: a rollback killed after the
-  PUT landed finds, when resumed, the meeting as before and counts it restored.
+  PUT landed finds, when resumed, the meeting as before and counts it restored;
+  so does the next rollback after a restore that failed ``unknown_outcome``.
 - Replace- and patch-mode jobs keep no before-state (nothing was read before
   writing): their rollback is refused (exit 2) with a sentence saying so, never
   reported as "0 meetings changed". Should those modes keep snapshots one day,
@@ -251,7 +252,9 @@ class Rollback:
         attempts = got.attempts + put.attempts
         if put.is_ok:
             return self.record(snap, "succeeded", status=put.status, attempts=attempts)
-        self.record(snap, "failed", put.error, put.status, put.message, attempts)
+        # a restore that may have landed stays "restoring" for the next rollback (see rollback_state.todo)
+        error = "unknown_outcome" if put.is_unknown else put.error
+        self.record(snap, "failed", error, put.status, put.message, attempts)
         if put.error == "auth":
             self.control.halt_with(AuthError(f"HTTP {put.status}: {put.message}"))
 

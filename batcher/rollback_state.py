@@ -41,7 +41,7 @@ class SnapshotRecord(NamedTuple):
     write_state: str  # pending | landed | unknown | earlier (failed, after an earlier write that may have landed)
     seq: int
     landed_after: dict[str, Any] | None = None  # the job's last write that landed or may have
-    restoring: bool = False  # an earlier rollback sent the restoring PUT and was stopped before its outcome
+    restoring: bool = False  # an earlier rollback's restoring PUT may have landed (stopped, or outcome unknown)
 
 
 def todo(store: Store, chunk: int = 1000) -> Iterator[SnapshotRecord]:
@@ -58,7 +58,7 @@ def todo(store: Store, chunk: int = 1000) -> Iterator[SnapshotRecord]:
     while True:
         batch = store.db.execute(
             "SELECT s.rowid, s.account_id, s.meeting_id, s.row, s.before, s.after, s.write_state, s.seq,"
-            " s.landed_after, r.outcome = 'restoring' AND r.seq = s.seq"
+            " s.landed_after, r.seq = s.seq AND (r.outcome = 'restoring' OR r.error = 'unknown_outcome')"
             " FROM snapshots s LEFT JOIN rollback r USING (account_id, meeting_id)"
             f" WHERE s.rowid > ? AND {JUDGED}"
             " AND (r.outcome IS NULL OR r.seq != s.seq OR r.outcome NOT IN ('succeeded', 'unchanged'))"

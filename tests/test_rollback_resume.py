@@ -58,3 +58,17 @@ async def test_a_restore_in_flight_is_not_a_finished_outcome(server, tmp_path, m
     summary = (await rollback_job(config(tmp_path, server, src, results_path=str(results)))).summary
     assert (summary["succeeded"], summary["failed"], summary["skipped"]) == (1, 0, 0)
     assert [line["outcome"] for line in read_jsonl(results)] == ["succeeded"]
+
+
+async def test_a_restore_whose_outcome_stayed_unknown_is_counted_restored_when_it_had_landed(server, tmp_path):
+    [mid] = server.add(title="orig")
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "title": "new"}])
+    await run_job(config(tmp_path, server, src))
+    # the restoring PUT lands, but every answer to it is lost
+    server.api.faults.append({"kind": "apply_then_drop", "method": "PUT", "meeting": mid, "times": 10})
+    first = await rollback_job(config(tmp_path, server, src, max_attempts=3))
+    assert (first.summary["succeeded"], first.summary["failed"]) == (0, 1)
+    assert server.doc(mid)["title"] == "orig"
+    server.api.faults.clear()
+    second = await rollback_job(config(tmp_path, server, src))
+    assert (second.summary["succeeded"], second.summary["unchanged"]) == (1, 0)
