@@ -18,6 +18,7 @@ import os
 import re
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -210,6 +211,19 @@ def _by_kind(counts: dict[str, int], failures: list[FailureGroup]) -> list[tuple
     return out
 
 
+def _per_account(counts: Iterable[tuple[Any, str, int]], app_id: str | None) -> list[dict[str, Any]]:
+    """Per-account rows from ``(account, outcome, n)``: an outcome the report has no column for
+    counts as ``pending`` (not done), never a KeyError."""
+    accounts: dict[str, dict[str, Any]] = {}
+    for account, outcome, n in counts:
+        entry = accounts.setdefault(
+            str(account), {"account_id": account, "app_id": app_id, "total": 0, **dict.fromkeys(OUTCOME_ORDER, 0)}
+        )
+        entry[outcome if outcome in OUTCOME_ORDER else "pending"] += n
+        entry["total"] += n
+    return list(accounts.values())
+
+
 def _job_outcomes(db: Any, app_id: str | None) -> Outcomes:
     counts = dict.fromkeys(OUTCOME_ORDER, 0)
     for outcome, n in db.execute("SELECT outcome, COUNT(*) FROM rows GROUP BY outcome"):
@@ -218,16 +232,11 @@ def _job_outcomes(db: Any, app_id: str | None) -> Outcomes:
         "SELECT row, meeting_id, account_id, error, status, message FROM rows WHERE outcome = 'failed' ORDER BY row"
     ).fetchall()
     failures = _failure_groups(entries)
-    accounts: dict[str, dict[str, Any]] = {}
-    for account, outcome, n in db.execute(
-        "SELECT account_id, outcome, COUNT(*) FROM rows GROUP BY account_id, outcome ORDER BY account_id"
-    ):
-        entry = accounts.setdefault(
-            str(account), {"account_id": account, "app_id": app_id, "total": 0, **dict.fromkeys(OUTCOME_ORDER, 0)}
-        )
-        entry[outcome] = entry.get(outcome, 0) + n
-        entry["total"] += n
-    return Outcomes(counts, _by_kind(counts, failures), failures, list(accounts.values()))
+    accounts = _per_account(
+        db.execute("SELECT account_id, outcome, COUNT(*) FROM rows GROUP BY account_id, outcome ORDER BY account_id"),
+        app_id,
+    )
+    return Outcomes(counts, _by_kind(counts, failures), failures, accounts)
 
 
 def _rollback_outcomes(db: Any, app_id: str | None) -> Outcomes:
@@ -243,18 +252,17 @@ def _rollback_outcomes(db: Any, app_id: str | None) -> Outcomes:
             counts[outcome] += n
     entries = [entry[:6] for entry in rollback_state.failures(shim)]  # type: ignore[arg-type]
     failures = _failure_groups(entries)
-    accounts: dict[str, dict[str, Any]] = {}
-    for account, outcome, n in db.execute(
-        "SELECT s.account_id, CASE WHEN r.seq IS s.seq THEN r.outcome ELSE 'pending' END, COUNT(*)"
-        " FROM snapshots s LEFT JOIN rollback r USING (account_id, meeting_id)"
-        f" WHERE {rollback_state.JUDGED} GROUP BY 1, 2 ORDER BY 1"
-    ):
-        entry = accounts.setdefault(
-            str(account), {"account_id": account, "app_id": app_id, "total": 0, **dict.fromkeys(OUTCOME_ORDER, 0)}
-        )
-        entry[outcome] += n
-        entry["total"] += n
-    return Outcomes(counts, _by_kind(counts, failures), failures, list(accounts.values()))
+    # outcome 'restoring': a restoring PUT sent by a rollback stopped before its outcome (pending, as in tally)
+    accounts = _per_account(
+        db.execute(
+            "SELECT s.account_id, CASE WHEN r.seq IS s.seq AND r.outcome != 'restoring' THEN r.outcome"
+            " ELSE 'pending' END, COUNT(*)"
+            " FROM snapshots s LEFT JOIN rollback r USING (account_id, meeting_id)"
+            f" WHERE {rollback_state.JUDGED} GROUP BY 1, 2 ORDER BY 1"
+        ),
+        app_id,
+    )
+    return Outcomes(counts, _by_kind(counts, failures), failures, accounts)
 
 
 def read_report(path: str, now: float | None = None) -> ReportData:
