@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .report_data import Interval, Outcomes, Timeline
+from .report_data import Interval, Outcomes, TimelineView
 
 WIDTH = 820
 HEIGHT = 190
@@ -60,7 +60,7 @@ def _x(time_format: str = "%H:%M:%S") -> dict[str, Any]:
     return {"field": "t", "type": "temporal", "scale": {"type": "utc"}, "title": "time (UTC)", "axis": axis}
 
 
-def _time_format(timeline: Timeline) -> str:
+def _time_format(timeline: TimelineView) -> str:
     """Clock time for a job within a day, the date too for a longer one."""
     shown = [i for i in timeline.intervals if i is not None]
     span = shown[-1].start - shown[0].start if shown else 0
@@ -71,7 +71,7 @@ def _color(names: list[str]) -> dict[str, Any]:
     return {"field": "series", "type": "nominal", "scale": {"domain": names, "range": [COLORS[n] for n in names]}}
 
 
-def _pause_layer(timeline: Timeline) -> list[dict[str, Any]]:
+def _pause_layer(timeline: TimelineView) -> list[dict[str, Any]]:
     if not timeline.pauses:
         return []
     values = [{"t": iso(s), "t2": iso(e)} for s, e in timeline.pauses]
@@ -84,7 +84,7 @@ def _pause_layer(timeline: Timeline) -> list[dict[str, Any]]:
     ]
 
 
-def _points(timeline: Timeline, value: Any, series: str) -> list[dict[str, Any]]:
+def _points(timeline: TimelineView, value: Any, series: str) -> list[dict[str, Any]]:
     """One series over the intervals; a gap between runs breaks the line (a null value)."""
     out = []
     for i, interval in enumerate(timeline.intervals):
@@ -96,7 +96,7 @@ def _points(timeline: Timeline, value: Any, series: str) -> list[dict[str, Any]]
     return out
 
 
-def throughput(timeline: Timeline, title: str) -> dict[str, Any]:
+def throughput(timeline: TimelineView, title: str) -> dict[str, Any]:
     """Rows/s and requests/s per interval, each run's rate promise, Retry-After pauses and 429s."""
     x = _x(_time_format(timeline))
     values = _points(timeline, lambda i: round(i.rows_per_s, 3), "rows/s")
@@ -147,7 +147,7 @@ def throughput(timeline: Timeline, title: str) -> dict[str, Any]:
     return {"title": title, "width": WIDTH, "height": HEIGHT, "layer": layers}
 
 
-def _run_rules(timeline: Timeline) -> list[dict[str, Any]]:
+def _run_rules(timeline: TimelineView) -> list[dict[str, Any]]:
     """A thin vertical line where each run starts, labelled with its number."""
     x = _x(_time_format(timeline))
     if len(timeline.runs) < 2:
@@ -167,7 +167,7 @@ def _run_rules(timeline: Timeline) -> list[dict[str, Any]]:
     ]
 
 
-def retries(timeline: Timeline, title: str) -> dict[str, Any]:
+def retries(timeline: TimelineView, title: str) -> dict[str, Any]:
     """Retries and 429 answers per interval, with the Retry-After pauses shaded."""
     x = _x(_time_format(timeline))
     values = _points(timeline, lambda i: i.bucket.retries, "retries")
@@ -187,7 +187,7 @@ def retries(timeline: Timeline, title: str) -> dict[str, Any]:
     return {"title": title, "width": WIDTH, "height": 140, "layer": layers}
 
 
-def latency(timeline: Timeline, title: str) -> dict[str, Any]:
+def latency(timeline: TimelineView, title: str) -> dict[str, Any]:
     """p50, p95 and p99 request latency per interval (log scale)."""
     x = _x(_time_format(timeline))
     values: list[dict[str, Any]] = []

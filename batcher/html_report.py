@@ -20,7 +20,7 @@ from typing import Any
 
 from . import __version__, charts
 from .estimate import duration_text
-from .report_data import Outcomes, ReportData, Timeline, read_report, run_status
+from .report_data import Outcomes, ReportData, TimelineView, read_report, run_status
 from .schema import masked_set_argument
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -149,7 +149,7 @@ def _job_section(data: ReportData) -> str:
     return "".join(out)
 
 
-def _timeline_section(timeline: Timeline, noun: str) -> str:
+def _timeline_section(timeline: TimelineView, noun: str) -> str:
     if not any(timeline.intervals):
         return '<p class="note">No requests were recorded.</p>'
     t = timeline.totals

@@ -67,7 +67,7 @@ class Interval:
 
 
 @dataclass
-class Timeline:
+class TimelineView:
     """One kind of run's (``run`` or ``rollback``) activity over time."""
 
     width_s: int
@@ -107,7 +107,7 @@ class ReportData:
     stats: dict[str, Any]  # requests, retries, elapsed_s over every run (run_stats)
     runs: list[RunRecord]
     outcomes: Outcomes
-    timelines: dict[str, Timeline]  # "run", "rollback": only kinds that have runs
+    timelines: dict[str, TimelineView]  # "run", "rollback": only kinds that have runs
     rollback: Outcomes | None = None
     rollback_stats: dict[str, Any] | None = None
     running_pids: set[int] = field(default_factory=set)
@@ -132,13 +132,13 @@ def nice_width(span_s: float, widest_s: int = 1) -> int:
 Buckets = list[tuple[int, int, int, Bucket]]  # (run, start, width, bucket)
 
 
-def build_timeline(runs: list[RunRecord], buckets: Buckets, now: float) -> Timeline:
+def build_timeline(runs: list[RunRecord], buckets: Buckets) -> TimelineView:
     """Merge a kind's buckets into display intervals; intervals when no run was active are gaps."""
     totals = Bucket()
     for *_, bucket in buckets:
         totals.add(bucket)
     if not buckets:
-        return Timeline(1, [], totals, [], runs)
+        return TimelineView(1, [], totals, [], runs)
     last_of_run: dict[int, float] = defaultdict(float)
     for run_id, start, width, _ in buckets:
         last_of_run[run_id] = max(last_of_run[run_id], start + width)
@@ -158,22 +158,39 @@ def build_timeline(runs: list[RunRecord], buckets: Buckets, now: float) -> Timel
             intervals.append(Interval(at, width, merged.get(i) or Bucket()))
         else:
             intervals.append(None)
-    return Timeline(width, intervals, totals, _pauses(buckets), runs)
+    return TimelineView(width, intervals, totals, _pauses(buckets, last), runs)
 
 
-def _pauses(buckets: Buckets) -> list[tuple[float, float]]:
-    """Retry-After pauses from the buckets: consecutive paused buckets are one pause (to a bucket's
-    precision: where in its bucket a pause began or ended is not kept)."""
-    out: list[tuple[float, float]] = []
+def _pauses(buckets: Buckets, until: float) -> list[tuple[float, float]]:
+    """Retry-After pauses (start, end) from the buckets, cut at ``until`` (the end of what the runs
+    recorded: a run killed or ended during a pause paused no longer).
+
+    A bucket keeps each pause as (start, seconds) where it began (timeline.Bucket.spans); touching or
+    overlapping ones are one pause. States written before that spread a pause's seconds over the
+    buckets it covered (``paused_s`` only): those are read to a bucket's precision.
+    """
+    found: list[tuple[float, float]] = []
+    legacy: list[tuple[float, float]] = []
     for _, start, width, bucket in sorted(buckets, key=lambda b: b[1]):
-        if bucket.paused_s <= 0:
+        if bucket.spans:
+            found += [(s, s + n) for s, n in bucket.spans]
+        elif bucket.paused_s <= 0:
             continue
-        if out and out[-1][1] >= start - 1e-6:  # it goes on from the previous bucket
-            out[-1] = (out[-1][0], start + bucket.paused_s)
+        elif legacy and legacy[-1][1] >= start - 1e-6:  # it goes on from the previous bucket
+            legacy[-1] = (legacy[-1][0], start + bucket.paused_s)
         elif bucket.paused_s >= width - 1e-6 or not bucket.pauses:
-            out.append((start, start + bucket.paused_s))
+            legacy.append((start, start + bucket.paused_s))
         else:  # it began in this bucket and lasts to its end (or ends inside it)
-            out.append((start + width - bucket.paused_s, start + width))
+            legacy.append((start + width - bucket.paused_s, start + width))
+    out: list[tuple[float, float]] = []
+    for start, end in sorted(found + legacy):
+        end = min(end, until)
+        if end <= start:
+            continue
+        if out and start <= out[-1][1] + 1e-6:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
     return out
 
 
@@ -288,7 +305,7 @@ def read_report(path: str, now: float | None = None) -> ReportData:
         db.close()
     running = {r.pid for r in runs if r.ended is None and r.pid and r.pid != os.getpid() and is_alive(r.pid)}
     timelines = {
-        kind: build_timeline([r for r in runs if r.kind == kind], buckets.get(kind, []), now)
+        kind: build_timeline([r for r in runs if r.kind == kind], buckets.get(kind, []))
         for kind in ("run", "rollback")
         if any(r.kind == kind for r in runs)
     }
