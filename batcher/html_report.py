@@ -99,7 +99,9 @@ def _job_section(data: ReportData) -> str:
         ("succeeded", c["succeeded"], "ok"),
         ("unchanged", c["unchanged"], "ok"),
         ("failed", c["failed"], "bad" if c["failed"] else ""),
-        ("skipped", c["skipped"] + c["pending"], "warn" if c["skipped"] + c["pending"] else ""),
+        ("skipped", c["skipped"], "warn" if c["skipped"] else ""),
+        # not done yet (a running job) or in flight when it was killed: status --json's "pending"
+        ("pending", c["pending"], "warn" if c["pending"] else ""),
         ("requests", stats.get("requests", 0), ""),
         ("retries", stats.get("retries", 0), "warn" if stats.get("retries") else ""),
         ("sending time", duration_text(stats.get("elapsed_s", 0.0)), ""),
@@ -186,7 +188,7 @@ def _outcomes_section(outcomes: Outcomes, noun: str) -> str:
             )
     else:
         out.append(f'<p class="note">No {noun} failed.</p>')
-    header = ["account", "app", "total", "succeeded", "unchanged", "failed", "skipped"]
+    header = ["account", "app", "total", "succeeded", "unchanged", "failed", "skipped", "pending"]
     rows = [
         [
             a["account_id"],
@@ -195,11 +197,12 @@ def _outcomes_section(outcomes: Outcomes, noun: str) -> str:
             a["succeeded"],
             a["unchanged"],
             a["failed"],
-            a["skipped"] + a["pending"],
+            a["skipped"],
+            a["pending"],
         ]
         for a in outcomes.accounts
     ]
-    out.append("<h3>Per account</h3>" + _table(header, rows, {2, 3, 4, 5, 6}))
+    out.append("<h3>Per account</h3>" + _table(header, rows, {2, 3, 4, 5, 6, 7}))
     return "".join(out)
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 
 from batcher.html_report import write_html_report
 from batcher.report_data import build_timeline, read_report
 from batcher.rollback import rollback_job
 from batcher.runs import RunRecord
+from batcher.status import read_status
 from batcher.timeline import Bucket, Timeline
 
 from .conftest import ACCOUNT
@@ -58,3 +60,30 @@ def test_the_report_spreads_a_pause_over_time_and_cuts_it_where_the_run_ended():
     short = Bucket(pauses=1, paused_s=30, spans=[(T0 + 10.5, 30)])
     view = build_timeline([run], [(1, T0 + 10, 1, short), (1, T0 + 40, 1, extended), (1, T0 + 50, 1, later)])
     assert view.pauses == [(T0 + 10.5, T0 + 43.5), (T0 + 50, T0 + 55)]
+
+
+def cards(text: str) -> dict[str, str]:
+    return {name: value for value, name in re.findall(r"<b>([^<]*)</b><span>([^<]*)</span>", text)}
+
+
+async def test_pending_rows_are_shown_as_pending_not_skipped_as_status_json_counts_them(server, tmp_path):
+    cfg, _ = await busy_job(server, tmp_path)
+    # as a killed or running job leaves them: 4 rows not done yet, 2 skipped
+    execute(cfg.state_file, "UPDATE rows SET outcome = 'pending' WHERE row IN (1, 2, 3, 16)")
+    execute(cfg.state_file, "UPDATE rows SET outcome = 'skipped' WHERE row IN (4, 5)")
+    status = read_status(cfg.state_file)
+    assert (status["pending"], status["skipped"]) == (4, 2)
+    html = tmp_path / "r.html"
+    write_html_report(cfg.state_file, str(html))
+    text = html.read_text(encoding="utf-8")
+    shown = cards(text)
+    for key in ("succeeded", "unchanged", "failed", "skipped", "pending"):
+        assert shown[key] == f"{status[key]:,}", key
+    assert shown["rows"] == f"{status['total']:,}"
+    # the per-account table: a pending column, its sums the state's
+    header = re.search(r"<h3>Per account</h3><table><thead><tr>(.*?)</tr>", text).group(1)
+    assert re.findall(r"<th>([^<]*)</th>", header)[-2:] == ["skipped", "pending"]
+    body = re.search(r"<h3>Per account</h3><table>.*?<tbody>(.*?)</tbody>", text).group(1)
+    cells = [re.findall(r"<td[^>]*>([^<]*)</td>", tr) for tr in re.findall(r"<tr>(.*?)</tr>", body)]
+    assert sum(int(c[6]) for c in cells) == 2 and sum(int(c[7]) for c in cells) == 4
+    assert ">pending<" in text  # the outcome chart's own bar
