@@ -14,6 +14,7 @@ an interval come from its merged histogram.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import time
@@ -26,8 +27,10 @@ from typing import Any
 import orjson
 
 from . import rollback_state
+from .errors import UsageError
+from .preflight import foreign_tables
 from .runs import RunRecord, read_runs
-from .status import is_alive, open_read_only
+from .status import open_read_only
 from .timeline import Bucket, load_buckets, percentile
 
 MAX_POINTS = 180
@@ -282,10 +285,52 @@ def _rollback_outcomes(db: Any, app_id: str | None) -> Outcomes:
     return Outcomes(counts, _by_kind(counts, failures), failures, accounts)
 
 
+def _open_state(path: str) -> Any:
+    """The state, read-only; another program's SQLite file is said to be one (as ``run`` says it)."""
+    try:
+        return open_read_only(path)
+    except UsageError:
+        if tables := foreign_tables(path):
+            raise UsageError(
+                f"{path} is another program's SQLite database (tables {', '.join(tables[:5])}), "
+                "not a batcher state file: check the path"
+            ) from None
+        raise
+
+
+def is_locked(path: str) -> bool:
+    """Whether a job holds the state's lock now (Store.open's exclusive flock on the file itself).
+
+    A shared lock is tried without waiting and released at once. Unlike a pid,
+    the lock dies with its process: a killed run whose pid was reused, or a
+    state copied to another machine, is not taken for a running one.
+    """
+    try:
+        with open(path, "rb") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    except OSError:
+        return False
+    return False
+
+
+def _running_pids(path: str, runs: list[RunRecord]) -> set[int]:
+    """The pid of the run under way: the latest run with no end, if a job holds the state's lock
+    (never this process's own run: the lock is per open file, so our own Store would look like one)."""
+    open_runs = [r for r in runs if r.ended is None and r.pid and r.pid != os.getpid()]
+    if not open_runs or not is_locked(path):
+        return set()
+    latest = max(runs, key=lambda r: r.id)
+    return {latest.pid} if latest in open_runs and latest.pid else set()
+
+
 def read_report(path: str, now: float | None = None) -> ReportData:
     """Read everything the report shows from the state file at ``path`` (read-only)."""
     now = time.time() if now is None else now
-    db = open_read_only(path)
+    db = _open_state(path)
     try:
         meta = {key: orjson.loads(value) for key, value in db.execute("SELECT key, value FROM meta")}
         job = dict(meta.get("fingerprint") or {})
@@ -303,7 +348,7 @@ def read_report(path: str, now: float | None = None) -> ReportData:
         rollback = _rollback_outcomes(db, job.get("app_id")) if has_rollback else None
     finally:
         db.close()
-    running = {r.pid for r in runs if r.ended is None and r.pid and r.pid != os.getpid() and is_alive(r.pid)}
+    running = _running_pids(path, runs)
     timelines = {
         kind: build_timeline([r for r in runs if r.kind == kind], buckets.get(kind, []))
         for kind in ("run", "rollback")

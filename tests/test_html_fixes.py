@@ -6,14 +6,16 @@ import re
 import sqlite3
 
 from batcher.html_report import write_html_report
-from batcher.report_data import build_timeline, read_report
+from batcher.report_data import build_timeline, read_report, run_status
 from batcher.rollback import rollback_job
 from batcher.runs import RunRecord
 from batcher.status import read_status
+from batcher.store import Store
 from batcher.timeline import Bucket, Timeline
 
 from .conftest import ACCOUNT
 from .fake_time import VirtualTime
+from .test_cli import cli
 from .test_html_report import busy_job
 from .test_timeline import T0, FakeClock
 
@@ -87,3 +89,29 @@ async def test_pending_rows_are_shown_as_pending_not_skipped_as_status_json_coun
     cells = [re.findall(r"<td[^>]*>([^<]*)</td>", tr) for tr in re.findall(r"<tr>(.*?)</tr>", body)]
     assert sum(int(c[6]) for c in cells) == 2 and sum(int(c[7]) for c in cells) == 4
     assert ">pending<" in text  # the outcome chart's own bar
+
+
+async def test_a_killed_run_whose_pid_was_reused_is_not_running_a_locked_state_is(server, tmp_path):
+    cfg, _ = await busy_job(server, tmp_path)
+    # as kill -9 leaves it, and its pid now belongs to another live process (pid 1: always alive)
+    execute(cfg.state_file, "UPDATE runs SET ended = NULL, exit_code = NULL, pid = 1")
+    [run] = read_report(cfg.state_file).runs
+    assert run_status(run, read_report(cfg.state_file).running_pids) == "killed / unknown"
+    store = Store.open(cfg.state_file)  # a job holding the state's lock: it runs
+    try:
+        data = read_report(cfg.state_file)
+        assert run_status(data.runs[0], data.running_pids) == "running"
+    finally:
+        store.close()
+    data = read_report(cfg.state_file)
+    assert run_status(data.runs[0], data.running_pids) == "killed / unknown"
+
+
+def test_report_of_another_programs_sqlite_file_says_it_is_not_a_batcher_state(tmp_path):
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE songs (title TEXT)")
+    done = cli("report", "--state", str(other), "--html", str(tmp_path / "r.html"))
+    assert done.returncode == 2
+    assert "not a batcher state file" in done.stderr and "holds no job yet" not in done.stderr
+    assert not (tmp_path / "r.html").exists()
