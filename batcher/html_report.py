@@ -182,7 +182,10 @@ def _outcomes_section(outcomes: Outcomes, noun: str) -> str:
         out.append("<h3>Failures by error kind</h3>")
         for group in outcomes.failures:
             out.append(f"<p><b>{_e(group.kind)}</b>: {group.count:,} {noun}</p>")
-            out.append(_table(["top messages", "count"], [[m, n] for m, n in group.messages], {1}))
+            shown = [[m, n] for m, n in group.messages]
+            if group.other_messages:
+                shown.append([Raw("<i>other messages</i>"), group.other_messages])
+            out.append(_table(["top messages", "count"], shown, {1}))
             out.append(
                 _table(["row", "meeting", "account", "status", "message"], [list(x) for x in group.examples], {0})
             )
@@ -191,7 +194,7 @@ def _outcomes_section(outcomes: Outcomes, noun: str) -> str:
     header = ["account", "app", "total", "succeeded", "unchanged", "failed", "skipped", "pending"]
     rows = [
         [
-            a["account_id"],
+            a["account_id"] if "other_accounts" not in a else Raw(f"<i>{a['other_accounts']:,} other accounts</i>"),
             a["app_id"] or "-",
             a["total"],
             a["succeeded"],

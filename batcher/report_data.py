@@ -40,6 +40,13 @@ TOP_MESSAGES = 3
 # Messages are grouped with the row's own ids (and any other UUID) written as placeholders: "Meeting <meeting>
 # not found" for 312 rows is one message, not 312.
 _UUID = re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b")
+# Other runs of digits (4 or more) and of hex (8 or more, with a digit) too: request ids, timestamps, sizes.
+_NUMBERS = re.compile(r"\b(?=[0-9a-fA-F]*[0-9])[0-9a-fA-F]{8,}\b|\d{4,}")
+# Memory stays bounded however many rows failed: at most this many message shapes are counted per
+# error kind (later new ones count as "other messages"), and the per-account table shows the accounts
+# with the most rows (the rest as one "other accounts" row).
+MAX_SHAPES = 1000
+TOP_ACCOUNTS = 50
 EXAMPLE_ROWS = 5
 OUTCOME_ORDER = ("succeeded", "unchanged", "failed", "skipped", "pending")
 
@@ -87,6 +94,7 @@ class FailureGroup:
     kind: str
     count: int
     messages: list[tuple[str, int]] = field(default_factory=list)
+    other_messages: int = 0  # rows whose message is not among ``messages`` (the less common shapes)
     examples: list[tuple[Any, ...]] = field(default_factory=list)  # (row, meeting, account, status, message)
 
 
@@ -197,19 +205,27 @@ def _pauses(buckets: Buckets, until: float) -> list[tuple[float, float]]:
     return out
 
 
-def _failure_groups(entries: list[tuple[Any, ...]]) -> list[FailureGroup]:
-    """Group ``(row, meeting, account, error, status, message)`` by error kind, largest first."""
+def _failure_groups(entries: Iterable[tuple[Any, ...]]) -> list[FailureGroup]:
+    """Group ``(row, meeting, account, error, status, message)`` by error kind, largest first.
+
+    ``entries`` is read once, as it comes (a cursor: nothing is held per row), and at most
+    ``MAX_SHAPES`` message shapes are counted per kind.
+    """
     groups: dict[str, FailureGroup] = {}
     messages: dict[str, Counter[str]] = defaultdict(Counter)
     for row, meeting, account, error, status, message in entries:
         kind = str(error)
         group = groups.setdefault(kind, FailureGroup(kind, 0))
         group.count += 1
-        messages[kind][_message_shape(message or "", meeting, account)] += 1
+        shape = _message_shape(message or "", meeting, account)
+        shapes = messages[kind]
+        if shape in shapes or len(shapes) < MAX_SHAPES:
+            shapes[shape] += 1
         if len(group.examples) < EXAMPLE_ROWS:
             group.examples.append((row, meeting, account, status, message))
     for kind, group in groups.items():
         group.messages = messages[kind].most_common(TOP_MESSAGES)
+        group.other_messages = group.count - sum(n for _, n in group.messages)
     return sorted(groups.values(), key=lambda g: (-g.count, g.kind))
 
 
@@ -218,7 +234,7 @@ def _message_shape(message: str, meeting: Any, account: Any) -> str:
     for value, name in ((meeting, "<meeting>"), (account, "<account>")):
         if value and len(str(value)) >= 4:  # a short id would replace ordinary words
             message = message.replace(str(value), name)
-    return _UUID.sub("<id>", message)
+    return _NUMBERS.sub("<n>", _UUID.sub("<id>", message))
 
 
 def _by_kind(counts: dict[str, int], failures: list[FailureGroup]) -> list[tuple[str, int]]:
@@ -231,16 +247,33 @@ def _by_kind(counts: dict[str, int], failures: list[FailureGroup]) -> list[tuple
     return out
 
 
-def _per_account(counts: Iterable[tuple[Any, str, int]], app_id: str | None) -> list[dict[str, Any]]:
-    """Per-account rows from ``(account, outcome, n)``: an outcome the report has no column for
-    counts as ``pending`` (not done), never a KeyError."""
-    accounts: dict[str, dict[str, Any]] = {}
-    for account, outcome, n in counts:
+def _per_account(db: Any, counts_sql: str, app_id: str | None) -> list[dict[str, Any]]:
+    """Per-account rows from ``counts_sql`` (``account, outcome, n``): the ``TOP_ACCOUNTS`` accounts
+    with the most rows, then one row for all the others (``account_id`` None, ``other_accounts`` set).
+
+    An outcome the report has no column for counts as ``pending`` (not done), never a KeyError.
+    """
+    query = (
+        f"WITH t(account, outcome, n) AS ({counts_sql}),"
+        " top(account) AS (SELECT account FROM t GROUP BY account ORDER BY SUM(n) DESC, account LIMIT ?)"
+        " SELECT kept, CASE WHEN kept THEN account END, outcome, SUM(n) FROM"
+        " (SELECT t.*, EXISTS (SELECT 1 FROM top WHERE top.account IS t.account) AS kept FROM t)"
+        " GROUP BY 1, 2, 3 ORDER BY kept DESC, 2"
+    )
+    accounts: dict[Any, dict[str, Any]] = {}
+    for kept, account, outcome, n in db.execute(query, (TOP_ACCOUNTS,)):
+        key = ("account", account) if kept else ("other",)
         entry = accounts.setdefault(
-            str(account), {"account_id": account, "app_id": app_id, "total": 0, **dict.fromkeys(OUTCOME_ORDER, 0)}
+            key, {"account_id": account, "app_id": app_id, "total": 0, **dict.fromkeys(OUTCOME_ORDER, 0)}
         )
         entry[outcome if outcome in OUTCOME_ORDER else "pending"] += n
         entry["total"] += n
+    if ("other",) in accounts:
+        (others,) = db.execute(
+            f"WITH t(account, outcome, n) AS ({counts_sql}) SELECT COUNT(*) - ? FROM (SELECT DISTINCT account FROM t)",
+            (TOP_ACCOUNTS,),
+        ).fetchone()
+        accounts[("other",)]["other_accounts"] = others
     return list(accounts.values())
 
 
@@ -250,12 +283,9 @@ def _job_outcomes(db: Any, app_id: str | None) -> Outcomes:
         counts[outcome] = counts.get(outcome, 0) + n
     entries = db.execute(
         "SELECT row, meeting_id, account_id, error, status, message FROM rows WHERE outcome = 'failed' ORDER BY row"
-    ).fetchall()
-    failures = _failure_groups(entries)
-    accounts = _per_account(
-        db.execute("SELECT account_id, outcome, COUNT(*) FROM rows GROUP BY account_id, outcome ORDER BY account_id"),
-        app_id,
     )
+    failures = _failure_groups(entries)
+    accounts = _per_account(db, "SELECT account_id, outcome, COUNT(*) FROM rows GROUP BY 1, 2", app_id)
     return Outcomes(counts, _by_kind(counts, failures), failures, accounts)
 
 
@@ -270,16 +300,15 @@ def _rollback_outcomes(db: Any, app_id: str | None) -> Outcomes:
                 continue
             outcome = key if key in ("succeeded", "unchanged") else "pending" if key == "pending" else "failed"
             counts[outcome] += n
-    entries = [entry[:6] for entry in rollback_state.failures(shim)]  # type: ignore[arg-type]
+    entries = (entry[:6] for entry in rollback_state.failures(shim))  # type: ignore[arg-type]
     failures = _failure_groups(entries)
     # outcome 'restoring': a restoring PUT sent by a rollback stopped before its outcome (pending, as in tally)
     accounts = _per_account(
-        db.execute(
-            "SELECT s.account_id, CASE WHEN r.seq IS s.seq AND r.outcome != 'restoring' THEN r.outcome"
-            " ELSE 'pending' END, COUNT(*)"
-            " FROM snapshots s LEFT JOIN rollback r USING (account_id, meeting_id)"
-            f" WHERE {rollback_state.JUDGED} GROUP BY 1, 2 ORDER BY 1"
-        ),
+        db,
+        "SELECT s.account_id, CASE WHEN r.seq IS s.seq AND r.outcome != 'restoring' THEN r.outcome"
+        " ELSE 'pending' END, COUNT(*)"
+        " FROM snapshots s LEFT JOIN rollback r USING (account_id, meeting_id)"
+        f" WHERE {rollback_state.JUDGED} GROUP BY 1, 2",
         app_id,
     )
     return Outcomes(counts, _by_kind(counts, failures), failures, accounts)

@@ -6,7 +6,7 @@ import re
 import sqlite3
 
 from batcher.html_report import write_html_report
-from batcher.report_data import build_timeline, read_report, run_status
+from batcher.report_data import TOP_ACCOUNTS, build_timeline, read_report, run_status
 from batcher.rollback import rollback_job
 from batcher.runs import RunRecord
 from batcher.status import read_status
@@ -115,3 +115,57 @@ def test_report_of_another_programs_sqlite_file_says_it_is_not_a_batcher_state(t
     assert done.returncode == 2
     assert "not a batcher state file" in done.stderr and "holds no job yet" not in done.stderr
     assert not (tmp_path / "r.html").exists()
+
+
+def word(i: int) -> str:
+    """A distinct word of letters g-z only (no digit, no hex run): a message shape of its own."""
+    out = ""
+    while True:
+        out += "ghijklmnopqrstuvwxyz"[i % 20]
+        i //= 20
+        if not i:
+            return out
+
+
+async def test_a_state_with_200k_failed_rows_reports_figures_that_add_up_with_bounded_shapes_and_accounts(
+    server, tmp_path
+):
+    cfg, _ = await busy_job(server, tmp_path)
+    n = 200_000
+    with sqlite3.connect(cfg.state_file) as db:
+        db.executemany(
+            "INSERT INTO rows (row, account_id, meeting_id, outcome, error, status, message) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                (
+                    1000 + i,
+                    f"big-{i % 300}",
+                    f"m-{i}",
+                    "failed",
+                    "bad_request" if i % 2 else "server_error",
+                    400 if i % 2 else 503,
+                    # every message distinct: numbers and request ids are shapes' placeholders, words not
+                    f"field {word(i)} rejected" if i % 4 == 1 else f"upstream 5{i:05d} request {i * 7919:012x}",
+                )
+                for i in range(n)
+            ),
+        )
+        counts = dict(db.execute("SELECT outcome, COUNT(*) FROM rows GROUP BY 1"))
+        by_error = dict(db.execute("SELECT error, COUNT(*) FROM rows WHERE outcome = 'failed' GROUP BY 1"))
+    data = read_report(cfg.state_file)
+    assert {k: v for k, v in data.outcomes.counts.items() if v} == counts
+    groups = {g.kind: g for g in data.outcomes.failures}
+    assert {k: g.count for k, g in groups.items()} == by_error
+    for group in groups.values():  # shown messages plus "other messages" are every failed row of the kind
+        assert sum(c for _, c in group.messages) + group.other_messages == group.count
+    # numbers and hex ids collapse into one shape
+    assert groups["server_error"].messages[0] == ("upstream <n> request <n>", n // 2)
+    assert groups["bad_request"].other_messages > 0  # 50,000 distinct words: most are "other messages"
+    # the per-account table: the 50 largest accounts, then one row for the other 252; totals add up
+    accounts = data.outcomes.accounts
+    assert len(accounts) == TOP_ACCOUNTS + 1 and accounts[-1]["other_accounts"] == 302 - TOP_ACCOUNTS
+    assert sum(a["total"] for a in accounts) == sum(counts.values())
+    assert sum(a["failed"] for a in accounts) == counts["failed"]
+    html = tmp_path / "r.html"
+    write_html_report(cfg.state_file, str(html))
+    text = html.read_text(encoding="utf-8")
+    assert "<i>252 other accounts</i>" in text and "<i>other messages</i>" in text
