@@ -13,6 +13,7 @@ Times on the x axis are UTC.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -24,6 +25,7 @@ COLORS = {
     "rows/s": "#1f77b4",
     "requests/s": "#9467bd",
     "rate promise": "#2ca02c",
+    "ceiling (auto)": "#8c8c8c",
     "retries": "#ff7f0e",
     "429 answers": "#d62728",
     "p50": "#1f77b4",
@@ -105,14 +107,16 @@ def throughput(timeline: TimelineView, title: str) -> dict[str, Any]:
     for run in timeline.runs:
         per_s = run.options.get("rate_per_s")
         end = run.ended or max((i.start + i.width_s for i in timeline.intervals if i), default=run.started)
+        # --rate auto promises nothing: its N/T is only the ceiling it never goes above
+        series = "ceiling (auto)" if str(run.options.get("rate", "")).startswith("auto") else "rate promise"
         if per_s:
             values += [
-                {"t": iso(run.started), "series": "rate promise", "v": per_s},
-                {"t": iso(end), "series": "rate promise", "v": per_s},
-                {"t": iso(end + 0.001), "series": "rate promise", "v": None},
+                {"t": iso(run.started), "series": series, "v": per_s},
+                {"t": iso(end), "series": series, "v": per_s},
+                {"t": iso(end + 0.001), "series": series, "v": None},
             ]
-    if any(v["series"] == "rate promise" for v in values):
-        names.append("rate promise")
+    names += [n for n in ("rate promise", "ceiling (auto)") if any(v["series"] == n for v in values)]
+    note = _burst_note(timeline)
     throttled = [
         {"t": iso(i.start + i.width_s / 2), "v": round(i.requests_per_s, 3), "n": i.bucket.answers.get("429", 0)}
         for i in timeline.intervals
@@ -130,7 +134,7 @@ def throughput(timeline: TimelineView, title: str) -> dict[str, Any]:
                 "strokeDash": {
                     "field": "series",
                     "type": "nominal",
-                    "scale": {"domain": names, "range": [[1, 0], [1, 0], [6, 4]][: len(names)]},
+                    "scale": {"domain": names, "range": [[1, 0] if n.endswith("/s") else [6, 4] for n in names]},
                 },
             },
         }
@@ -144,7 +148,24 @@ def throughput(timeline: TimelineView, title: str) -> dict[str, Any]:
             }
         )
     layers += _run_rules(timeline)
-    return {"title": title, "width": WIDTH, "height": HEIGHT, "layer": layers}
+    heading: Any = {"text": title, "subtitle": note} if note else title
+    return {"title": heading, "width": WIDTH, "height": HEIGHT, "layer": layers}
+
+
+def _burst_note(timeline: TimelineView) -> str:
+    """A rate is N per T seconds: an interval shorter than T may legally show a burst above N/T."""
+    windows = set()
+    for run in timeline.runs:
+        rate = str(run.options.get("rate", ""))
+        match = re.search(r"(\d+)/([\d.]+)", rate)
+        if match and run.options.get("rate_per_s") and float(match[2]) > timeline.width_s:
+            windows.add(f"{int(match[1]):,} per {float(match[2]):g} s")
+    if not windows:
+        return ""
+    return (
+        f"The rate promised is {' / '.join(sorted(windows))}, not per second: a burst within it "
+        f"may plot above that rate on a {timeline.width_s} s point."
+    )
 
 
 def _run_rules(timeline: TimelineView) -> list[dict[str, Any]]:

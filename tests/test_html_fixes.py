@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections import Counter
 
+from batcher import charts
 from batcher.html_report import write_html_report
-from batcher.report_data import TOP_ACCOUNTS, build_timeline, read_report, run_status
+from batcher.report_data import TOP_ACCOUNTS, TimelineView, build_timeline, read_report, run_status
 from batcher.rollback import rollback_job
 from batcher.runs import RunRecord
 from batcher.status import read_status
@@ -169,3 +171,23 @@ async def test_a_state_with_200k_failed_rows_reports_figures_that_add_up_with_bo
     write_html_report(cfg.state_file, str(html))
     text = html.read_text(encoding="utf-8")
     assert "<i>252 other accounts</i>" in text and "<i>other messages</i>" in text
+
+
+def chart_runs(*rates: tuple[str, float | None], width_s: int = 1) -> TimelineView:
+    runs = [
+        RunRecord(i + 1, "run", T0 + 10 * i, T0 + 10 * i + 5, 0, 1, {"rate": r, "rate_per_s": p})
+        for i, (r, p) in enumerate(rates)
+    ]
+    bucket = Bucket(methods=Counter({"GET": 3}))
+    return build_timeline(runs, [(1, T0, width_s, bucket)])
+
+
+def test_auto_rate_draws_a_ceiling_not_a_promise_and_a_window_longer_than_a_point_is_said():
+    spec = charts.throughput(chart_runs(("auto (ceiling 1200/300)", 4.0)), "Throughput")
+    names = {v["series"] for layer in spec["layer"] for v in layer.get("data", {}).get("values", []) if "series" in v}
+    assert "ceiling (auto)" in names and "rate promise" not in names
+    assert spec["title"]["subtitle"].startswith("The rate promised is 1,200 per 300 s")
+    spec = charts.throughput(chart_runs(("50/1", 50.0)), "Throughput")
+    names = {v["series"] for layer in spec["layer"] for v in layer.get("data", {}).get("values", []) if "series" in v}
+    assert "rate promise" in names and spec["title"] == "Throughput"  # a 1 s window: nothing to say
+    charts.render(charts.throughput(chart_runs(("auto (ceiling 1200/300)", 4.0), ("50/1", 50.0)), "Throughput"))
