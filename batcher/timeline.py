@@ -9,8 +9,8 @@ and paused seconds) and a latency histogram.
 
 Bucket widths are fixed by the age of the run (``WIDTHS``): 1 s for its first
 10 minutes, 5 s to the first hour, 30 s to the sixth, then 60 s. A two-minute
-job gets a chart with a point a second; a week-long one writes 60 rows an
-hour. Each width starts on a multiple of itself, so buckets never overlap and a
+job gets a chart with a point a second; a week-long run writes 60 rows an
+hour (each run of a resumed job starts again at 1 s: README, "The HTML report"). Each width starts on a multiple of itself, so buckets never overlap and a
 display interval that is a multiple of every width (report_data) merges them
 exactly.
 
