@@ -56,9 +56,19 @@ def render(spec: dict[str, Any]) -> str:
     return vl_convert.vegalite_to_svg({"config": CONFIG, **spec}, allowed_base_urls=[])
 
 
-def _x(time_format: str = "%H:%M:%S") -> dict[str, Any]:
+def _x(timeline: TimelineView) -> dict[str, Any]:
     # utcFormat, not the axis' format: a format alone follows the renderer's local time zone
-    axis = {"labelExpr": f"utcFormat(datum.value, '{time_format}')", "labelOverlap": "greedy", "labelSeparation": 14}
+    time_format = _time_format(timeline)
+    axis: dict[str, Any] = {
+        "labelExpr": f"utcFormat(datum.value, '{time_format}')",
+        "labelOverlap": "greedy",
+        "labelSeparation": 14,
+    }
+    shown = [i for i in timeline.intervals if i is not None]
+    if shown and shown[-1].start + timeline.width_s - shown[0].start <= 10:
+        # a job of a few seconds: sub-second ticks would repeat one label over another; whole seconds only
+        first, last = int(shown[0].start), int(shown[-1].start + timeline.width_s)
+        axis["values"] = [second * 1000 for second in range(first, last + 1)]
     return {"field": "t", "type": "temporal", "scale": {"type": "utc"}, "title": "time (UTC)", "axis": axis}
 
 
@@ -81,28 +91,36 @@ def _pause_layer(timeline: TimelineView) -> list[dict[str, Any]]:
         {
             "data": {"values": values},
             "mark": {"type": "rect", "color": PAUSE_COLOR, "opacity": 0.45},
-            "encoding": {"x": _x(_time_format(timeline)), "x2": {"field": "t2"}},
+            "encoding": {"x": _x(timeline), "x2": {"field": "t2"}},
         }
     ]
 
 
-def _points(timeline: TimelineView, value: Any, series: str) -> list[dict[str, Any]]:
-    """One series over the intervals; a gap between runs breaks the line (a null value)."""
+def _points(timeline: TimelineView, value: Any, series: str, steps: bool = False) -> list[dict[str, Any]]:
+    """One series over the intervals; a gap between runs breaks the line (a null value).
+
+    ``steps`` (a step-after line): each stretch of intervals ends with its last value again at the
+    end of its last interval, so a job of a single interval (under a second) still draws its line.
+    """
     out = []
     for i, interval in enumerate(timeline.intervals):
         if interval is None:
-            if i and timeline.intervals[i - 1] is not None:
-                out.append({"t": iso(timeline.intervals[i - 1].start + timeline.width_s), "series": series, "v": None})
             continue
         out.append({"t": iso(interval.start), "series": series, "v": value(interval)})
+        if i + 1 == len(timeline.intervals) or timeline.intervals[i + 1] is None:
+            end = interval.start + timeline.width_s
+            if steps:
+                out.append({"t": iso(end), "series": series, "v": value(interval)})
+            if i + 1 < len(timeline.intervals):
+                out.append({"t": iso(end), "series": series, "v": None})
     return out
 
 
 def throughput(timeline: TimelineView, title: str) -> dict[str, Any]:
     """Rows/s and requests/s per interval, each run's rate promise, Retry-After pauses and 429s."""
-    x = _x(_time_format(timeline))
-    values = _points(timeline, lambda i: round(i.rows_per_s, 3), "rows/s")
-    values += _points(timeline, lambda i: round(i.requests_per_s, 3), "requests/s")
+    x = _x(timeline)
+    values = _points(timeline, lambda i: round(i.rows_per_s, 3), "rows/s", steps=True)
+    values += _points(timeline, lambda i: round(i.requests_per_s, 3), "requests/s", steps=True)
     names = ["rows/s", "requests/s"]
     for run in timeline.runs:
         per_s = run.options.get("rate_per_s")
@@ -170,7 +188,7 @@ def _burst_note(timeline: TimelineView) -> str:
 
 def _run_rules(timeline: TimelineView) -> list[dict[str, Any]]:
     """A thin vertical line where each run starts, labelled with its number."""
-    x = _x(_time_format(timeline))
+    x = _x(timeline)
     if len(timeline.runs) < 2:
         return []
     values = [{"t": iso(r.started), "label": f"{timeline.runs[0].kind} #{r.id}"} for r in timeline.runs]
@@ -190,9 +208,9 @@ def _run_rules(timeline: TimelineView) -> list[dict[str, Any]]:
 
 def retries(timeline: TimelineView, title: str) -> dict[str, Any]:
     """Retries and 429 answers per interval, with the Retry-After pauses shaded."""
-    x = _x(_time_format(timeline))
-    values = _points(timeline, lambda i: i.bucket.retries, "retries")
-    values += _points(timeline, lambda i: i.bucket.answers.get("429", 0), "429 answers")
+    x = _x(timeline)
+    values = _points(timeline, lambda i: i.bucket.retries, "retries", steps=True)
+    values += _points(timeline, lambda i: i.bucket.answers.get("429", 0), "429 answers", steps=True)
     layers = _pause_layer(timeline)
     layers.append(
         {
@@ -210,7 +228,7 @@ def retries(timeline: TimelineView, title: str) -> dict[str, Any]:
 
 def latency(timeline: TimelineView, title: str) -> dict[str, Any]:
     """p50, p95 and p99 request latency per interval (log scale)."""
-    x = _x(_time_format(timeline))
+    x = _x(timeline)
     values: list[dict[str, Any]] = []
     for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
 

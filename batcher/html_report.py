@@ -33,7 +33,7 @@ h3 { font-size: 15px; margin: 18px 0 6px; }
 .sub { color: #666; margin: 0 0 12px; }
 table { border-collapse: collapse; margin: 6px 0 10px; font-size: 13px; }
 th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; white-space: nowrap; }
-td:last-child { white-space: normal; }
+td:last-child { white-space: normal; overflow-wrap: anywhere; min-width: 240px; }
 th { background: #f0f2f5; font-weight: 600; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; }
 .kv th { width: 170px; }
@@ -44,7 +44,7 @@ td.n { text-align: right; font-variant-numeric: tabular-nums; }
 figure { margin: 10px 0 18px; } figure svg { max-width: 100%; height: auto; }
 .note { color: #666; font-size: 12px; } code { font-size: 12px; }
 .killed { color: #c62828; font-weight: 600; }
-.opt { white-space: nowrap; display: inline-block; margin-right: 10px; }
+.opt { display: inline-block; margin-right: 10px; overflow-wrap: anywhere; }
 """
 
 

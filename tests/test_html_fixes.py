@@ -191,3 +191,21 @@ def test_auto_rate_draws_a_ceiling_not_a_promise_and_a_window_longer_than_a_poin
     names = {v["series"] for layer in spec["layer"] for v in layer.get("data", {}).get("values", []) if "series" in v}
     assert "rate promise" in names and spec["title"] == "Throughput"  # a 1 s window: nothing to say
     charts.render(charts.throughput(chart_runs(("auto (ceiling 1200/300)", 4.0), ("50/1", 50.0)), "Throughput"))
+
+
+def test_a_job_under_a_second_draws_its_throughput_line_and_labels_whole_seconds_only():
+    run = RunRecord(1, "run", T0 + 0.2, T0 + 0.7, 0, 1, {"rate": "none", "rate_per_s": None})
+    view = build_timeline([run], [(1, T0, 1, Bucket(methods=Counter({"GET": 6, "PUT": 6})))])
+    spec = charts.throughput(view, "Throughput")
+    [line] = [layer for layer in spec["layer"] if layer["mark"]["type"] == "line"]
+    drawn = [v for v in line["data"]["values"] if v["series"] == "requests/s" and v["v"] is not None]
+    assert len(drawn) >= 2 and {v["v"] for v in drawn} == {12.0}  # a line needs two points
+    assert line["encoding"]["x"]["axis"]["values"] == [T0 * 1000, (T0 + 1) * 1000]
+    assert "<svg" in charts.render(spec)
+
+
+def test_the_runs_options_column_wraps_inside_the_page():
+    from batcher.html_report import STYLE
+
+    assert "white-space: nowrap; display: inline-block" not in STYLE  # an option could not break
+    assert re.search(r"td:last-child \{[^}]*overflow-wrap: anywhere", STYLE)
