@@ -168,7 +168,7 @@ def _timeline_section(timeline: TimelineView, noun: str) -> str:
         rows = [[_when(s), f"{e - s:.0f} s"] for s, e in timeline.pauses[:20]]
         more = f" (the first 20 of {len(timeline.pauses)})" if len(timeline.pauses) > 20 else ""
         out.append(
-            f"<h3>Retry-After pauses{more}</h3><p class=note>To the second (a pause's bucket).</p>"
+            f"<h3>Retry-After pauses{more}</h3><p class=note>Each pause from its start, cut where its run ended.</p>"
             + _table(["from", "length"], rows, {1})
         )
     return "".join(out)
