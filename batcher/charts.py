@@ -13,10 +13,11 @@ Times on the x axis are UTC.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
-from .report_data import Interval, Outcomes, Timeline
+from .report_data import Interval, Outcomes, TimelineView
 
 WIDTH = 820
 HEIGHT = 190
@@ -24,6 +25,7 @@ COLORS = {
     "rows/s": "#1f77b4",
     "requests/s": "#9467bd",
     "rate promise": "#2ca02c",
+    "ceiling (auto)": "#8c8c8c",
     "retries": "#ff7f0e",
     "429 answers": "#d62728",
     "p50": "#1f77b4",
@@ -54,13 +56,23 @@ def render(spec: dict[str, Any]) -> str:
     return vl_convert.vegalite_to_svg({"config": CONFIG, **spec}, allowed_base_urls=[])
 
 
-def _x(time_format: str = "%H:%M:%S") -> dict[str, Any]:
+def _x(timeline: TimelineView) -> dict[str, Any]:
     # utcFormat, not the axis' format: a format alone follows the renderer's local time zone
-    axis = {"labelExpr": f"utcFormat(datum.value, '{time_format}')", "labelOverlap": "greedy", "labelSeparation": 14}
+    time_format = _time_format(timeline)
+    axis: dict[str, Any] = {
+        "labelExpr": f"utcFormat(datum.value, '{time_format}')",
+        "labelOverlap": "greedy",
+        "labelSeparation": 14,
+    }
+    shown = [i for i in timeline.intervals if i is not None]
+    if shown and shown[-1].start + timeline.width_s - shown[0].start <= 10:
+        # a job of a few seconds: sub-second ticks would repeat one label over another; whole seconds only
+        first, last = int(shown[0].start), int(shown[-1].start + timeline.width_s)
+        axis["values"] = [second * 1000 for second in range(first, last + 1)]
     return {"field": "t", "type": "temporal", "scale": {"type": "utc"}, "title": "time (UTC)", "axis": axis}
 
 
-def _time_format(timeline: Timeline) -> str:
+def _time_format(timeline: TimelineView) -> str:
     """Clock time for a job within a day, the date too for a longer one."""
     shown = [i for i in timeline.intervals if i is not None]
     span = shown[-1].start - shown[0].start if shown else 0
@@ -71,7 +83,7 @@ def _color(names: list[str]) -> dict[str, Any]:
     return {"field": "series", "type": "nominal", "scale": {"domain": names, "range": [COLORS[n] for n in names]}}
 
 
-def _pause_layer(timeline: Timeline) -> list[dict[str, Any]]:
+def _pause_layer(timeline: TimelineView) -> list[dict[str, Any]]:
     if not timeline.pauses:
         return []
     values = [{"t": iso(s), "t2": iso(e)} for s, e in timeline.pauses]
@@ -79,40 +91,50 @@ def _pause_layer(timeline: Timeline) -> list[dict[str, Any]]:
         {
             "data": {"values": values},
             "mark": {"type": "rect", "color": PAUSE_COLOR, "opacity": 0.45},
-            "encoding": {"x": _x(_time_format(timeline)), "x2": {"field": "t2"}},
+            "encoding": {"x": _x(timeline), "x2": {"field": "t2"}},
         }
     ]
 
 
-def _points(timeline: Timeline, value: Any, series: str) -> list[dict[str, Any]]:
-    """One series over the intervals; a gap between runs breaks the line (a null value)."""
+def _points(timeline: TimelineView, value: Any, series: str, steps: bool = False) -> list[dict[str, Any]]:
+    """One series over the intervals; a gap between runs breaks the line (a null value).
+
+    ``steps`` (a step-after line): each stretch of intervals ends with its last value again at the
+    end of its last interval, so a job of a single interval (under a second) still draws its line.
+    """
     out = []
     for i, interval in enumerate(timeline.intervals):
         if interval is None:
-            if i and timeline.intervals[i - 1] is not None:
-                out.append({"t": iso(timeline.intervals[i - 1].start + timeline.width_s), "series": series, "v": None})
             continue
         out.append({"t": iso(interval.start), "series": series, "v": value(interval)})
+        if i + 1 == len(timeline.intervals) or timeline.intervals[i + 1] is None:
+            end = interval.start + timeline.width_s
+            if steps:
+                out.append({"t": iso(end), "series": series, "v": value(interval)})
+            if i + 1 < len(timeline.intervals):
+                out.append({"t": iso(end), "series": series, "v": None})
     return out
 
 
-def throughput(timeline: Timeline, title: str) -> dict[str, Any]:
+def throughput(timeline: TimelineView, title: str) -> dict[str, Any]:
     """Rows/s and requests/s per interval, each run's rate promise, Retry-After pauses and 429s."""
-    x = _x(_time_format(timeline))
-    values = _points(timeline, lambda i: round(i.rows_per_s, 3), "rows/s")
-    values += _points(timeline, lambda i: round(i.requests_per_s, 3), "requests/s")
+    x = _x(timeline)
+    values = _points(timeline, lambda i: round(i.rows_per_s, 3), "rows/s", steps=True)
+    values += _points(timeline, lambda i: round(i.requests_per_s, 3), "requests/s", steps=True)
     names = ["rows/s", "requests/s"]
     for run in timeline.runs:
         per_s = run.options.get("rate_per_s")
         end = run.ended or max((i.start + i.width_s for i in timeline.intervals if i), default=run.started)
+        # --rate auto promises nothing: its N/T is only the ceiling it never goes above
+        series = "ceiling (auto)" if str(run.options.get("rate", "")).startswith("auto") else "rate promise"
         if per_s:
             values += [
-                {"t": iso(run.started), "series": "rate promise", "v": per_s},
-                {"t": iso(end), "series": "rate promise", "v": per_s},
-                {"t": iso(end + 0.001), "series": "rate promise", "v": None},
+                {"t": iso(run.started), "series": series, "v": per_s},
+                {"t": iso(end), "series": series, "v": per_s},
+                {"t": iso(end + 0.001), "series": series, "v": None},
             ]
-    if any(v["series"] == "rate promise" for v in values):
-        names.append("rate promise")
+    names += [n for n in ("rate promise", "ceiling (auto)") if any(v["series"] == n for v in values)]
+    note = _burst_note(timeline)
     throttled = [
         {"t": iso(i.start + i.width_s / 2), "v": round(i.requests_per_s, 3), "n": i.bucket.answers.get("429", 0)}
         for i in timeline.intervals
@@ -130,7 +152,7 @@ def throughput(timeline: Timeline, title: str) -> dict[str, Any]:
                 "strokeDash": {
                     "field": "series",
                     "type": "nominal",
-                    "scale": {"domain": names, "range": [[1, 0], [1, 0], [6, 4]][: len(names)]},
+                    "scale": {"domain": names, "range": [[1, 0] if n.endswith("/s") else [6, 4] for n in names]},
                 },
             },
         }
@@ -144,12 +166,29 @@ def throughput(timeline: Timeline, title: str) -> dict[str, Any]:
             }
         )
     layers += _run_rules(timeline)
-    return {"title": title, "width": WIDTH, "height": HEIGHT, "layer": layers}
+    heading: Any = {"text": title, "subtitle": note} if note else title
+    return {"title": heading, "width": WIDTH, "height": HEIGHT, "layer": layers}
 
 
-def _run_rules(timeline: Timeline) -> list[dict[str, Any]]:
+def _burst_note(timeline: TimelineView) -> str:
+    """A rate is N per T seconds: an interval shorter than T may legally show a burst above N/T."""
+    windows = set()
+    for run in timeline.runs:
+        rate = str(run.options.get("rate", ""))
+        match = re.search(r"(\d+)/([\d.]+)", rate)
+        if match and run.options.get("rate_per_s") and float(match[2]) > timeline.width_s:
+            windows.add(f"{int(match[1]):,} per {float(match[2]):g} s")
+    if not windows:
+        return ""
+    return (
+        f"The rate promised is {' / '.join(sorted(windows))}, not per second: a burst within it "
+        f"may plot above that rate on a {timeline.width_s} s point."
+    )
+
+
+def _run_rules(timeline: TimelineView) -> list[dict[str, Any]]:
     """A thin vertical line where each run starts, labelled with its number."""
-    x = _x(_time_format(timeline))
+    x = _x(timeline)
     if len(timeline.runs) < 2:
         return []
     values = [{"t": iso(r.started), "label": f"{timeline.runs[0].kind} #{r.id}"} for r in timeline.runs]
@@ -167,11 +206,11 @@ def _run_rules(timeline: Timeline) -> list[dict[str, Any]]:
     ]
 
 
-def retries(timeline: Timeline, title: str) -> dict[str, Any]:
+def retries(timeline: TimelineView, title: str) -> dict[str, Any]:
     """Retries and 429 answers per interval, with the Retry-After pauses shaded."""
-    x = _x(_time_format(timeline))
-    values = _points(timeline, lambda i: i.bucket.retries, "retries")
-    values += _points(timeline, lambda i: i.bucket.answers.get("429", 0), "429 answers")
+    x = _x(timeline)
+    values = _points(timeline, lambda i: i.bucket.retries, "retries", steps=True)
+    values += _points(timeline, lambda i: i.bucket.answers.get("429", 0), "429 answers", steps=True)
     layers = _pause_layer(timeline)
     layers.append(
         {
@@ -187,9 +226,9 @@ def retries(timeline: Timeline, title: str) -> dict[str, Any]:
     return {"title": title, "width": WIDTH, "height": 140, "layer": layers}
 
 
-def latency(timeline: Timeline, title: str) -> dict[str, Any]:
+def latency(timeline: TimelineView, title: str) -> dict[str, Any]:
     """p50, p95 and p99 request latency per interval (log scale)."""
-    x = _x(_time_format(timeline))
+    x = _x(timeline)
     values: list[dict[str, Any]] = []
     for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
 

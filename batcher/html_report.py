@@ -20,7 +20,7 @@ from typing import Any
 
 from . import __version__, charts
 from .estimate import duration_text
-from .report_data import Outcomes, ReportData, Timeline, read_report, run_status
+from .report_data import Outcomes, ReportData, TimelineView, read_report, run_status
 from .schema import masked_set_argument
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -33,7 +33,7 @@ h3 { font-size: 15px; margin: 18px 0 6px; }
 .sub { color: #666; margin: 0 0 12px; }
 table { border-collapse: collapse; margin: 6px 0 10px; font-size: 13px; }
 th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; white-space: nowrap; }
-td:last-child { white-space: normal; }
+td:last-child { white-space: normal; overflow-wrap: anywhere; min-width: 240px; }
 th { background: #f0f2f5; font-weight: 600; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; }
 .kv th { width: 170px; }
@@ -44,7 +44,7 @@ td.n { text-align: right; font-variant-numeric: tabular-nums; }
 figure { margin: 10px 0 18px; } figure svg { max-width: 100%; height: auto; }
 .note { color: #666; font-size: 12px; } code { font-size: 12px; }
 .killed { color: #c62828; font-weight: 600; }
-.opt { white-space: nowrap; display: inline-block; margin-right: 10px; }
+.opt { display: inline-block; margin-right: 10px; overflow-wrap: anywhere; }
 """
 
 
@@ -99,7 +99,9 @@ def _job_section(data: ReportData) -> str:
         ("succeeded", c["succeeded"], "ok"),
         ("unchanged", c["unchanged"], "ok"),
         ("failed", c["failed"], "bad" if c["failed"] else ""),
-        ("skipped", c["skipped"] + c["pending"], "warn" if c["skipped"] + c["pending"] else ""),
+        ("skipped", c["skipped"], "warn" if c["skipped"] else ""),
+        # not done yet (a running job) or in flight when it was killed: status --json's "pending"
+        ("pending", c["pending"], "warn" if c["pending"] else ""),
         ("requests", stats.get("requests", 0), ""),
         ("retries", stats.get("retries", 0), "warn" if stats.get("retries") else ""),
         ("sending time", duration_text(stats.get("elapsed_s", 0.0)), ""),
@@ -149,7 +151,7 @@ def _job_section(data: ReportData) -> str:
     return "".join(out)
 
 
-def _timeline_section(timeline: Timeline, noun: str) -> str:
+def _timeline_section(timeline: TimelineView, noun: str) -> str:
     if not any(timeline.intervals):
         return '<p class="note">No requests were recorded.</p>'
     t = timeline.totals
@@ -166,7 +168,7 @@ def _timeline_section(timeline: Timeline, noun: str) -> str:
         rows = [[_when(s), f"{e - s:.0f} s"] for s, e in timeline.pauses[:20]]
         more = f" (the first 20 of {len(timeline.pauses)})" if len(timeline.pauses) > 20 else ""
         out.append(
-            f"<h3>Retry-After pauses{more}</h3><p class=note>To the second (a pause's bucket).</p>"
+            f"<h3>Retry-After pauses{more}</h3><p class=note>Each pause from its start, cut where its run ended.</p>"
             + _table(["from", "length"], rows, {1})
         )
     return "".join(out)
@@ -180,26 +182,30 @@ def _outcomes_section(outcomes: Outcomes, noun: str) -> str:
         out.append("<h3>Failures by error kind</h3>")
         for group in outcomes.failures:
             out.append(f"<p><b>{_e(group.kind)}</b>: {group.count:,} {noun}</p>")
-            out.append(_table(["top messages", "count"], [[m, n] for m, n in group.messages], {1}))
+            shown = [[m, n] for m, n in group.messages]
+            if group.other_messages:
+                shown.append([Raw("<i>other messages</i>"), group.other_messages])
+            out.append(_table(["top messages", "count"], shown, {1}))
             out.append(
                 _table(["row", "meeting", "account", "status", "message"], [list(x) for x in group.examples], {0})
             )
     else:
         out.append(f'<p class="note">No {noun} failed.</p>')
-    header = ["account", "app", "total", "succeeded", "unchanged", "failed", "skipped"]
+    header = ["account", "app", "total", "succeeded", "unchanged", "failed", "skipped", "pending"]
     rows = [
         [
-            a["account_id"],
+            a["account_id"] if "other_accounts" not in a else Raw(f"<i>{a['other_accounts']:,} other accounts</i>"),
             a["app_id"] or "-",
             a["total"],
             a["succeeded"],
             a["unchanged"],
             a["failed"],
-            a["skipped"] + a["pending"],
+            a["skipped"],
+            a["pending"],
         ]
         for a in outcomes.accounts
     ]
-    out.append("<h3>Per account</h3>" + _table(header, rows, {2, 3, 4, 5, 6}))
+    out.append("<h3>Per account</h3>" + _table(header, rows, {2, 3, 4, 5, 6, 7}))
     return "".join(out)
 
 

@@ -14,10 +14,12 @@ an interval come from its merged histogram.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -25,8 +27,10 @@ from typing import Any
 import orjson
 
 from . import rollback_state
+from .errors import UsageError
+from .preflight import foreign_tables
 from .runs import RunRecord, read_runs
-from .status import is_alive, open_read_only
+from .status import open_read_only
 from .timeline import Bucket, load_buckets, percentile
 
 MAX_POINTS = 180
@@ -36,6 +40,13 @@ TOP_MESSAGES = 3
 # Messages are grouped with the row's own ids (and any other UUID) written as placeholders: "Meeting <meeting>
 # not found" for 312 rows is one message, not 312.
 _UUID = re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b")
+# Other runs of digits (4 or more) and of hex (8 or more, with a digit) too: request ids, timestamps, sizes.
+_NUMBERS = re.compile(r"\b(?=[0-9a-fA-F]*[0-9])[0-9a-fA-F]{8,}\b|\d{4,}")
+# Memory stays bounded however many rows failed: at most this many message shapes are counted per
+# error kind (later new ones count as "other messages"), and the per-account table shows the accounts
+# with the most rows (the rest as one "other accounts" row).
+MAX_SHAPES = 1000
+TOP_ACCOUNTS = 50
 EXAMPLE_ROWS = 5
 OUTCOME_ORDER = ("succeeded", "unchanged", "failed", "skipped", "pending")
 
@@ -66,7 +77,7 @@ class Interval:
 
 
 @dataclass
-class Timeline:
+class TimelineView:
     """One kind of run's (``run`` or ``rollback``) activity over time."""
 
     width_s: int
@@ -83,6 +94,7 @@ class FailureGroup:
     kind: str
     count: int
     messages: list[tuple[str, int]] = field(default_factory=list)
+    other_messages: int = 0  # rows whose message is not among ``messages`` (the less common shapes)
     examples: list[tuple[Any, ...]] = field(default_factory=list)  # (row, meeting, account, status, message)
 
 
@@ -106,7 +118,7 @@ class ReportData:
     stats: dict[str, Any]  # requests, retries, elapsed_s over every run (run_stats)
     runs: list[RunRecord]
     outcomes: Outcomes
-    timelines: dict[str, Timeline]  # "run", "rollback": only kinds that have runs
+    timelines: dict[str, TimelineView]  # "run", "rollback": only kinds that have runs
     rollback: Outcomes | None = None
     rollback_stats: dict[str, Any] | None = None
     running_pids: set[int] = field(default_factory=set)
@@ -131,13 +143,13 @@ def nice_width(span_s: float, widest_s: int = 1) -> int:
 Buckets = list[tuple[int, int, int, Bucket]]  # (run, start, width, bucket)
 
 
-def build_timeline(runs: list[RunRecord], buckets: Buckets, now: float) -> Timeline:
+def build_timeline(runs: list[RunRecord], buckets: Buckets) -> TimelineView:
     """Merge a kind's buckets into display intervals; intervals when no run was active are gaps."""
     totals = Bucket()
     for *_, bucket in buckets:
         totals.add(bucket)
     if not buckets:
-        return Timeline(1, [], totals, [], runs)
+        return TimelineView(1, [], totals, [], runs)
     last_of_run: dict[int, float] = defaultdict(float)
     for run_id, start, width, _ in buckets:
         last_of_run[run_id] = max(last_of_run[run_id], start + width)
@@ -157,38 +169,63 @@ def build_timeline(runs: list[RunRecord], buckets: Buckets, now: float) -> Timel
             intervals.append(Interval(at, width, merged.get(i) or Bucket()))
         else:
             intervals.append(None)
-    return Timeline(width, intervals, totals, _pauses(buckets), runs)
+    return TimelineView(width, intervals, totals, _pauses(buckets, last), runs)
 
 
-def _pauses(buckets: Buckets) -> list[tuple[float, float]]:
-    """Retry-After pauses from the buckets: consecutive paused buckets are one pause (to a bucket's
-    precision: where in its bucket a pause began or ended is not kept)."""
-    out: list[tuple[float, float]] = []
+def _pauses(buckets: Buckets, until: float) -> list[tuple[float, float]]:
+    """Retry-After pauses (start, end) from the buckets, cut at ``until`` (the end of what the runs
+    recorded: a run killed or ended during a pause paused no longer).
+
+    A bucket keeps each pause as (start, seconds) where it began (timeline.Bucket.spans); touching or
+    overlapping ones are one pause. States written before that spread a pause's seconds over the
+    buckets it covered (``paused_s`` only): those are read to a bucket's precision.
+    """
+    found: list[tuple[float, float]] = []
+    legacy: list[tuple[float, float]] = []
     for _, start, width, bucket in sorted(buckets, key=lambda b: b[1]):
-        if bucket.paused_s <= 0:
+        if bucket.spans:
+            found += [(s, s + n) for s, n in bucket.spans]
+        elif bucket.paused_s <= 0:
             continue
-        if out and out[-1][1] >= start - 1e-6:  # it goes on from the previous bucket
-            out[-1] = (out[-1][0], start + bucket.paused_s)
+        elif legacy and legacy[-1][1] >= start - 1e-6:  # it goes on from the previous bucket
+            legacy[-1] = (legacy[-1][0], start + bucket.paused_s)
         elif bucket.paused_s >= width - 1e-6 or not bucket.pauses:
-            out.append((start, start + bucket.paused_s))
+            legacy.append((start, start + bucket.paused_s))
         else:  # it began in this bucket and lasts to its end (or ends inside it)
-            out.append((start + width - bucket.paused_s, start + width))
+            legacy.append((start + width - bucket.paused_s, start + width))
+    out: list[tuple[float, float]] = []
+    for start, end in sorted(found + legacy):
+        end = min(end, until)
+        if end <= start:
+            continue
+        if out and start <= out[-1][1] + 1e-6:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
     return out
 
 
-def _failure_groups(entries: list[tuple[Any, ...]]) -> list[FailureGroup]:
-    """Group ``(row, meeting, account, error, status, message)`` by error kind, largest first."""
+def _failure_groups(entries: Iterable[tuple[Any, ...]]) -> list[FailureGroup]:
+    """Group ``(row, meeting, account, error, status, message)`` by error kind, largest first.
+
+    ``entries`` is read once, as it comes (a cursor: nothing is held per row), and at most
+    ``MAX_SHAPES`` message shapes are counted per kind.
+    """
     groups: dict[str, FailureGroup] = {}
     messages: dict[str, Counter[str]] = defaultdict(Counter)
     for row, meeting, account, error, status, message in entries:
         kind = str(error)
         group = groups.setdefault(kind, FailureGroup(kind, 0))
         group.count += 1
-        messages[kind][_message_shape(message or "", meeting, account)] += 1
+        shape = _message_shape(message or "", meeting, account)
+        shapes = messages[kind]
+        if shape in shapes or len(shapes) < MAX_SHAPES:
+            shapes[shape] += 1
         if len(group.examples) < EXAMPLE_ROWS:
             group.examples.append((row, meeting, account, status, message))
     for kind, group in groups.items():
         group.messages = messages[kind].most_common(TOP_MESSAGES)
+        group.other_messages = group.count - sum(n for _, n in group.messages)
     return sorted(groups.values(), key=lambda g: (-g.count, g.kind))
 
 
@@ -197,7 +234,7 @@ def _message_shape(message: str, meeting: Any, account: Any) -> str:
     for value, name in ((meeting, "<meeting>"), (account, "<account>")):
         if value and len(str(value)) >= 4:  # a short id would replace ordinary words
             message = message.replace(str(value), name)
-    return _UUID.sub("<id>", message)
+    return _NUMBERS.sub("<n>", _UUID.sub("<id>", message))
 
 
 def _by_kind(counts: dict[str, int], failures: list[FailureGroup]) -> list[tuple[str, int]]:
@@ -210,24 +247,46 @@ def _by_kind(counts: dict[str, int], failures: list[FailureGroup]) -> list[tuple
     return out
 
 
+def _per_account(db: Any, counts_sql: str, app_id: str | None) -> list[dict[str, Any]]:
+    """Per-account rows from ``counts_sql`` (``account, outcome, n``): the ``TOP_ACCOUNTS`` accounts
+    with the most rows, then one row for all the others (``account_id`` None, ``other_accounts`` set).
+
+    An outcome the report has no column for counts as ``pending`` (not done), never a KeyError.
+    """
+    query = (
+        f"WITH t(account, outcome, n) AS ({counts_sql}),"
+        " top(account) AS (SELECT account FROM t GROUP BY account ORDER BY SUM(n) DESC, account LIMIT ?)"
+        " SELECT kept, CASE WHEN kept THEN account END, outcome, SUM(n) FROM"
+        " (SELECT t.*, EXISTS (SELECT 1 FROM top WHERE top.account IS t.account) AS kept FROM t)"
+        " GROUP BY 1, 2, 3 ORDER BY kept DESC, 2"
+    )
+    accounts: dict[Any, dict[str, Any]] = {}
+    for kept, account, outcome, n in db.execute(query, (TOP_ACCOUNTS,)):
+        key = ("account", account) if kept else ("other",)
+        entry = accounts.setdefault(
+            key, {"account_id": account, "app_id": app_id, "total": 0, **dict.fromkeys(OUTCOME_ORDER, 0)}
+        )
+        entry[outcome if outcome in OUTCOME_ORDER else "pending"] += n
+        entry["total"] += n
+    if ("other",) in accounts:
+        (others,) = db.execute(
+            f"WITH t(account, outcome, n) AS ({counts_sql}) SELECT COUNT(*) - ? FROM (SELECT DISTINCT account FROM t)",
+            (TOP_ACCOUNTS,),
+        ).fetchone()
+        accounts[("other",)]["other_accounts"] = others
+    return list(accounts.values())
+
+
 def _job_outcomes(db: Any, app_id: str | None) -> Outcomes:
     counts = dict.fromkeys(OUTCOME_ORDER, 0)
     for outcome, n in db.execute("SELECT outcome, COUNT(*) FROM rows GROUP BY outcome"):
         counts[outcome] = counts.get(outcome, 0) + n
     entries = db.execute(
         "SELECT row, meeting_id, account_id, error, status, message FROM rows WHERE outcome = 'failed' ORDER BY row"
-    ).fetchall()
+    )
     failures = _failure_groups(entries)
-    accounts: dict[str, dict[str, Any]] = {}
-    for account, outcome, n in db.execute(
-        "SELECT account_id, outcome, COUNT(*) FROM rows GROUP BY account_id, outcome ORDER BY account_id"
-    ):
-        entry = accounts.setdefault(
-            str(account), {"account_id": account, "app_id": app_id, "total": 0, **dict.fromkeys(OUTCOME_ORDER, 0)}
-        )
-        entry[outcome] = entry.get(outcome, 0) + n
-        entry["total"] += n
-    return Outcomes(counts, _by_kind(counts, failures), failures, list(accounts.values()))
+    accounts = _per_account(db, "SELECT account_id, outcome, COUNT(*) FROM rows GROUP BY 1, 2", app_id)
+    return Outcomes(counts, _by_kind(counts, failures), failures, accounts)
 
 
 def _rollback_outcomes(db: Any, app_id: str | None) -> Outcomes:
@@ -241,26 +300,66 @@ def _rollback_outcomes(db: Any, app_id: str | None) -> Outcomes:
                 continue
             outcome = key if key in ("succeeded", "unchanged") else "pending" if key == "pending" else "failed"
             counts[outcome] += n
-    entries = [entry[:6] for entry in rollback_state.failures(shim)]  # type: ignore[arg-type]
+    entries = (entry[:6] for entry in rollback_state.failures(shim))  # type: ignore[arg-type]
     failures = _failure_groups(entries)
-    accounts: dict[str, dict[str, Any]] = {}
-    for account, outcome, n in db.execute(
-        "SELECT s.account_id, CASE WHEN r.seq IS s.seq THEN r.outcome ELSE 'pending' END, COUNT(*)"
+    # outcome 'restoring': a restoring PUT sent by a rollback stopped before its outcome (pending, as in tally)
+    accounts = _per_account(
+        db,
+        "SELECT s.account_id, CASE WHEN r.seq IS s.seq AND r.outcome != 'restoring' THEN r.outcome"
+        " ELSE 'pending' END, COUNT(*)"
         " FROM snapshots s LEFT JOIN rollback r USING (account_id, meeting_id)"
-        f" WHERE {rollback_state.JUDGED} GROUP BY 1, 2 ORDER BY 1"
-    ):
-        entry = accounts.setdefault(
-            str(account), {"account_id": account, "app_id": app_id, "total": 0, **dict.fromkeys(OUTCOME_ORDER, 0)}
-        )
-        entry[outcome] += n
-        entry["total"] += n
-    return Outcomes(counts, _by_kind(counts, failures), failures, list(accounts.values()))
+        f" WHERE {rollback_state.JUDGED} GROUP BY 1, 2",
+        app_id,
+    )
+    return Outcomes(counts, _by_kind(counts, failures), failures, accounts)
+
+
+def _open_state(path: str) -> Any:
+    """The state, read-only; another program's SQLite file is said to be one (as ``run`` says it)."""
+    try:
+        return open_read_only(path)
+    except UsageError:
+        if tables := foreign_tables(path):
+            raise UsageError(
+                f"{path} is another program's SQLite database (tables {', '.join(tables[:5])}), "
+                "not a batcher state file: check the path"
+            ) from None
+        raise
+
+
+def is_locked(path: str) -> bool:
+    """Whether a job holds the state's lock now (Store.open's exclusive flock on the file itself).
+
+    A shared lock is tried without waiting and released at once. Unlike a pid,
+    the lock dies with its process: a killed run whose pid was reused, or a
+    state copied to another machine, is not taken for a running one.
+    """
+    try:
+        with open(path, "rb") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    except OSError:
+        return False
+    return False
+
+
+def _running_pids(path: str, runs: list[RunRecord]) -> set[int]:
+    """The pid of the run under way: the latest run with no end, if a job holds the state's lock
+    (never this process's own run: the lock is per open file, so our own Store would look like one)."""
+    open_runs = [r for r in runs if r.ended is None and r.pid and r.pid != os.getpid()]
+    if not open_runs or not is_locked(path):
+        return set()
+    latest = max(runs, key=lambda r: r.id)
+    return {latest.pid} if latest in open_runs and latest.pid else set()
 
 
 def read_report(path: str, now: float | None = None) -> ReportData:
     """Read everything the report shows from the state file at ``path`` (read-only)."""
     now = time.time() if now is None else now
-    db = open_read_only(path)
+    db = _open_state(path)
     try:
         meta = {key: orjson.loads(value) for key, value in db.execute("SELECT key, value FROM meta")}
         job = dict(meta.get("fingerprint") or {})
@@ -278,9 +377,9 @@ def read_report(path: str, now: float | None = None) -> ReportData:
         rollback = _rollback_outcomes(db, job.get("app_id")) if has_rollback else None
     finally:
         db.close()
-    running = {r.pid for r in runs if r.ended is None and r.pid and r.pid != os.getpid() and is_alive(r.pid)}
+    running = _running_pids(path, runs)
     timelines = {
-        kind: build_timeline([r for r in runs if r.kind == kind], buckets.get(kind, []), now)
+        kind: build_timeline([r for r in runs if r.kind == kind], buckets.get(kind, []))
         for kind in ("run", "rollback")
         if any(r.kind == kind for r in runs)
     }

@@ -9,8 +9,8 @@ and paused seconds) and a latency histogram.
 
 Bucket widths are fixed by the age of the run (``WIDTHS``): 1 s for its first
 10 minutes, 5 s to the first hour, 30 s to the sixth, then 60 s. A two-minute
-job gets a chart with a point a second; a week-long one writes 60 rows an
-hour. Each width starts on a multiple of itself, so buckets never overlap and a
+job gets a chart with a point a second; a week-long run writes 60 rows an
+hour (each run of a resumed job starts again at 1 s: README, "The HTML report"). Each width starts on a multiple of itself, so buckets never overlap and a
 display interval that is a multiple of every width (report_data) merges them
 exactly.
 
@@ -100,8 +100,11 @@ class Bucket:
     answers: Counter[str] = field(default_factory=Counter)  # "200", "429", ... or "timeout", "network"
     latency: Counter[int] = field(default_factory=Counter)  # histogram: bin -> requests
     pauses: int = 0  # Retry-After pauses that began here
-    paused_s: float = 0.0  # seconds of this bucket inside a pause
+    paused_s: float = 0.0  # seconds of pause recorded here (the lengths in ``spans``; older states: spread)
     rows: Counter[str] = field(default_factory=Counter)  # "succeeded", "unchanged", "skipped", "failed:KIND"
+    # (start, seconds) of each pause, or of the extension of one, recorded while this bucket was current:
+    # kept where it begins, not spread over the buckets it covers, so a year-long Retry-After is one entry
+    spans: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def requests(self) -> int:
@@ -116,6 +119,7 @@ class Bucket:
         self.latency.update(other.latency)
         self.pauses += other.pauses
         self.paused_s += other.paused_s
+        self.spans += other.spans
         self.rows.update(other.rows)
 
     def to_json(self) -> bytes:
@@ -130,6 +134,8 @@ class Bucket:
             doc["l"] = [low, *(self.latency.get(i, 0) for i in range(low, high + 1))]
         if self.pauses or self.paused_s:
             doc["p"] = [self.pauses, round(self.paused_s, 3)]
+        if self.spans:
+            doc["s"] = [[round(start, 3), round(seconds, 3)] for start, seconds in self.spans]
         if self.rows:
             doc["o"] = self.rows
         return orjson.dumps(doc)
@@ -148,6 +154,7 @@ class Bucket:
             pauses,
             float(paused_s),
             Counter(doc.get("o", {})),
+            [(float(start), float(seconds)) for start, seconds in doc.get("s", ())],
         )
 
 
@@ -205,20 +212,24 @@ class Timeline:
         bucket.latency[bin_of(latency)] += 1
 
     def pause(self, seconds: float) -> None:
-        """Every worker pauses ``seconds`` from now (Retry-After). Overlapping pauses count once."""
+        """Every worker pauses ``seconds`` from now (Retry-After). Overlapping pauses count once.
+
+        The pause is kept as (start, seconds) in the current bucket, however
+        long it is (the report spreads it over time when it is read); a pause
+        that extends one under way adds only its extra seconds, from where
+        the other ends.
+        """
         now = self.clock()
         end = now + seconds
         if not seconds > 0 or end <= self._paused_until:
             return
+        bucket = self._bucket(now)
         if now >= self._paused_until:
-            self._bucket(now).pauses += 1
-        at = max(now, self._paused_until)
+            bucket.pauses += 1
+        start = max(now, self._paused_until)
         self._paused_until = end
-        while at < end:  # spread the paused seconds over the buckets the pause covers
-            start, width = self.span(at)
-            upto = min(end, start + width)
-            self._bucket(at).paused_s += upto - at
-            at = upto
+        bucket.spans.append((start, end - start))
+        bucket.paused_s += end - start
 
     def row(self, outcome: str, error: str | None = None, count: int = 1) -> None:
         """``count`` rows ended now as ``outcome`` (failed ones by error kind)."""

@@ -120,7 +120,7 @@ def test_buckets_of_a_run_never_overlap():
     assert {w for _, w in spans} == {1, 5, 30, 60}
 
 
-def test_a_pause_is_spread_over_the_buckets_it_covers_and_overlaps_count_once():
+def test_a_pause_is_kept_where_it_begins_and_overlaps_count_once():
     clock = FakeClock(T0 + 0.5)
     timeline = started_timeline(clock)
     timeline.pause(2.5)  # 0.5 .. 3
@@ -131,8 +131,9 @@ def test_a_pause_is_spread_over_the_buckets_it_covers_and_overlaps_count_once():
     clock.now = T0 + 5
     timeline.pause(1)  # a new one
     buckets = saved(timeline)
-    paused = {start - T0: round(b.paused_s, 6) for start, (_, b) in buckets.items()}
-    assert paused == {0: 0.5, 1: 1, 2: 1, 3: 0.3, 5: 1}
+    # (start, seconds) in the bucket current when it was announced; an extension adds its extra seconds only
+    spans = {start - T0: [(round(s - T0, 6), round(n, 6)) for s, n in b.spans] for start, (_, b) in buckets.items()}
+    assert spans == {0: [(0.5, 2.5)], 2: [(3, 0.3)], 5: [(5, 1)]}
     assert sum(b.pauses for _, b in buckets.values()) == 2
     assert buckets[T0][1].pauses == 1 and buckets[T0 + 5][1].pauses == 1
 
