@@ -86,7 +86,8 @@ def open_run(store: Store, timeline: Timeline, kind: str, options: dict[str, Any
         (kind, timeline.now(), os.getpid(), orjson.dumps(options).decode()),
     )
     run_id: int = cur.lastrowid  # type: ignore[assignment]
-    timeline.start(run_id)
+    (first,) = db.execute("SELECT MIN(started) FROM runs WHERE kind = ?", (kind,)).fetchone()
+    timeline.start(run_id, first)  # bucket widths follow the job's age, not this run's
     store.flush_extras.append(timeline.statements)
     return run_id
 

@@ -7,10 +7,11 @@ is added to the bucket of wall-clock time it happened in (a request: the one it
 method, retries, answers by status or error kind, row outcomes by kind, pauses
 and paused seconds) and a latency histogram.
 
-Bucket widths are fixed by the age of the run (``WIDTHS``): 1 s for its first
-10 minutes, 5 s to the first hour, 30 s to the sixth, then 60 s. A two-minute
-job gets a chart with a point a second; a week-long run writes 60 rows an
-hour (each run of a resumed job starts again at 1 s: README, "The HTML report"). Each width starts on a multiple of itself, so buckets never overlap and a
+Bucket widths are fixed by the age of the job (``WIDTHS``), counted from its
+first run of the same kind: 1 s for its first 10 minutes, 5 s to the first
+hour, 30 s to the sixth, then 60 s. A two-minute job gets a chart with a point
+a second; a week-long job writes 60 rows an hour, however often it is resumed.
+Each width starts on a multiple of itself, so buckets never overlap and a
 display interval that is a multiple of every width (report_data) merges them
 exactly.
 
@@ -161,7 +162,7 @@ class Bucket:
 class Timeline:
     """One run's buckets in memory, handed to the state with each group commit.
 
-    ``start(run_id)`` (called by ``runs.open_run``) fixes the run's age zero;
+    ``start(run_id, origin)`` (called by ``runs.open_run``) fixes the age zero: the job's first run;
     until then ``statements()`` is empty (nothing is written for a run that
     never started).
     """
@@ -174,10 +175,13 @@ class Timeline:
         self._dirty: set[int] = set()
         self._paused_until = -math.inf
 
-    def start(self, run_id: int) -> None:
-        """The run is recorded: its buckets go to the state from now on, and its age counts from now."""
+    def start(self, run_id: int, origin: float | None = None) -> None:
+        """The run is recorded: its buckets go to the state from now on. Bucket widths follow the age
+        of the job, from ``origin`` (its first run's start; None: now): a job resumed every ten
+        minutes still writes a minute's bucket, not 600 a run, once it is hours old."""
         self.run_id = run_id
-        self._bands = _bands(self.clock())
+        now = self.clock()
+        self._bands = _bands(now if origin is None else min(origin, now))
 
     def now(self) -> float:
         """The wall clock: a request's start mark for ``request``."""

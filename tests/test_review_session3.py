@@ -168,3 +168,26 @@ async def test_x_ratelimit_remaining_zero_without_a_reset_holds_for_the_rates_wi
     result = await run_job(config(tmp_path, server, src, mode="replace", rate="100/2", concurrency=4))
     assert result.summary["succeeded"] == 24
     assert server.api.statuses.get(429, 0) == 0, "a burst one second after Remaining: 0 met 429s"
+
+
+# -- bucket widths follow the job's age, not each run's --------------------------------------------------
+
+
+def test_a_run_of_a_job_begun_hours_ago_starts_with_wide_buckets(tmp_path):
+    from batcher import runs
+    from batcher.store import Store
+    from batcher.timeline import Timeline
+
+    now = [1_800_000_000.0]
+    store = Store.open(str(tmp_path / "job.state.db"))
+    try:
+        first = Timeline(lambda: now[0])
+        runs.open_run(store, first, "run", {})
+        runs.close_run(store, first, 130)
+        now[0] += 7 * 3600  # resumed seven hours later
+        second = Timeline(lambda: now[0])
+        runs.open_run(store, second, "run", {})
+        assert second.span(now[0])[1] == 60, "a resumed run began again with 1-s buckets"
+        assert first.span(1_800_000_000.0)[1] == 1
+    finally:
+        store.close()
