@@ -14,7 +14,6 @@ an interval come from its merged histogram.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import time
@@ -30,7 +29,7 @@ from . import rollback_state
 from .errors import UsageError
 from .preflight import foreign_tables
 from .runs import RunRecord, read_runs
-from .status import open_read_only
+from .status import is_locked, open_read_only
 from .timeline import Bucket, load_buckets, percentile
 
 MAX_POINTS = 180
@@ -325,25 +324,6 @@ def _open_state(path: str) -> Any:
                 "not a batcher state file: check the path"
             ) from None
         raise
-
-
-def is_locked(path: str) -> bool:
-    """Whether a job holds the state's lock now (Store.open's exclusive flock on the file itself).
-
-    A shared lock is tried without waiting and released at once. Unlike a pid,
-    the lock dies with its process: a killed run whose pid was reused, or a
-    state copied to another machine, is not taken for a running one.
-    """
-    try:
-        with open(path, "rb") as fh:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-    except OSError:
-        return False
-    return False
 
 
 def _running_pids(path: str, runs: list[RunRecord]) -> set[int]:

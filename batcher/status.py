@@ -12,6 +12,7 @@ fingerprint.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shlex
 import sqlite3
@@ -117,6 +118,25 @@ def open_read_only(path: str) -> sqlite3.Connection:
     return db
 
 
+def is_locked(path: str) -> bool:
+    """Whether a job holds the state's lock now (Store.open's exclusive flock on the file itself).
+
+    A shared lock is tried without waiting and released at once. Unlike a pid,
+    the lock dies with its process: a killed run whose pid was reused, or a
+    state copied to another machine, is not taken for a running one.
+    """
+    try:
+        with open(path, "rb") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    except OSError:
+        return False
+    return False
+
+
 def is_alive(pid: int) -> bool:
     """Whether a process with this pid exists (one we may not signal counts as alive)."""
     try:
@@ -151,7 +171,8 @@ def read_status(path: str, now: float | None = None) -> dict[str, Any]:
     live = meta.get(LIVE_KEY)
     # a live record of a run that has not ended: the job runs, or was killed before its summary
     is_unfolded = live is not None and live.get("runs_before") == stats.get("runs", 0)
-    is_running = is_unfolded and is_alive(live["pid"])
+    # and its process holds the state's lock: a pid alone may have been reused since a kill -9
+    is_running = is_unfolded and is_alive(live["pid"]) and is_locked(path)
     # run_stats already holds the running job's counters: the engine commits them with each group commit
     requests, retries, elapsed = stats["requests"], stats["retries"], stats["elapsed_s"]
     paused = live.get("paused_until") if is_running else None

@@ -191,3 +191,22 @@ def test_a_run_of_a_job_begun_hours_ago_starts_with_wide_buckets(tmp_path):
         assert first.span(1_800_000_000.0)[1] == 1
     finally:
         store.close()
+
+
+async def test_status_does_not_call_a_killed_job_running_because_its_pid_was_reused(server, tmp_path):
+    import orjson
+
+    from batcher.status import read_status
+    from batcher.store import Store
+
+    cfg, _, _ = await job(server, tmp_path)
+    with sqlite3.connect(cfg.state_file) as db:  # as kill -9 leaves it; pid 1 is always alive
+        (stats,) = db.execute("SELECT value FROM meta WHERE key = 'run_stats'").fetchone()
+        live = {"pid": 1, "runs_before": orjson.loads(stats)["runs"], "started_at": 0, "updated_at": 0}
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('live', ?)", (orjson.dumps(live).decode(),))
+    assert read_status(cfg.state_file)["running"] is False
+    store = Store.open(cfg.state_file)  # a process holding the state's lock: that one runs
+    try:
+        assert read_status(cfg.state_file)["running"] is True
+    finally:
+        store.close()
