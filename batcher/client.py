@@ -338,10 +338,7 @@ class Client:
             policy = parse_ratelimit_policy(headers.get("Ratelimit-Policy"))
             self.pacer.on_response(status, parse_ratelimit(ratelimit_text), policy, ticket)
         elif (remaining := headers.get("X-RateLimit-Remaining")) is not None:
-            rate = self.config.rate  # no reset given: the budget renews no sooner than --rate's window
-            ratelimit = parse_x_ratelimit(
-                remaining, headers.get("X-RateLimit-Reset"), unknown_reset_s=rate.window_s if rate else 1.0
-            )
+            ratelimit = parse_x_ratelimit(remaining, headers.get("X-RateLimit-Reset"))
             self.pacer.on_response(status, ratelimit, None, ticket)
         elif self.pacer.adaptive is not None:
             self.pacer.on_response(status, None, None, ticket)

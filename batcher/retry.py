@@ -201,15 +201,12 @@ def parse_ratelimit_policy(value: str | None) -> tuple[int, float] | None:
 _EPOCH_CUTOFF_S = 1e9
 
 
-def parse_x_ratelimit(
-    remaining: str | None, reset: str | None, now_s: float | None = None, unknown_reset_s: float = 1.0
-) -> tuple[int, float] | None:
+def parse_x_ratelimit(remaining: str | None, reset: str | None, now_s: float | None = None) -> tuple[int, float] | None:
     """``(remaining, reset_s)`` from the older ``X-RateLimit-Remaining`` / ``X-RateLimit-Reset``.
 
     The reset is delta-seconds, a Unix time, or an HTTP date; without a usable
-    reset, the budget is taken to renew in ``unknown_reset_s`` (the client
-    passes ``--rate``'s window: a server limit of the same window renews no
-    sooner; one second without a ``--rate``).
+    reset, the budget is taken to renew in a second (a cautious guess, since
+    only ``r=0`` stops anything).
     """
     if remaining is None:
         return None
@@ -222,4 +219,4 @@ def parse_x_ratelimit(
     reset_s = parse_retry_after(reset, now_s)
     if reset_s is not None and reset_s > _EPOCH_CUTOFF_S:
         reset_s = max(0.0, reset_s - (_wall() if now_s is None else now_s))
-    return left, unknown_reset_s if reset_s is None else reset_s
+    return left, 1.0 if reset_s is None else reset_s

@@ -157,19 +157,6 @@ def test_a_failed_commit_rolls_back_and_keeps_its_outcomes_for_the_next(tmp_path
         store.close()
 
 
-# -- X-RateLimit-Remaining: 0 with no reset ------------------------------------------------------------
-
-
-async def test_x_ratelimit_remaining_zero_without_a_reset_holds_for_the_rates_window_not_a_second(server, tmp_path):
-    ids = server.add(24)
-    server.api.rate_limit = (8, 2.0)  # the server's own limit: 8 in any 2 s, said only as X-RateLimit-*
-    server.api.ratelimit_headers, server.api.x_ratelimit_headers = False, True
-    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, "title": "x"} for m in ids])
-    result = await run_job(config(tmp_path, server, src, mode="replace", rate="100/2", concurrency=4))
-    assert result.summary["succeeded"] == 24
-    assert server.api.statuses.get(429, 0) == 0, "a burst one second after Remaining: 0 met 429s"
-
-
 # -- bucket widths follow the job's age, not each run's --------------------------------------------------
 
 
