@@ -32,11 +32,18 @@ def secret_values(patch: dict[str, Any] | None) -> list[str]:
 
 
 def scrub(text: str, secrets: list[str]) -> str:
-    """``text`` with every secret value replaced by ``***``."""
-    for value in secrets:
-        if value in text:
-            text = text.replace(value, REDACTED)
+    """``text`` with every secret value replaced by ``***``: as written, and as an error body may
+    echo it escaped (JSON, Python repr: a PEM key's newlines), longest first (a secret that is a
+    prefix of another must not leave the other's tail)."""
+    forms = {form for value in secrets if value for form in _spellings(value)}
+    for form in sorted(forms, key=len, reverse=True):
+        if form in text:
+            text = text.replace(form, REDACTED)
     return text
+
+
+def _spellings(value: str) -> tuple[str, ...]:
+    return value, orjson.dumps(value).decode()[1:-1], repr(value)[1:-1]
 
 
 def redacted_patch_json(patch: dict[str, Any] | None) -> str | None:

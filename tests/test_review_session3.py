@@ -197,3 +197,27 @@ async def test_status_does_not_call_a_killed_job_running_because_its_pid_was_reu
         assert read_status(cfg.state_file)["running"] is True
     finally:
         store.close()
+
+
+async def test_a_private_key_echoed_json_escaped_in_an_error_body_is_scrubbed(server, tmp_path):
+    import orjson
+
+    key = "-----BEGIN PRIVATE KEY-----\nCANARYKEYLINE1\nCANARYKEYLINE2\n-----END PRIVATE KEY-----"
+    [mid] = server.add(1)
+    echoed = {"success": False, "debug": {"storage_config": {"private_key": key}}}
+    server.api.faults.append(
+        {
+            "method": "PUT",
+            "meeting": mid,
+            "status": 400,
+            "content_type": "application/json",
+            "body": orjson.dumps(echoed).decode(),
+        }
+    )
+    storage = {"type": "sftp", "host": "h", "username": "u", "private_key": key}
+    rows = [{"meeting_id": mid, "recording_config": {"storage_config": storage}}]
+    cfg = config(tmp_path, server, write_jsonl(tmp_path / "in.jsonl", rows))
+    assert (await run_job(cfg)).summary["failed"] == 1
+    with sqlite3.connect(cfg.state_file) as db:
+        text = "\n".join(m for (m,) in db.execute("SELECT message FROM rows")) + Path(cfg.report_file).read_text()
+    assert "private_key" in text and "CANARYKEY" not in text
