@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_parser(sub, fmt)
     add_status_parser(sub, fmt)
     commands.add_report_parser(sub, fmt)
+    # no abbreviations: `--se PATH=SECRET` would be --set, unmasked in the printed resume line
+    for each in (parser, *sub.choices.values()):
+        each.allow_abbrev = False
     return parser
 
 

@@ -221,3 +221,10 @@ async def test_a_private_key_echoed_json_escaped_in_an_error_body_is_scrubbed(se
     with sqlite3.connect(cfg.state_file) as db:
         text = "\n".join(m for (m,) in db.execute("SELECT message FROM rows")) + Path(cfg.report_file).read_text()
     assert "private_key" in text and "CANARYKEY" not in text
+
+
+def test_an_abbreviated_option_is_refused_so_no_credential_slips_past_the_masking(tmp_path):
+    src = tmp_path / "rows.csv"
+    src.write_text(f"meeting_id\n{MEETING}\n", encoding="utf-8")
+    done = cli("validate", str(src), "--se", "recording_config.storage_config.secret=REALSECRET99")
+    assert done.returncode == 2 and "unrecognized arguments" in done.stderr
