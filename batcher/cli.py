@@ -300,7 +300,12 @@ def cmd_rollback(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if not os.path.exists(args.state_path):
         raise UsageError(f"no state file at {args.state_path}")
     report = args.report_path or f"{args.state_path}.rollback.failures.jsonl"
-    extra = (("--results", "results_path"), ("--summary-json", "summary_path"), ("--html", "html_path"))
+    extra = (
+        ("--results", "results_path"),
+        ("--summary-json", "summary_path"),
+        ("--html", "html_path"),
+        ("--budget-file", "budget_path"),
+    )
     outputs = [("--state", args.state_path), ("--report", report)] + [(f, getattr(args, d, None)) for f, d in extra]
     check_outputs(
         None, outputs, [("--token-file", args.token_file), ("the job's input", recorded_input(args.state_path))]

@@ -170,17 +170,22 @@ def check_outputs(
         if path and path != STDIO and not _is_special(path):
             for key in _identities(path, with_sidecars=True):
                 seen.setdefault(key, name)
-    for flag, path in outputs:
-        if not path or path == STDIO:
-            continue
+    checked = [(flag, path) for flag, path in outputs if path and path != STDIO]
+    for flag, path in checked:
         _check_writable(flag, path)
-        if _is_special(path):
-            continue
+    checked = [(flag, path) for flag, path in checked if not _is_special(path)]
+    # every output's SQLite journal files first: an output listed before the state or budget file
+    # may not be one of theirs either
+    for flag, path in checked:
+        for key in _identities(path, with_sidecars=True):
+            if key not in _identities(path):
+                seen.setdefault(key, f"{flag} {path}")
+    for flag, path in checked:
         keys = _identities(path)
         if same := next((seen[k] for k in keys if k in seen), None):
             raise UsageError(f"{flag} {path} is the same file as {same} (or part of it); choose a different path")
-        for key in _identities(path, with_sidecars=True):
-            seen.setdefault(key, f"{flag} {path}")
+        for key in keys:
+            seen[key] = f"{flag} {path}"
 
 
 # An SQLite file's journal files are part of it: after kill -9 a job's commits may all be in its -wal.
@@ -191,7 +196,8 @@ def _identities(path: str, *, with_sidecars: bool = False) -> list[Any]:
     """What makes two paths one file: the resolved path, and the inode when the file exists
     (``with_sidecars``: and those of the SQLite journal files that would sit beside it)."""
     keys: list[Any] = []
-    for name in (path, *(path + s for s in SQLITE_SIDECARS)) if with_sidecars else (path,):
+    real = os.path.realpath(path)  # SQLite puts its journal files beside the file a symlink names
+    for name in (path, *(real + s for s in SQLITE_SIDECARS)) if with_sidecars else (path,):
         keys.append(os.path.realpath(name))
         try:
             st = os.stat(name)

@@ -228,3 +228,19 @@ def test_an_abbreviated_option_is_refused_so_no_credential_slips_past_the_maskin
     src.write_text(f"meeting_id\n{MEETING}\n", encoding="utf-8")
     done = cli("validate", str(src), "--se", "recording_config.storage_config.secret=REALSECRET99")
     assert done.returncode == 2 and "unrecognized arguments" in done.stderr
+
+
+def test_an_output_is_never_the_journal_of_a_state_named_through_a_symlink_or_of_a_later_output(tmp_path):
+    from batcher.errors import UsageError
+    from batcher.preflight import check_outputs
+
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "x.db").write_bytes(b"")
+    link = tmp_path / "s.db"
+    link.symlink_to(real / "x.db")
+    with pytest.raises(UsageError, match="part of it"):
+        check_outputs(None, [("--html", str(real / "x.db-wal"))], [("--state", str(link))])
+    budget = tmp_path / "budget.db"
+    with pytest.raises(UsageError, match="part of it"):  # the report listed before the budget file
+        check_outputs(None, [("--report", f"{budget}-wal"), ("--budget-file", str(budget))])
