@@ -26,6 +26,7 @@ Time comes from injected ``clock``/``sleep`` so tests control it.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from collections import deque
 
@@ -214,12 +215,8 @@ class Pacer:
         """The server counted more starts in its window than ours (by more than the two that timing
         can blur): another client of the token is spending the same budget."""
         assert self._policy_window_s is not None
-        since = self.clock() - self._policy_window_s
-        ours = 0
-        for at in reversed(self._own_starts):
-            if at <= since:
-                break
-            ours += 1
+        # starts are appended in time order: a binary search counts those in the window
+        ours = len(self._own_starts) - bisect.bisect_right(self._own_starts, self.clock() - self._policy_window_s)
         if ticket is not None:  # ours granted after the answered request: not yet in its count
             ours -= self.granted - ticket
         return quota - remaining - ours > 2

@@ -323,14 +323,15 @@ class Store(SnapshotsMixin):
         extras = self._unsaved_extras
         for extra in self.flush_extras:
             extras = [*extras, *extra()]
+        self._unsaved_extras = extras  # kept until a commit carries them
         has_stats = self._stats_delta[0] or self._stats_delta[1]
         if not self._pending and not self._pending_writes and not also and not extras and not has_stats:
             return
+        self.db.execute("BEGIN")  # before the buffers are taken: if it fails, they are all still there
         pending, self._pending = self._pending, []
         writes, self._pending_writes = self._pending_writes, []
         delta, self._stats_delta = self._stats_delta, [0, 0, 0.0]
         self._unsaved_extras = []
-        self.db.execute("BEGIN")
         try:
             if any(delta):
                 total = self.run_stats()
