@@ -163,6 +163,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UsageError("no API token: set CLOUDFLARE_API_TOKEN or pass --token-file FILE")
     if args.per_page < 1:
         raise UsageError("--per-page must be at least 1")
+    from .preflight import check_outputs
+
+    check_outputs(None, [("--out", args.out)], [("--token-file", args.token_file)])
     config = JobConfig(
         input="",
         token=token,

@@ -147,15 +147,20 @@ class OutFile:
         self._fh = open(path, "ab")  # noqa: SIM115 - closed by close()
 
     def _load(self) -> None:
+        """Resume from an earlier export: its complete lines are kept, a last line cut short by a kill
+        is dropped. A file that is not an export (a state, an input CSV...) is refused, untouched."""
         with open(self.path, "r+b") as fh:
             good = 0
-            for line in fh:
-                if not line.endswith(b"\n"):
-                    break
+            for number, line in enumerate(fh, 1):
+                if not line.endswith(b"\n") and line.startswith(b"{") and b"\0" not in line:
+                    break  # the last line, cut short by a kill
                 try:
                     self.done.add(orjson.loads(line)["meeting_id"])
                 except (orjson.JSONDecodeError, KeyError, TypeError):
-                    break  # not an export line: keep what came before, overwrite from here
+                    raise UsageError(
+                        f"--out {self.path}: line {number} is not a meeting exported by batcher, so this file is "
+                        "not an export to resume; choose another file (it was left as it is)"
+                    ) from None
                 good += len(line)
             fh.truncate(good)
 

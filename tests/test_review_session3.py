@@ -244,3 +244,26 @@ def test_an_output_is_never_the_journal_of_a_state_named_through_a_symlink_or_of
     budget = tmp_path / "budget.db"
     with pytest.raises(UsageError, match="part of it"):  # the report listed before the budget file
         check_outputs(None, [("--report", f"{budget}-wal"), ("--budget-file", str(budget))])
+
+
+def test_export_refuses_an_out_file_that_is_not_an_export_and_leaves_it_untouched(tmp_path):
+    state = tmp_path / "job.state.db"
+    with sqlite3.connect(state) as db:
+        db.execute("CREATE TABLE rows (row INTEGER)")
+    src = tmp_path / "mine.csv"
+    src.write_text(f"meeting_id,title\n{MEETING},x\n", encoding="utf-8")
+    for victim in (state, src):
+        before = victim.read_bytes()
+        done = cli(
+            "export",
+            "--account-id",
+            "acct-1",
+            "--app-id",
+            "app",
+            "--out",
+            str(victim),
+            "--base-url",
+            "http://127.0.0.1:9",
+        )
+        assert done.returncode == 2 and "not a meeting exported by batcher" in done.stderr, done.stderr
+        assert victim.read_bytes() == before
