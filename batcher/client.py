@@ -12,6 +12,7 @@ Every message it produces has the API token scrubbed out.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import re
 import time
@@ -207,6 +208,16 @@ class Client:
         """``text`` with the API token replaced by ``***`` (error bodies may echo headers)."""
         return text.replace(self._token, "***") if self._token and self._token in text else text
 
+    def _clean(self, text: str, sent: dict[str, Any] | None) -> str:
+        """``text`` without the token or the credentials of ``sent`` (the request's body)."""
+        text = self.scrub(text)
+        return scrub(text, secret_values(sent)) if sent else text
+
+    def _error_text(self, status: int, body: bytes, sent: dict[str, Any] | None) -> str:
+        """The error message of an answer, cleaned before any part of it is cut short and after."""
+        clean = functools.partial(self._clean, sent=sent)
+        return clean(error_message(status, body, clean))
+
     async def call(
         self,
         method: str,
@@ -235,7 +246,6 @@ class Client:
         clears it.
         """
         payload = orjson.dumps(body) if body is not None else None
-        secrets = tuple(secret_values(body)) if body is not None else ()
         target = self.target(url)
         is_write = method in _WRITES
         is_unknown = False  # an unknown-outcome failure no GET has ruled out
@@ -248,7 +258,7 @@ class Client:
             attempt += 1
             ticket = self.pacer.count_free_start() if self.pacer.is_free else await self.pacer.acquire()
             started = self.timeline.now() if self.timeline is not None else 0.0
-            result, retry_after = await self._attempt(method, target, payload, ticket, secrets)
+            result, retry_after = await self._attempt(method, target, payload, ticket, body)
             result.attempts = attempt
             if self.timeline is not None:
                 self.timeline.request(method, started, result.status, result.error, attempt > 1)
@@ -315,10 +325,8 @@ class Client:
         return result
 
     async def _attempt(
-        self, method: str, url: str | URL, payload: bytes | None, ticket: int | None, secrets: tuple[str, ...] = ()
+        self, method: str, url: str | URL, payload: bytes | None, ticket: int | None, sent: dict[str, Any] | None = None
     ) -> tuple[CallResult, float | None]:
-        def clean(text: str) -> str:  # the token and the body's own credentials, before any cut
-            return scrub(self.scrub(text), list(secrets)) if secrets else self.scrub(text)
 
         assert self._session is not None, "use Client as an async context manager"
         self.stats.requests += 1
@@ -331,7 +339,9 @@ class Client:
             return CallResult(None, error="timeout", message=f"no answer within {self.config.timeout_s:g} s"), None
         except aiohttp.ClientError as exc:
             # str(exc) of aiohttp errors names host and port; scrubbed all the same
-            return CallResult(None, error="network", message=clean(f"{type(exc).__name__}: {exc}")[:300]), None
+            return CallResult(
+                None, error="network", message=self._clean(f"{type(exc).__name__}: {exc}", sent)[:300]
+            ), None
         # The server's word on its budget, on every response (two look-ups when it says nothing).
         ratelimit_text = headers.get("Ratelimit")
         if ratelimit_text is not None:
@@ -346,17 +356,17 @@ class Client:
             try:
                 doc = orjson.loads(body) if body else {}
             except orjson.JSONDecodeError:
-                return CallResult(status, error="api_error", message=clean(error_message(status, body, clean))), None
+                return CallResult(status, error="api_error", message=self._error_text(status, body, sent)), None
             if isinstance(doc, dict) and doc.get("success") is False:
-                return CallResult(status, error="api_error", message=clean(error_message(status, body, clean))), None
+                return CallResult(status, error="api_error", message=self._error_text(status, body, sent)), None
             data = doc.get("data", doc.get("result")) if isinstance(doc, dict) else None
             envelope = doc if isinstance(doc, dict) else None
             return CallResult(status, data=data if isinstance(data, dict) else None, envelope=envelope), None
         if 300 <= status < 400:
-            where = clean(headers.get("Location", "(no Location)"))[:300]
+            where = self._clean(headers.get("Location", "(no Location)"), sent)[:300]
             message = f"HTTP {status} redirect to {where}: not followed (check --base-url)"
             return CallResult(status, error="redirect", message=message), None
-        message = clean(error_message(status, body, clean))
+        message = self._error_text(status, body, sent)
         return CallResult(status, error=_error_kind(status), message=message), parse_retry_after(
             headers.get("Retry-After")
         )
