@@ -177,8 +177,9 @@ def check_outputs(
     # every output's SQLite journal files first: an output listed before the state or budget file
     # may not be one of theirs either
     for flag, path in checked:
+        own = _identities(path)
         for key in _identities(path, with_sidecars=True):
-            if key not in _identities(path):
+            if key not in own:
                 seen.setdefault(key, f"{flag} {path}")
     for flag, path in checked:
         keys = _identities(path)
