@@ -4,28 +4,32 @@ The library entry points (the CLI is a thin layer over them)::
 
     from batcher import JobConfig, Secret, run_job
     result = asyncio.run(run_job(JobConfig(input="rows.csv", token=Secret("..."), account_id="acct")))
-"""
 
-__version__ = "0.1.0"
+The package is the pipeline (see docs/design/architecture.md): ``core`` (pure rules), then
+``input``, ``state`` and ``http`` (the three edges), ``report``, ``run`` (the one place that wires
+them), ``commands``, ``cli``; ``fake`` is the local API. Imports run one way only.
+"""
 
 from typing import Any
 
-# Lazy (PEP 562): `batcher validate` and `import batcher.model` need no HTTP stack.
+from ._version import __version__
+
+# Lazy (PEP 562): `batcher validate` and `import batcher.core.rows` need no HTTP stack.
 _EXPORTS = {
-    "JobConfig": "config",
-    "RateSpec": "config",
-    "Secret": "config",
-    "parse_rate": "config",
-    "JobResult": "engine",
-    "run_job": "engine",
-    "validate_input": "checks",
+    "JobConfig": "core.config",
+    "RateSpec": "core.config",
+    "Secret": "core.config",
+    "parse_rate": "core.config",
+    "JobResult": "run.engine",
+    "run_job": "run.engine",
+    "validate_input": "commands.validate",
     "AuthError": "errors",
     "BatcherError": "errors",
     "HaltError": "errors",
     "Interrupted": "errors",
     "UsageError": "errors",
-    "plan_job": "plan",
-    "rollback_job": "rollback",
+    "plan_job": "commands.plan",
+    "rollback_job": "commands.rollback",
 }
 __all__ = ["__version__", *sorted(_EXPORTS)]
 

@@ -11,8 +11,8 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, settings
 
-from batcher.config import JobConfig, Secret, parse_rate
-from batcher.fake_api import FakeApi, start
+from batcher.core.config import JobConfig, Secret, parse_rate
+from batcher.fake.server import FakeApi, start
 
 # One profile everywhere (CI and laptops): no deadline and no "too slow" check, because the
 # first @given test pays Hypothesis' start-up on a loaded 2-core machine; derandomized, so a

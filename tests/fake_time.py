@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from batcher.pool import Control
+from batcher.run.pool import Control
 
 
 class VirtualTime:

@@ -7,8 +7,8 @@ client spent 30%, batcher at ``--rate 40/10``: 49 of 249 requests answered 429.
 
 from __future__ import annotations
 
-from batcher.config import RateSpec
-from batcher.limiter import Pacer, window_span_s
+from batcher.core.config import RateSpec
+from batcher.http.pacer import Pacer, window_span_s
 
 from .test_limiter import FakeTime
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from batcher.engine import run_job
-from batcher.progress import Console
+from batcher.report.console import Console
+from batcher.run.engine import run_job
 
 from .conftest import ACCOUNT, TOKEN, config, read_jsonl, write_csv, write_jsonl
 from .fake_time import VirtualTime

@@ -9,11 +9,11 @@ import orjson
 import pytest
 from yarl import URL
 
-from batcher.config import JobConfig
-from batcher.engine import run_job
+from batcher.commands.plan import plan_job
+from batcher.core.config import JobConfig
 from batcher.errors import InputChangedError, Interrupted
-from batcher.plan import plan_job
-from batcher.store import Store
+from batcher.run.engine import run_job
+from batcher.state.store import Store
 
 from .conftest import ACCOUNT, config, read_jsonl, write_jsonl
 from .fake_time import VirtualTime
@@ -266,7 +266,7 @@ async def test_cancelling_run_job_stops_the_workers_and_saves_the_state(server, 
 def test_account_is_part_of_the_row_record(tmp_path):
     """Rows are named records, not 8-tuples."""
     store = Store.open(str(tmp_path / "s.db"))
-    from batcher.store import RowRecord
+    from batcher.state.store import RowRecord
 
     store.add_rows([RowRecord(1, ACCOUNT, "m", b"h")])
     record = store.row_record(1)
@@ -275,7 +275,7 @@ def test_account_is_part_of_the_row_record(tmp_path):
 
 
 def test_validate_offline_says_the_type_is_needed_unless_the_meeting_has_one(tmp_path):
-    from batcher.checks import validate_input
+    from batcher.commands.validate import validate_input
 
     row = {"meeting_id": "0b7e2a9c-4f1d-4a57-9a3e-1c2d3e4f5a6b", "recording_config": {"storage_config": NEW_KEYS}}
     [result] = list(validate_input(str(write_jsonl(tmp_path / "in.jsonl", [row]))))

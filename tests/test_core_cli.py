@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from batcher.earlystop import EARLY_STOP_ROWS
-from batcher.engine import run_job
+from batcher.core.earlystop import EARLY_STOP_ROWS
+from batcher.run.engine import run_job
 
 from .conftest import config, write_jsonl
 from .fake_time import VirtualTime

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from batcher.checks import validate_input
-from batcher.engine import run_job
+from batcher.commands.validate import validate_input
+from batcher.core.rows import Row, RowError
 from batcher.errors import InputError
-from batcher.model import Row, RowError
-from batcher.source import Source
+from batcher.input.source import Source
+from batcher.run.engine import run_job
 
 from .conftest import config, read_jsonl
 

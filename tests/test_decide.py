@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from batcher.decide import Options, Refuse, Send, Unchanged, decide, restore
-from batcher.merge import same, shows
-from batcher.schema import DEFAULT_DOCUMENT
+from batcher.core.decide import Options, Refuse, Send, Unchanged, decide, restore
+from batcher.core.documents import same, shows
+from batcher.core.schema import DEFAULT_DOCUMENT
 
 GET = {"id": "m", "created_at": "t", "updated_at": "t", "status": "ACTIVE", "title": "a", "beta_flag": True}
 STORED = {**GET, "recording_config": {"storage_config": {"type": "aws", "bucket": "b"}}}
@@ -126,7 +126,7 @@ def test_shows_checks_every_value_the_write_sets_and_ignores_the_rest():
 
 
 def test_carried_unknown_names_fields_from_get_that_the_row_did_not_set():
-    from batcher.merge import carried_unknown
+    from batcher.core.documents import carried_unknown
 
     body = {"title": "b", "beta_flag": True, "row_extra": 1, "ai_config": {"future": {"x": 1}, "transcription": {}}}
     assert sorted(carried_unknown(body, {"title": "b", "row_extra": 1})) == ["ai_config.future", "beta_flag"]

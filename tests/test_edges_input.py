@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batcher.checks import validate_input
-from batcher.jsonkeys import keys_given_twice
-from batcher.model import Row, RowError, parse_row
-from batcher.source import Source
+from batcher.commands.validate import validate_input
+from batcher.core.rows import Row, RowError, parse_row
+from batcher.input.duplicate_keys import keys_given_twice
+from batcher.input.source import Source
 
 from .test_cli import cli, run_cli
 

@@ -233,7 +233,7 @@ def test_a_malformed_base_url_is_a_usage_error_showing_the_expected_form(tmp_pat
 
 
 def test_an_empty_base_url_variable_means_the_default(monkeypatch):
-    from batcher.cli import build_parser
+    from batcher.cli.main import build_parser
 
     monkeypatch.setenv("BATCHER_BASE_URL", "")
     assert build_parser().parse_args(["run", "in.csv"]).base_url == "https://api.cloudflare.com/client/v4"

@@ -7,9 +7,9 @@ import io
 import orjson
 import pytest
 
-from batcher.engine import run_job
 from batcher.errors import StateMismatchError, ValidationFailed
-from batcher.store import Store
+from batcher.run.engine import run_job
+from batcher.state.store import Store
 
 from .conftest import ACCOUNT, config, read_jsonl, write_csv, write_jsonl
 from .fake_time import VirtualTime

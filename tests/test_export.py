@@ -11,12 +11,12 @@ from pathlib import Path
 import orjson
 import pytest
 
+from batcher.commands.export import ExportOptions, export_line, export_meetings, parse_fields
 from batcher.errors import AuthError, UsageError
-from batcher.export import ExportOptions, export_line, export_meetings, parse_fields
-from batcher.fake_api import FakeApi, start
-from batcher.fake_listing import Listing
-from batcher.pool import Control
-from batcher.progress import Console
+from batcher.fake.listing import Listing
+from batcher.fake.server import FakeApi, start
+from batcher.report.console import Console
+from batcher.run.pool import Control
 
 from .conftest import ACCOUNT, TOKEN, Server, config, read_jsonl
 

@@ -10,9 +10,9 @@ import aiohttp
 import orjson
 import pytest
 
-from batcher.cli import main
-from batcher.fake_api import FakeApi, start
-from batcher.fake_chaos import Chaos, ChaosSpec, parse_chaos
+from batcher.cli.main import main
+from batcher.fake.chaos import Chaos, ChaosSpec, parse_chaos
+from batcher.fake.server import FakeApi, start
 
 ACCOUNT = "acct-1"
 UPPER = "ABCDEF01-2345-6789-ABCD-EF0123456789"

@@ -6,11 +6,11 @@ from collections import deque
 
 import pytest
 
-from batcher.adaptive import AdaptiveRate
-from batcher.client import Client, error_message
-from batcher.config import RateSpec, Secret
-from batcher.engine import run_job
-from batcher.limiter import Pacer
+from batcher.core.config import RateSpec, Secret
+from batcher.http.adaptive import AdaptiveRate
+from batcher.http.client import Client, error_message
+from batcher.http.pacer import Pacer
+from batcher.run.engine import run_job
 
 from .conftest import config, read_jsonl, write_jsonl
 from .fake_time import VirtualTime

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from batcher.html_report import write_html_report
+from batcher.report.html import write_html_report
 
 from .test_html_report import busy_job
 

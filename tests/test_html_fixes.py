@@ -6,14 +6,14 @@ import re
 import sqlite3
 from collections import Counter
 
-from batcher import charts
-from batcher.html_report import write_html_report
-from batcher.report_data import TOP_ACCOUNTS, TimelineView, build_timeline, read_report, run_status
-from batcher.rollback import rollback_job
-from batcher.runs import RunRecord
-from batcher.status import read_status
-from batcher.store import Store
-from batcher.timeline import Bucket, Timeline
+from batcher.commands.rollback import rollback_job
+from batcher.commands.status import read_status
+from batcher.core.timings import Bucket, Timeline
+from batcher.report import charts
+from batcher.report.data import TOP_ACCOUNTS, TimelineView, build_timeline, read_report, run_status
+from batcher.report.html import write_html_report
+from batcher.state.runs import RunRecord
+from batcher.state.store import Store
 
 from .conftest import ACCOUNT
 from .fake_time import VirtualTime
@@ -205,7 +205,7 @@ def test_a_job_under_a_second_draws_its_throughput_line_and_labels_whole_seconds
 
 
 def test_the_runs_options_column_wraps_inside_the_page():
-    from batcher.html_report import STYLE
+    from batcher.report.html import STYLE
 
     assert "white-space: nowrap; display: inline-block" not in STYLE  # an option could not break
     assert re.search(r"td:last-child \{[^}]*overflow-wrap: anywhere", STYLE)

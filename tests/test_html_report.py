@@ -10,11 +10,11 @@ import sys
 import uuid
 from pathlib import Path
 
-from batcher.engine import run_job
-from batcher.html_report import write_html_report
-from batcher.report_data import read_report
-from batcher.rollback import rollback_job
-from batcher.timeline import Bucket
+from batcher.commands.rollback import rollback_job
+from batcher.core.timings import Bucket
+from batcher.report.data import read_report
+from batcher.report.html import write_html_report
+from batcher.run.engine import run_job
 
 from .conftest import ACCOUNT, config, write_jsonl
 from .fake_time import VirtualTime
@@ -183,7 +183,7 @@ async def test_run_without_html_never_loads_the_chart_library(server, tmp_path):
     ids = server.add(2)
     src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, **FR} for m in ids])
     probe = (
-        "import sys; from batcher.cli import main; "
+        "import sys; from batcher.cli.main import main; "
         f"code = main(['run', {str(src)!r}, '--base-url', {server.base_url!r}, '-q']); "
         "print(code, 'vl_convert' in sys.modules)"
     )

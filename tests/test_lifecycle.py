@@ -14,10 +14,10 @@ import sys
 import time
 import uuid
 
+from batcher.commands.status import read_status
 from batcher.errors import UsageError
-from batcher.fake_api import FakeApi, start
-from batcher.fake_listing import Listing
-from batcher.status import read_status
+from batcher.fake.listing import Listing
+from batcher.fake.server import FakeApi, start
 
 from .conftest import ACCOUNT, TOKEN, read_jsonl
 

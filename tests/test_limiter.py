@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import bisect
 
-from batcher.adaptive import AdaptiveRate
-from batcher.config import RateSpec, parse_rate
-from batcher.limiter import PauseGate, WindowLimiter
+from batcher.core.config import RateSpec, parse_rate
+from batcher.http.adaptive import AdaptiveRate
+from batcher.http.pacer import PauseGate, WindowLimiter
 
 
 class FakeTime:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batcher.merge import deep_merge, diff, missing_credentials, project, redact, strip_secrets
-from batcher.schema import DEFAULT_DOCUMENT
+from batcher.core.documents import deep_merge, diff, missing_credentials, project, redact, strip_secrets
+from batcher.core.schema import DEFAULT_DOCUMENT
 
 
 def test_project_drops_only_read_only_fields_and_carries_unknown_ones():

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from batcher.config import JobConfig
+from batcher.core.config import JobConfig
+from batcher.core.rows import Row, RowError, parse_row, validate_body
+from batcher.core.schema import FIELDS, closest_path
 from batcher.errors import UsageError
-from batcher.model import Row, RowError, parse_row, validate_body
-from batcher.schema import FIELDS, closest_path
 
 MID = "0b7e2a9c-4f1d-4a57-9a3e-1c2d3e4f5a6b"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import deque
 
-from batcher.adaptive import AdaptiveRate
-from batcher.config import RateSpec
+from batcher.core.config import RateSpec
+from batcher.http.adaptive import AdaptiveRate
 
 from .test_limiter import FakeTime
 

@@ -6,9 +6,9 @@ import asyncio
 import heapq
 from typing import Any
 
-from batcher.budget import Budget, default_budget_path
-from batcher.config import RateSpec
-from batcher.limiter import Pacer
+from batcher.core.config import RateSpec
+from batcher.http.budget import Budget, default_budget_path
+from batcher.http.pacer import Pacer
 
 from .test_limiter import FakeTime, worst_window
 

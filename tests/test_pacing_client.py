@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from batcher.client import Client
-from batcher.config import RateSpec
-from batcher.limiter import Pacer
+from batcher.core.config import RateSpec
+from batcher.http.client import Client
+from batcher.http.pacer import Pacer
 
 from .conftest import ACCOUNT, TOKEN, config
 from .test_limiter import FakeTime

@@ -7,8 +7,8 @@ Bench section 7 found it: at ``--rate auto`` (starts spaced 0.27 s apart at 40/1
 
 from __future__ import annotations
 
-from batcher.config import RateSpec
-from batcher.limiter import GRACE_S, Pacer, window_span_s
+from batcher.core.config import RateSpec
+from batcher.http.pacer import GRACE_S, Pacer, window_span_s
 
 from .test_limiter import FakeTime
 

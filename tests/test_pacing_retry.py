@@ -7,7 +7,7 @@ from email.utils import formatdate
 
 import pytest
 
-from batcher.retry import Action, decide, parse_retry_after, parse_x_ratelimit
+from batcher.core.retry import Action, decide, parse_retry_after, parse_x_ratelimit
 
 NOW = 1_800_000_000.0
 MAX_ATTEMPTS = 5

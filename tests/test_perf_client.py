@@ -8,10 +8,10 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
-from batcher.client import Client
-from batcher.engine import run_job
-from batcher.fake_api import FakeApi, start
-from batcher.limiter import Pacer
+from batcher.fake.server import FakeApi, start
+from batcher.http.client import Client
+from batcher.http.pacer import Pacer
+from batcher.run.engine import run_job
 
 from .conftest import ACCOUNT, config, write_jsonl
 
@@ -50,7 +50,7 @@ def test_prebuilt_url_is_the_url_yarl_would_parse(tmp_path, base):
 def test_segment_fast_path_encodes_as_quote_does(segment):
     from urllib.parse import quote
 
-    from batcher.config import _segment
+    from batcher.core.config import _segment
 
     assert _segment(segment) == quote(segment, safe="").replace(".", "%2E")
 

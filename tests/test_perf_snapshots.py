@@ -12,9 +12,9 @@ import orjson
 import pytest
 from aiohttp import web
 
-from batcher.engine import run_job
-from batcher.fake_api import FakeApi, start
-from batcher.store import Store
+from batcher.fake.server import FakeApi, start
+from batcher.run.engine import run_job
+from batcher.state.store import Store
 
 from .conftest import Server, config, write_jsonl
 

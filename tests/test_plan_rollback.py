@@ -6,10 +6,10 @@ import asyncio
 import copy
 from pathlib import Path
 
-from batcher.engine import run_job
-from batcher.plan import plan_job
-from batcher.pool import Control
-from batcher.rollback import rollback_job
+from batcher.commands.plan import plan_job
+from batcher.commands.rollback import rollback_job
+from batcher.run.engine import run_job
+from batcher.run.pool import Control
 
 from .conftest import config, read_jsonl, write_csv, write_jsonl
 from .test_cli import run_cli, start_cli, when_requests_reach

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from batcher.errors import Interrupted
-from batcher.pool import Control, pump
+from batcher.run.pool import Control, pump
 
 from .fake_time import VirtualTime
 

@@ -8,7 +8,7 @@ from collections import Counter
 
 import orjson
 
-from batcher.report import ResultsStream
+from batcher.report.outputs import ResultsStream
 
 from .conftest import write_jsonl
 from .test_cli import kill_at, outcomes, run_cli, start_cli, when_requests_reach

@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 import signal
 
-from batcher.engine import run_job
-from batcher.progress import Console, Progress
+from batcher.report.console import Console, Progress
+from batcher.run.engine import run_job
 
 from .conftest import config, write_jsonl
 from .test_cli import start_cli, when_requests_reach

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from batcher.retry import Verdict, backoff_s, classify, parse_ratelimit, parse_ratelimit_policy, parse_retry_after
+from batcher.core.retry import Verdict, backoff_s, classify, parse_ratelimit, parse_ratelimit_policy, parse_retry_after
 
 
 @pytest.mark.parametrize(

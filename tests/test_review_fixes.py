@@ -9,17 +9,17 @@ import sqlite3
 
 import pytest
 
-from batcher import client as client_module
-from batcher import rollback_state
-from batcher.budget import BUSY_RETRY_S, Budget
-from batcher.client import Client
-from batcher.config import RateSpec
-from batcher.decide import Options, Refuse, Send, restore
-from batcher.engine import run_job
-from batcher.limiter import Pacer
-from batcher.plan import plan_job
-from batcher.rollback import rollback_job
-from batcher.store import Store
+from batcher.commands.plan import plan_job
+from batcher.commands.rollback import rollback_job
+from batcher.core.config import RateSpec
+from batcher.core.decide import Options, Refuse, Send, restore
+from batcher.http import client as client_module
+from batcher.http.budget import BUSY_RETRY_S, Budget
+from batcher.http.client import Client
+from batcher.http.pacer import Pacer
+from batcher.run.engine import run_job
+from batcher.state import rollback_log as rollback_state
+from batcher.state.store import Store
 from tests.conftest import config, read_jsonl, write_jsonl
 from tests.test_limiter import FakeTime
 
@@ -196,7 +196,7 @@ async def test_a_rollback_killed_before_its_summary_has_counted_its_requests(ser
     def killed(*_args, **_kwargs):
         raise SystemExit("killed")  # as a kill after the last meeting, before the end-of-run summary
 
-    monkeypatch.setattr("batcher.rollback.write_report", killed)
+    monkeypatch.setattr("batcher.commands.rollback.write_report", killed)
     with pytest.raises(SystemExit):
         await rollback_job(config(tmp_path, server, src))
     store = Store.open(str(tmp_path / "job.state.db"))
@@ -273,7 +273,7 @@ async def test_a_busy_budget_file_makes_the_pacer_sleep_instead_of_blocking_the_
 
 
 def test_finding_a_snapshot_by_its_case_insensitive_key_uses_the_index_not_a_scan(tmp_path):
-    from batcher.snapshots import _MARK_WRITE
+    from batcher.state.snapshots import _MARK_WRITE
 
     store = Store.open(str(tmp_path / "s.db"))
     try:

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from batcher import engine, intake
-from batcher.engine import run_job
 from batcher.errors import InputChangedError
+from batcher.run import engine, intake
+from batcher.run.engine import run_job
 
 from .conftest import TOKEN, config, read_jsonl, write_jsonl
 
@@ -122,7 +122,7 @@ async def test_replace_mode_will_not_erase_stored_credentials_without_allow_cred
 async def test_credentials_given_with_set_never_reach_the_state_status_or_resume_line(server, tmp_path):
     import sqlite3
 
-    from batcher.status import read_status
+    from batcher.commands.status import read_status
 
     [mid] = server.add()
     src = tmp_path / "ids.csv"
@@ -228,7 +228,7 @@ def test_a_budget_file_being_created_by_another_process_is_waited_for_not_an_err
     import threading
     import time
 
-    from batcher.budget import Budget
+    from batcher.http.budget import Budget
 
     path = tmp_path / "budget.db"
     holder = sqlite3.connect(path, isolation_level=None)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from batcher.engine import run_job
+from batcher.run.engine import run_job
 from tests.conftest import config, write_jsonl
 from tests.test_cli import cli
 
@@ -133,7 +133,7 @@ async def test_no_part_of_a_secret_survives_where_an_error_message_is_cut_short(
 
 
 def test_a_failed_commit_rolls_back_and_keeps_its_outcomes_for_the_next(tmp_path):
-    from batcher.store import RowRecord, Store
+    from batcher.state.store import RowRecord, Store
 
     store = Store.open(str(tmp_path / "job.state.db"))
     try:
@@ -161,9 +161,9 @@ def test_a_failed_commit_rolls_back_and_keeps_its_outcomes_for_the_next(tmp_path
 
 
 def test_a_run_of_a_job_begun_hours_ago_starts_with_wide_buckets(tmp_path):
-    from batcher import runs
-    from batcher.store import Store
-    from batcher.timeline import Timeline
+    from batcher.core.timings import Timeline
+    from batcher.state import runs
+    from batcher.state.store import Store
 
     now = [1_800_000_000.0]
     store = Store.open(str(tmp_path / "job.state.db"))
@@ -183,8 +183,8 @@ def test_a_run_of_a_job_begun_hours_ago_starts_with_wide_buckets(tmp_path):
 async def test_status_does_not_call_a_killed_job_running_because_its_pid_was_reused(server, tmp_path):
     import orjson
 
-    from batcher.status import read_status
-    from batcher.store import Store
+    from batcher.commands.status import read_status
+    from batcher.state.store import Store
 
     cfg, _, _ = await job(server, tmp_path)
     with sqlite3.connect(cfg.state_file) as db:  # as kill -9 leaves it; pid 1 is always alive
@@ -231,8 +231,8 @@ def test_an_abbreviated_option_is_refused_so_no_credential_slips_past_the_maskin
 
 
 def test_an_output_is_never_the_journal_of_a_state_named_through_a_symlink_or_of_a_later_output(tmp_path):
+    from batcher.cli.preflight import check_outputs
     from batcher.errors import UsageError
-    from batcher.preflight import check_outputs
 
     real = tmp_path / "real"
     real.mkdir()

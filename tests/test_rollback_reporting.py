@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from batcher.engine import run_job
+from batcher.commands.rollback import no_way_back, resolve_target, rollback_job
 from batcher.errors import UsageError
-from batcher.rollback import no_way_back, resolve_target, rollback_job
+from batcher.run.engine import run_job
 
 from .conftest import ACCOUNT, config, read_jsonl, write_jsonl
 from .test_cli import ENV, run_cli

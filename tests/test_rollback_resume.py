@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from batcher.engine import run_job
-from batcher.rollback import Rollback, rollback_job
+from batcher.commands.rollback import Rollback, rollback_job
+from batcher.run.engine import run_job
 from tests.conftest import config, read_jsonl, write_jsonl
 
 

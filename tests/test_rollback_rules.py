@@ -11,11 +11,11 @@ import sqlite3
 
 import pytest
 
-from batcher import rollback_state
-from batcher.decide import Options, Refuse, Send, Unchanged, restore
-from batcher.engine import run_job
-from batcher.rollback import rollback_job
-from batcher.store import Store
+from batcher.commands.rollback import rollback_job
+from batcher.core.decide import Options, Refuse, Send, Unchanged, restore
+from batcher.run.engine import run_job
+from batcher.state import rollback_log as rollback_state
+from batcher.state.store import Store
 
 from .conftest import config, write_jsonl
 

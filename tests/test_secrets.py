@@ -9,8 +9,9 @@ from typing import Any
 
 import orjson
 
-from batcher.config import JobConfig, Secret, read_token
-from batcher.store import Store
+from batcher.cli.options import read_token
+from batcher.core.config import JobConfig, Secret
+from batcher.state.store import Store
 
 from .conftest import TOKEN, write_jsonl
 from .test_cli import ENV, run_cli

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from batcher.commands import parse_set
-from batcher.config import parse_rate
-from batcher.engine import run_job
+from batcher.cli.tools import parse_set
+from batcher.commands.plan import plan_job
+from batcher.core.config import parse_rate
+from batcher.core.estimate import estimate, estimate_text
 from batcher.errors import StateMismatchError, UsageError, ValidationFailed
-from batcher.estimate import estimate, estimate_text, say_estimate
-from batcher.plan import plan_job
-from batcher.progress import Console, Progress
+from batcher.report.console import Console, Progress
+from batcher.run.announce import say_estimate
+from batcher.run.engine import run_job
 
 from .conftest import ACCOUNT, config, read_jsonl, write_csv, write_jsonl
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from batcher.checks import validate_input
-from batcher.engine import run_job
+from batcher.commands.validate import validate_input
+from batcher.core.rows import Row, RowError
 from batcher.errors import ValidationFailed
-from batcher.model import Row, RowError
+from batcher.run.engine import run_job
 
 from .conftest import config, write_csv
 

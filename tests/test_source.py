@@ -7,7 +7,7 @@ import io
 import pytest
 
 from batcher.errors import InputError
-from batcher.source import Source, detect_format
+from batcher.input.source import Source, detect_format
 
 MID = "0b7e2a9c-4f1d-4a57-9a3e-1c2d3e4f5a6b"
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import orjson
 
-from batcher.engine import run_job
-from batcher.fake_api import FakeApi, start
-from batcher.rollback import rollback_job
+from batcher.commands.rollback import rollback_job
+from batcher.fake.server import FakeApi, start
+from batcher.run.engine import run_job
 
 from .conftest import config
 

@@ -12,14 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from batcher.client import Stats
-from batcher.config import parse_rate
-from batcher.engine import run_job
+from batcher.commands.status import CONTRACT_KEYS, read_status, resume_command, status_text
+from batcher.core.config import parse_rate
 from batcher.errors import UsageError
-from batcher.limiter import Pacer
-from batcher.pool import Control
-from batcher.status import CONTRACT_KEYS, publish_live, read_status, resume_command, status_text
-from batcher.store import RowRecord, Store
+from batcher.http.client import Stats
+from batcher.http.pacer import Pacer
+from batcher.run.engine import run_job
+from batcher.run.live import publish_live
+from batcher.run.pool import Control
+from batcher.state.store import RowRecord, Store
 
 from .conftest import config, write_jsonl
 
@@ -151,7 +152,7 @@ async def test_status_command_prints_json_or_text(server, tmp_path):
 
 
 def test_rate_of_status_eta_uses_the_measured_rate_when_the_job_is_slower_than_its_promise():
-    from batcher.status import eta_s
+    from batcher.commands.status import eta_s
 
     doc = {"pending": 10, "skipped": 0, "succeeded": 5, "unchanged": 0, "failed": 0, "requests": 10, "mode": "merge"}
     assert eta_s({**doc, "rate_per_s": 4.0, "current_rate_per_s": 3.9}) == 5.0  # the promise limits: 20 req at 4/s

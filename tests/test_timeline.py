@@ -8,9 +8,7 @@ import random
 
 import pytest
 
-from batcher import runs
-from batcher.store import Store
-from batcher.timeline import (
+from batcher.core.timings import (
     HORIZON_S,
     PERCENTILE_ERROR,
     Bucket,
@@ -20,6 +18,8 @@ from batcher.timeline import (
     load_buckets,
     percentile,
 )
+from batcher.state import runs
+from batcher.state.store import Store
 
 T0 = 1_800_000_000.0  # a whole multiple of every bucket width: bucket starts are easy to name
 

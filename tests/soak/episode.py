@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from batcher.fake_api import FakeApi
+from batcher.fake.server import FakeApi
 
 from .plan import EDIT_MARKER, EpisodePlan, JobPlan, render_input
 from .server import ServerThread

@@ -17,9 +17,9 @@ from typing import Any
 
 import orjson
 
-from batcher.merge import deep_merge
-from batcher.schema import DEFAULT_DOCUMENT
-from batcher.store import _unpack
+from batcher.core.documents import deep_merge
+from batcher.core.schema import DEFAULT_DOCUMENT
+from batcher.state.snapshots import _unpack
 
 from .episode import Record
 from .plan import EDIT_MARKER, JobPlan

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from batcher.fake_chaos import ChaosSpec
+from batcher.fake.chaos import ChaosSpec
 
 LANGUAGES = ["en-US", "nl", "pl", "fr", "el", "en-IN", "sv", "ru", "hi", "de"]
 EDIT_MARKER = "EDITED-MID-JOB"  # the title an edit of the input mid-job gives its last row

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from batcher.fake_api import FakeApi, start
+from batcher.fake.server import FakeApi, start
 
 
 class ServerThread:

@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from batcher.fake_chaos import ChaosSpec
+from batcher.fake.chaos import ChaosSpec
 
 from .episode import JobFiles, Proc, Record, run_episode
 from .invariants import check_all

@@ -1,0 +1,1 @@
+"""The library functions behind the other subcommands: plan, rollback, export, status, validate."""

@@ -1,0 +1,360 @@
+"""``batcher export``: list an app's meetings as JSONL, a ``run`` input, a seed and a backup at once.
+
+The list endpoint pages with ``page_no`` and ``per_page``, and two things about
+it are undocumented: whether ``page_no`` starts at 0 or 1, and the largest
+``per_page``. Cloudflare's own paginators have stopped after one page or never
+stopped. So the walk here trusts nothing it cannot check:
+
+- it asks for page 0 first: a server that counts from 1 either refuses it,
+  answers it empty, or answers it as page 1 (the next page then repeats it,
+  which is allowed once); every id is written once whatever the server does;
+- it stops on an empty page, once ``total_count`` meetings are listed, on a page
+  that repeats the previous one, on a page with no id not seen before, and
+  after a hard cap of pages derived from ``total_count`` and the real page size;
+- it says how many meetings it listed against ``total_count``.
+
+Listed items have no ``ai_config``: ``--full`` GETs each meeting (concurrently,
+paced by the same ``Pacer`` as every request). Output lines are
+``{"account_id", "meeting_id", ...fields as the API nests them}`` without the
+read-only ``id``, ``created_at``, ``updated_at``, ``status``. With ``--out FILE``
+an interrupted export resumes: ids already in FILE are skipped (append-and-skip),
+so a killed 7-hour ``--full`` export does not start over.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import orjson
+from yarl import URL
+
+from ..core.config import JobConfig
+from ..core.rows import check_meeting_id
+from ..errors import AuthError, Interrupted, UsageError
+from ..http.client import CallResult, Client
+from ..http.pacer import Pacer
+from ..report.console import Console, Progress
+from ..run.pool import Control, pump, show_pause
+
+READ_ONLY = ("id", "created_at", "updated_at", "status")
+LIST_ONLY_MISSING = ("ai_config", "preferred_region")  # absent from listed items: needs --full
+DEFAULT_PER_PAGE = 100
+UNBOUNDED_PAGE_CAP = 100_000  # when the server gives no total_count: 10 million meetings at 100 a page
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What to list and how to write it."""
+
+    search: str | None = None
+    status: str | None = None
+    since: str | None = None
+    until: str | None = None
+    is_full: bool = False
+    fields: tuple[str, ...] = ()
+    per_page: int = DEFAULT_PER_PAGE
+    out_path: str = "-"
+
+    def query(self) -> dict[str, str]:
+        """The list endpoint's filters."""
+        pairs = {"search": self.search, "status": self.status, "start_time": self.since, "end_time": self.until}
+        return {k: v for k, v in pairs.items() if v}
+
+
+@dataclass
+class ExportResult:
+    """How an export ended."""
+
+    exit_code: int
+    listed: int = 0
+    total_count: int | None = None
+    written: int = 0
+    skipped: int = 0
+    failed: int = 0
+    pages: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def message(self) -> str:
+        """The summary for stderr."""
+        claimed = f"of total_count {self.total_count}" if self.total_count is not None else "(no total_count given)"
+        text = (
+            f"batcher export: listed {self.listed} meetings {claimed} in {self.pages} page{'s' if self.pages != 1 else ''}; "
+            f"wrote {self.written}, {self.skipped} already in the output, {self.failed} could not be read"
+        )
+        return "\n".join([text, *self.warnings])
+
+
+def parse_fields(text: str | None, is_full: bool) -> tuple[str, ...]:
+    """``--fields a,b.c`` as paths; fields that only a per-meeting GET shows need ``--full``."""
+    if not text:
+        return ()
+    paths = tuple(p.strip() for p in text.split(",") if p.strip())
+    for path in paths:
+        if any(not part for part in path.split(".")):
+            raise UsageError(f"--fields: {path!r} is not a dotted field path such as ai_config.transcription")
+        if not is_full and path.split(".")[0] in LIST_ONLY_MISSING:
+            raise UsageError(f"--fields {path}: listed meetings do not carry {path.split('.')[0]}; add --full")
+    return paths
+
+
+def export_line(account_id: str, doc: dict[str, Any], fields: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One output line: ids first, read-only fields dropped, projected to ``fields`` when given."""
+    body = {k: v for k, v in doc.items() if k not in READ_ONLY}
+    if fields:
+        body = project_paths(body, fields)
+    return {"account_id": account_id, "meeting_id": doc["id"], **body}
+
+
+def project_paths(doc: dict[str, Any], paths: tuple[str, ...]) -> dict[str, Any]:
+    """The parts of ``doc`` at the dotted ``paths``, nested as in ``doc``; absent paths are left out."""
+    out: dict[str, Any] = {}
+    for path in paths:
+        *parents, leaf = path.split(".")
+        node: Any = doc
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or leaf not in node:
+            continue
+        target = out
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = node[leaf]
+    return out
+
+
+class OutFile:
+    """The output, opened for append-and-skip: ids already written are not written again.
+
+    A line cut short by a kill is dropped (the file is truncated after the last
+    complete line), so the meeting on it is simply exported again.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.done: set[str] = set()
+        self.is_closed = False  # the reader of stdout went away
+        self._fh: IO[bytes]
+        if path == "-":
+            self._fh = sys.stdout.buffer
+            return
+        if os.path.exists(path):
+            self._load()
+        self._fh = open(path, "ab")  # noqa: SIM115 - closed by close()
+
+    def _load(self) -> None:
+        """Resume from an earlier export: its complete lines are kept, a last line cut short by a kill
+        is dropped. A file that is not an export (a state, an input CSV...) is refused, untouched."""
+        with open(self.path, "r+b") as fh:
+            good = 0
+            for number, line in enumerate(fh, 1):
+                if not line.endswith(b"\n") and line.startswith(b"{") and b"\0" not in line:
+                    break  # the last line, cut short by a kill
+                try:
+                    self.done.add(orjson.loads(line)["meeting_id"])
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    raise UsageError(
+                        f"--out {self.path}: line {number} is not a meeting exported by batcher, so this file is "
+                        "not an export to resume; choose another file (it was left as it is)"
+                    ) from None
+                good += len(line)
+            fh.truncate(good)
+
+    def write(self, line: dict[str, Any]) -> None:
+        """Append one meeting."""
+        self._fh.write(orjson.dumps(line) + b"\n")
+        self.done.add(line["meeting_id"])
+
+    def flush(self) -> None:
+        """Make written lines durable enough for a resume (the OS has them)."""
+        self._fh.flush()
+
+    def close(self) -> None:
+        """Flush; close unless it is stdout."""
+        if self.is_closed:
+            # Python would complain of the broken pipe once more at exit: point stdout at /dev/null
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return
+        self.flush()
+        if self._fh is not sys.stdout.buffer:
+            self._fh.close()
+
+
+class Exporter:
+    """Walks the list endpoint page by page; with ``--full`` GETs each new meeting."""
+
+    def __init__(
+        self,
+        config: JobConfig,
+        options: ExportOptions,
+        client: Client,
+        out: OutFile,
+        control: Control,
+        progress: Progress,
+    ) -> None:
+        self.config = config
+        self.options = options
+        self.client = client
+        self.out = out
+        self.control = control
+        self.progress = progress
+        self.result = ExportResult(0)
+        self.seen: set[Any] = set()  # ids listed by this walk (the output may hold more, from a killed run)
+        self.account = config.account_id or ""
+        self.list_url = URL(
+            config.base_url.rstrip("/") + f"/accounts/{self.account}/realtime/kit/{config.app_id}/meetings"
+        )
+
+    async def fetch_page(self, page_no: int) -> CallResult:
+        """One page of the list (retried and paced like every request)."""
+        query = {**self.options.query(), "page_no": str(page_no), "per_page": str(self.options.per_page)}
+        got = await self.client.call("GET", str(self.list_url.with_query(query)))
+        if got.error == "auth":
+            raise AuthError(f"HTTP {got.status} listing meetings: {got.message}. Check the token and its permission")
+        return got
+
+    async def walk(self) -> None:
+        """List every page, writing (or fetching) the meetings not yet in the output."""
+        res = self.result
+        page_no, previous, cap = 0, None, UNBOUNDED_PAGE_CAP
+        while not self.control.stopping:
+            got = await self.fetch_page(page_no)
+            items = got.envelope.get("data") if got.envelope is not None else None
+            if not got.is_ok or not isinstance(items, list):
+                if page_no == 0 and got.status in (400, 404, 422):
+                    page_no = 1  # a server that counts pages from 1 and refuses page 0
+                    continue
+                why = got.message or "the answer has no data list"
+                res.warnings.append(f"batcher export: listing stopped at page_no={page_no}: {why}")
+                res.exit_code = 1
+                return
+            res.pages += 1
+            paging = got.envelope.get("paging") if got.envelope else None
+            total = paging.get("total_count") if isinstance(paging, dict) else None
+            if isinstance(total, int) and total >= 0:
+                res.total_count = self.progress.total = total
+            if not items:
+                if page_no == 0 and res.total_count:
+                    page_no = 1  # page 0 answered empty by a server that counts from 1
+                    continue
+                return
+            ids = [item.get("id") if isinstance(item, dict) else None for item in items]
+            if ids == previous and not (page_no == 1 and res.pages == 2):
+                # page 1 may repeat page 0 once (a 1-based server answering page 0 as page 1); any other repeat is a loop
+                self.stop_early(f"page_no={page_no} repeated the page before it")
+                return
+            new = [item for item, meeting_id in zip(items, ids, strict=True) if meeting_id not in self.seen]
+            if not new and ids != previous:
+                self.stop_early(f"page_no={page_no} listed no meeting not seen before")
+                return
+            self.seen.update(ids)
+            res.listed = len(self.seen)
+            await self.take(new)
+            self.tick()
+            if res.total_count is not None:
+                if res.listed >= res.total_count:
+                    return
+                cap = math.ceil(res.total_count / len(items)) + 2  # from the page size the server really uses
+            if res.pages >= cap:
+                self.stop_early(f"{res.pages} pages is the most total_count allows")
+                return
+            previous = ids
+            page_no += 1
+
+    def stop_early(self, why: str) -> None:
+        """The server's paging misbehaves: stop listing rather than loop (exit 1: the list may be incomplete)."""
+        self.result.exit_code = 1
+        self.result.warnings.append(f"batcher export: {why}; stopped listing there (the list may be incomplete)")
+
+    async def take(self, items: list[dict[str, Any]]) -> None:
+        """Write one page's new meetings (GET each first with ``--full``); flush once per page."""
+        todo = []
+        for item in items:
+            meeting_id = item.get("id") if isinstance(item, dict) else None
+            if check_meeting_id(meeting_id):
+                self.fail(f"listed item without a valid meeting id: {str(meeting_id)[:60]!r}")
+                continue
+            if meeting_id in self.out.done:
+                self.result.skipped += 1
+                continue
+            todo.append(item)
+        if self.options.is_full:
+            await pump(iter(todo), self.fetch_one, self.config.concurrency, self.control, self.tick)
+        else:
+            for item in todo:
+                self.write(item)
+        self.out.flush()
+
+    async def fetch_one(self, item: dict[str, Any]) -> None:
+        """GET one meeting for its whole document."""
+        meeting_id = item["id"]
+        got = await self.client.call("GET", self.config.meeting_url(self.account, meeting_id))
+        if got.error == "auth":
+            self.control.halt_with(AuthError(f"HTTP {got.status} reading meeting {meeting_id}: {got.message}"))
+            return
+        if not got.is_ok or got.data is None:
+            self.fail(f"meeting {meeting_id}: {got.error or 'api_error'}: {got.message or 'no meeting object'}")
+            return
+        self.write({**got.data, "id": meeting_id})
+
+    def write(self, doc: dict[str, Any]) -> None:
+        """One meeting to the output."""
+        self.out.write(export_line(self.account, doc, self.options.fields))
+        self.result.written += 1
+        self.progress.advance("succeeded")
+
+    def fail(self, text: str) -> None:
+        """A meeting that could not be read: counted, said, exit 1."""
+        self.result.failed += 1
+        self.result.exit_code = 1
+        self.progress.advance("failed")
+        self.progress.console.say("export_failed", f"batcher export: {text}")
+
+    def tick(self) -> None:
+        """Redraw progress (and the Retry-After pause)."""
+        show_pause(self.progress, self.client.pacer, self.control)
+
+
+async def export_meetings(
+    config: JobConfig, options: ExportOptions, *, control: Control | None = None, console: Console | None = None
+) -> ExportResult:
+    """Export an app's meetings (the library entry point behind ``batcher export``)."""
+    if not config.account_id or not config.app_id:
+        raise UsageError("export needs --account-id and --app-id (the list endpoint is per app)")
+    control = control or Control()
+    console = console or Console(quiet=True)
+    progress = console.progress(label="meetings")
+    out = OutFile(options.out_path)
+    if out.done:
+        console.say("export_resume", f"batcher export: {len(out.done)} meetings already in {out.path}: skipping them")
+    pacer = Pacer(config.rate, control.clock, control.sleep)
+    try:
+        async with Client(config, pacer, control.sleep, on_retry=console.debug) as client:
+            exporter = Exporter(config, options, client, out, control, progress)
+            try:
+                await exporter.walk()
+            except Interrupted:
+                pass
+            except BrokenPipeError:  # `batcher export ... | head`: the reader has all it wants
+                out.is_closed = True
+                exporter.result.warnings.append("batcher export: the output was closed by its reader; stopped")
+                exporter.result.exit_code = 1
+    finally:
+        out.close()
+        progress.close()
+    result = exporter.result
+    if control.halt is not None:
+        raise control.halt
+    if control.interrupted:
+        result.exit_code = 130
+        result.warnings.append("batcher export: interrupted; run the same command again to resume (--out FILE)")
+    elif not out.is_closed and result.total_count is not None and result.listed < result.total_count:
+        result.exit_code = 1  # meetings the server counted but never listed could not be read
+        result.warnings.append(
+            f"batcher export: warning: listed {result.listed} of the {result.total_count} meetings the server counted"
+        )
+    return result

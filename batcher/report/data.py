@@ -1,0 +1,376 @@
+"""What the HTML report shows, read from a job's state file (read-only; works while the job runs).
+
+Pure reading and arithmetic, no charts: ``read_report(path)`` returns a
+``ReportData`` whose figures tests compare with the state. Times are Unix
+seconds (UTC). Nothing here reads a token or a patch: messages come from the
+rows and rollback tables, which hold them already scrubbed of the token and
+of the row's storage credentials (engine.finish_call, client.scrub).
+
+Timeline buckets (timeline.py: 1 s to 60 s wide) are merged into display
+intervals of a "nice" width, a multiple of every bucket width, so that a chart
+has at most ``MAX_POINTS`` of them however long the job ran; the percentiles of
+an interval come from its merged histogram.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+
+from ..core.timings import Bucket, load_buckets, percentile
+from ..errors import UsageError
+from ..state import rollback_log as rollback_state
+from ..state.readonly import foreign_tables, is_locked, open_read_only
+from ..state.runs import RunRecord, read_runs
+
+MAX_POINTS = 180
+# each a multiple of every narrower bucket width (timeline.WIDTHS: 1, 5, 30, 60)
+NICE_WIDTHS_S = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 43200, 86400)
+TOP_MESSAGES = 3
+# Messages are grouped with the row's own ids (and any other UUID) written as placeholders: "Meeting <meeting>
+# not found" for 312 rows is one message, not 312.
+_UUID = re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b")
+# Other runs of digits (4 or more) and of hex (8 or more, with a digit) too: request ids, timestamps, sizes.
+_NUMBERS = re.compile(r"\b(?=[0-9a-fA-F]*[0-9])[0-9a-fA-F]{8,}\b|\d{4,}")
+# Memory stays bounded however many rows failed: at most this many message shapes are counted per
+# error kind (later new ones count as "other messages"), and the per-account table shows the accounts
+# with the most rows (the rest as one "other accounts" row).
+MAX_SHAPES = 1000
+TOP_ACCOUNTS = 50
+EXAMPLE_ROWS = 5
+OUTCOME_ORDER = ("succeeded", "unchanged", "failed", "skipped", "pending")
+
+
+@dataclass
+class Interval:
+    """One display interval of a timeline: counts, rates and latency percentiles."""
+
+    start: float
+    width_s: int
+    bucket: Bucket
+
+    @property
+    def rows_per_s(self) -> float:
+        """Rows finished per second (skipped ones are not work done)."""
+        done = sum(n for kind, n in self.bucket.rows.items() if kind != "skipped")
+        return done / self.width_s
+
+    @property
+    def requests_per_s(self) -> float:
+        """Requests started per second."""
+        return self.bucket.requests / self.width_s
+
+    def latency_ms(self, q: float) -> float | None:
+        """The ``q`` latency percentile of the interval's requests, in milliseconds."""
+        value = percentile(self.bucket.latency, q)
+        return None if value is None else value * 1000
+
+
+@dataclass
+class TimelineView:
+    """One kind of run's (``run`` or ``rollback``) activity over time."""
+
+    width_s: int
+    intervals: list[Interval | None]  # None: no run was active (a gap between runs)
+    totals: Bucket  # every bucket merged: requests, retries, answers, outcomes over all runs
+    pauses: list[tuple[float, float]]  # Retry-After pauses (start, end), to bucket precision
+    runs: list[RunRecord]
+
+
+@dataclass
+class FailureGroup:
+    """Failed rows of one error kind: how many, the commonest messages, a few examples."""
+
+    kind: str
+    count: int
+    messages: list[tuple[str, int]] = field(default_factory=list)
+    other_messages: int = 0  # rows whose message is not among ``messages`` (the less common shapes)
+    examples: list[tuple[Any, ...]] = field(default_factory=list)  # (row, meeting, account, status, message)
+
+
+@dataclass
+class Outcomes:
+    """Final outcomes (rows of a run job, or meetings of its rollbacks)."""
+
+    counts: dict[str, int]  # succeeded, unchanged, failed, skipped, pending
+    by_kind: list[tuple[str, int]]  # outcomes with failed split by error kind
+    failures: list[FailureGroup]
+    accounts: list[dict[str, Any]]  # {"account_id", "app_id", "total", "succeeded", ...}
+
+
+@dataclass
+class ReportData:
+    """Everything the report shows."""
+
+    state_path: str
+    generated_at: float
+    job: dict[str, Any]  # the job's identity: input, mode, base URL, app, account, --set (credentials ***)
+    stats: dict[str, Any]  # requests, retries, elapsed_s over every run (run_stats)
+    runs: list[RunRecord]
+    outcomes: Outcomes
+    timelines: dict[str, TimelineView]  # "run", "rollback": only kinds that have runs
+    rollback: Outcomes | None = None
+    rollback_stats: dict[str, Any] | None = None
+    running_pids: set[int] = field(default_factory=set)
+
+
+def run_status(run: RunRecord, running_pids: set[int]) -> str:
+    """How a run ended, in words: exit code, "running", or "killed / unknown"."""
+    if run.ended is not None:
+        return f"exit {run.exit_code}"
+    return "running" if run.pid in running_pids else "killed / unknown"
+
+
+def nice_width(span_s: float, widest_s: int = 1) -> int:
+    """The display interval: the narrowest nice width, at least ``widest_s`` (the widest bucket),
+    giving at most ``MAX_POINTS`` intervals over ``span_s``."""
+    for width in NICE_WIDTHS_S:
+        if width >= widest_s and span_s / width <= MAX_POINTS:
+            return width
+    return int(-(-span_s // (MAX_POINTS * 86400)) * 86400)
+
+
+Buckets = list[tuple[int, int, int, Bucket]]  # (run, start, width, bucket)
+
+
+def build_timeline(runs: list[RunRecord], buckets: Buckets) -> TimelineView:
+    """Merge a kind's buckets into display intervals; intervals when no run was active are gaps."""
+    totals = Bucket()
+    for *_, bucket in buckets:
+        totals.add(bucket)
+    if not buckets:
+        return TimelineView(1, [], totals, [], runs)
+    last_of_run: dict[int, float] = defaultdict(float)
+    for run_id, start, width, _ in buckets:
+        last_of_run[run_id] = max(last_of_run[run_id], start + width)
+    spans = [(r.started, r.ended or last_of_run.get(r.id) or r.started) for r in runs]
+    first = min(min(b[1] for b in buckets), min(s for s, _ in spans))
+    last = max(max(b[1] + b[2] for b in buckets), max(e for _, e in spans))
+    width = nice_width(last - first, max(b[2] for b in buckets))
+    origin = int(first // width) * width
+    merged: dict[int, Bucket] = {}
+    for _, start, _, bucket in buckets:
+        merged.setdefault(int((start - origin) // width), Bucket()).add(bucket)
+    intervals: list[Interval | None] = []
+    for i in range(int((last - origin) // width) + 1):
+        at = origin + i * width
+        active = any(s < at + width and at <= e for s, e in spans)
+        if i in merged or active:
+            intervals.append(Interval(at, width, merged.get(i) or Bucket()))
+        else:
+            intervals.append(None)
+    return TimelineView(width, intervals, totals, _pauses(buckets, last), runs)
+
+
+def _pauses(buckets: Buckets, until: float) -> list[tuple[float, float]]:
+    """Retry-After pauses (start, end) from the buckets, cut at ``until`` (the end of what the runs
+    recorded: a run killed or ended during a pause paused no longer).
+
+    A bucket keeps each pause as (start, seconds) where it began (timeline.Bucket.spans); touching or
+    overlapping ones are one pause. States written before that spread a pause's seconds over the
+    buckets it covered (``paused_s`` only): those are read to a bucket's precision.
+    """
+    found: list[tuple[float, float]] = []
+    legacy: list[tuple[float, float]] = []
+    for _, start, width, bucket in sorted(buckets, key=lambda b: b[1]):
+        if bucket.spans:
+            found += [(s, s + n) for s, n in bucket.spans]
+        elif bucket.paused_s <= 0:
+            continue
+        elif legacy and legacy[-1][1] >= start - 1e-6:  # it goes on from the previous bucket
+            legacy[-1] = (legacy[-1][0], start + bucket.paused_s)
+        elif bucket.paused_s >= width - 1e-6 or not bucket.pauses:
+            legacy.append((start, start + bucket.paused_s))
+        else:  # it began in this bucket and lasts to its end (or ends inside it)
+            legacy.append((start + width - bucket.paused_s, start + width))
+    out: list[tuple[float, float]] = []
+    for start, end in sorted(found + legacy):
+        end = min(end, until)
+        if end <= start:
+            continue
+        if out and start <= out[-1][1] + 1e-6:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def _failure_groups(entries: Iterable[tuple[Any, ...]]) -> list[FailureGroup]:
+    """Group ``(row, meeting, account, error, status, message)`` by error kind, largest first.
+
+    ``entries`` is read once, as it comes (a cursor: nothing is held per row), and at most
+    ``MAX_SHAPES`` message shapes are counted per kind.
+    """
+    groups: dict[str, FailureGroup] = {}
+    messages: dict[str, Counter[str]] = defaultdict(Counter)
+    for row, meeting, account, error, status, message in entries:
+        kind = str(error)
+        group = groups.setdefault(kind, FailureGroup(kind, 0))
+        group.count += 1
+        shape = _message_shape(message or "", meeting, account)
+        shapes = messages[kind]
+        if shape in shapes or len(shapes) < MAX_SHAPES:
+            shapes[shape] += 1
+        if len(group.examples) < EXAMPLE_ROWS:
+            group.examples.append((row, meeting, account, status, message))
+    for kind, group in groups.items():
+        group.messages = messages[kind].most_common(TOP_MESSAGES)
+        group.other_messages = group.count - sum(n for _, n in group.messages)
+    return sorted(groups.values(), key=lambda g: (-g.count, g.kind))
+
+
+def _message_shape(message: str, meeting: Any, account: Any) -> str:
+    """The message with the row's meeting and account ids, and any other UUID, as placeholders."""
+    for value, name in ((meeting, "<meeting>"), (account, "<account>")):
+        if value and len(str(value)) >= 4:  # a short id would replace ordinary words
+            message = message.replace(str(value), name)
+    return _NUMBERS.sub("<n>", _UUID.sub("<id>", message))
+
+
+def _by_kind(counts: dict[str, int], failures: list[FailureGroup]) -> list[tuple[str, int]]:
+    out = []
+    for outcome in OUTCOME_ORDER:
+        if outcome == "failed":
+            out += [(f"failed: {g.kind}", g.count) for g in failures]
+        elif counts.get(outcome):
+            out.append((outcome, counts[outcome]))
+    return out
+
+
+def _per_account(db: Any, counts_sql: str, app_id: str | None) -> list[dict[str, Any]]:
+    """Per-account rows from ``counts_sql`` (``account, outcome, n``): the ``TOP_ACCOUNTS`` accounts
+    with the most rows, then one row for all the others (``account_id`` None, ``other_accounts`` set).
+
+    An outcome the report has no column for counts as ``pending`` (not done), never a KeyError.
+    """
+    query = (
+        f"WITH t(account, outcome, n) AS ({counts_sql}),"
+        " top(account) AS (SELECT account FROM t GROUP BY account ORDER BY SUM(n) DESC, account LIMIT ?)"
+        " SELECT kept, CASE WHEN kept THEN account END, outcome, SUM(n) FROM"
+        " (SELECT t.*, EXISTS (SELECT 1 FROM top WHERE top.account IS t.account) AS kept FROM t)"
+        " GROUP BY 1, 2, 3 ORDER BY kept DESC, 2"
+    )
+    accounts: dict[Any, dict[str, Any]] = {}
+    for kept, account, outcome, n in db.execute(query, (TOP_ACCOUNTS,)):
+        key = ("account", account) if kept else ("other",)
+        entry = accounts.setdefault(
+            key, {"account_id": account, "app_id": app_id, "total": 0, **dict.fromkeys(OUTCOME_ORDER, 0)}
+        )
+        entry[outcome if outcome in OUTCOME_ORDER else "pending"] += n
+        entry["total"] += n
+    if ("other",) in accounts:
+        (others,) = db.execute(
+            f"WITH t(account, outcome, n) AS ({counts_sql}) SELECT COUNT(*) - ? FROM (SELECT DISTINCT account FROM t)",
+            (TOP_ACCOUNTS,),
+        ).fetchone()
+        accounts[("other",)]["other_accounts"] = others
+    return list(accounts.values())
+
+
+def _job_outcomes(db: Any, app_id: str | None) -> Outcomes:
+    counts = dict.fromkeys(OUTCOME_ORDER, 0)
+    for outcome, n in db.execute("SELECT outcome, COUNT(*) FROM rows GROUP BY outcome"):
+        counts[outcome] = counts.get(outcome, 0) + n
+    entries = db.execute(
+        "SELECT row, meeting_id, account_id, error, status, message FROM rows WHERE outcome = 'failed' ORDER BY row"
+    )
+    failures = _failure_groups(entries)
+    accounts = _per_account(db, "SELECT account_id, outcome, COUNT(*) FROM rows GROUP BY 1, 2", app_id)
+    return Outcomes(counts, _by_kind(counts, failures), failures, accounts)
+
+
+def _rollback_outcomes(db: Any, app_id: str | None) -> Outcomes:
+    """Meetings judged by rollbacks, for the job's current writes (as rollback's own summary counts them)."""
+    shim = SimpleNamespace(db=db)  # rollback_state reads through store.db only
+    tally = rollback_state.tally(shim)  # type: ignore[arg-type]
+    counts = dict.fromkeys(OUTCOME_ORDER, 0)
+    for group in ("landed", "unknown", "earlier"):
+        for key, n in tally[group].items():
+            if key == "meetings":
+                continue
+            outcome = key if key in ("succeeded", "unchanged") else "pending" if key == "pending" else "failed"
+            counts[outcome] += n
+    entries = (entry[:6] for entry in rollback_state.failures(shim))  # type: ignore[arg-type]
+    failures = _failure_groups(entries)
+    # outcome 'restoring': a restoring PUT sent by a rollback stopped before its outcome (pending, as in tally)
+    accounts = _per_account(
+        db,
+        "SELECT s.account_id, CASE WHEN r.seq IS s.seq AND r.outcome != 'restoring' THEN r.outcome"
+        " ELSE 'pending' END, COUNT(*)"
+        " FROM snapshots s LEFT JOIN rollback r USING (account_id, meeting_id)"
+        f" WHERE {rollback_state.JUDGED} GROUP BY 1, 2",
+        app_id,
+    )
+    return Outcomes(counts, _by_kind(counts, failures), failures, accounts)
+
+
+def _open_state(path: str) -> Any:
+    """The state, read-only; another program's SQLite file is said to be one (as ``run`` says it)."""
+    try:
+        return open_read_only(path)
+    except UsageError:
+        if tables := foreign_tables(path):
+            raise UsageError(
+                f"{path} is another program's SQLite database (tables {', '.join(tables[:5])}), "
+                "not a batcher state file: check the path"
+            ) from None
+        raise
+
+
+def _running_pids(path: str, runs: list[RunRecord]) -> set[int]:
+    """The pid of the run under way: the latest run with no end, if a job holds the state's lock
+    (never this process's own run: the lock is per open file, so our own Store would look like one)."""
+    open_runs = [r for r in runs if r.ended is None and r.pid and r.pid != os.getpid()]
+    if not open_runs or not is_locked(path):
+        return set()
+    latest = max(runs, key=lambda r: r.id)
+    return {latest.pid} if latest in open_runs and latest.pid else set()
+
+
+def read_report(path: str, now: float | None = None) -> ReportData:
+    """Read everything the report shows from the state file at ``path`` (read-only)."""
+    now = time.time() if now is None else now
+    db = _open_state(path)
+    try:
+        meta = {key: orjson.loads(value) for key, value in db.execute("SELECT key, value FROM meta")}
+        job = dict(meta.get("fingerprint") or {})
+        job.pop("content", None)  # a digest of the input: nothing a reader can use
+        runs = read_runs(db)
+        has_timeline = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'timeline'").fetchone()
+        query = "SELECT run, start, width, data FROM timeline ORDER BY start"
+        rows = db.execute(query).fetchall() if has_timeline else []
+        kind_of = {r.id: r.kind for r in runs}
+        buckets: dict[str, Buckets] = defaultdict(list)
+        for run_id, start, width, bucket in load_buckets(rows):
+            buckets[kind_of.get(run_id, "run")].append((run_id, start, width, bucket))
+        outcomes = _job_outcomes(db, job.get("app_id"))
+        has_rollback = any(r.kind == "rollback" for r in runs) or db.execute("SELECT 1 FROM rollback").fetchone()
+        rollback = _rollback_outcomes(db, job.get("app_id")) if has_rollback else None
+    finally:
+        db.close()
+    running = _running_pids(path, runs)
+    timelines = {
+        kind: build_timeline([r for r in runs if r.kind == kind], buckets.get(kind, []))
+        for kind in ("run", "rollback")
+        if any(r.kind == kind for r in runs)
+    }
+    return ReportData(
+        state_path=path,
+        generated_at=now,
+        job=job,
+        stats=meta.get("run_stats") or {"requests": 0, "retries": 0, "elapsed_s": 0.0},
+        runs=runs,
+        outcomes=outcomes,
+        timelines=timelines,
+        rollback=rollback,
+        rollback_stats=meta.get("rollback_stats"),
+        running_pids=running,
+    )

@@ -1,0 +1,272 @@
+"""What the job tells people: the failure report, the results stream, the summary.
+
+Everything here is written from the state file, so after a resumed job the
+report and the counts cover every run, not only the last process. Text that
+may echo a secret (a server's error message) goes through ``scrub`` first.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sqlite3
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any
+
+import orjson
+
+from ..state.store import Store
+
+REPORT_FIELDS = ("row", "meeting_id", "account_id", "error", "status", "message", "attempts", "patch")
+RESULT_FIELDS = ("row", "meeting_id", "account_id", "outcome", "status", "attempts")
+
+
+def write_failure_report(store: Store, path: str) -> int:
+    """Write every failed row of the job to ``path`` (JSONL, or CSV by extension); returns the count."""
+    return write_report(store.failures(), path)
+
+
+def write_report(entries: Iterable[tuple[Any, ...]], path: str) -> int:
+    """Write ``(row, meeting_id, account_id, error, status, message, attempts, patch JSON)`` entries.
+
+    JSONL, or CSV when ``path`` ends in ``.csv``; written (with a header for
+    CSV) even when there is nothing to report. Returns the count.
+    """
+    count = 0
+    is_csv = path.lower().endswith(".csv")
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out) if is_csv else None
+        if writer:
+            writer.writerow(REPORT_FIELDS)
+        for row, meeting, account, error, status, message, attempts, patch in entries:
+            patch_obj = orjson.loads(patch) if patch else None
+            if writer:
+                writer.writerow([row, meeting, account, error, status, message, attempts, patch or ""])
+            else:
+                entry = dict(
+                    zip(
+                        REPORT_FIELDS, (row, meeting, account, error, status, message, attempts, patch_obj), strict=True
+                    )
+                )
+                out.write(orjson.dumps(entry).decode() + "\n")
+            count += 1
+    return count
+
+
+def silence_stdout() -> None:
+    """Point file descriptor 1 at /dev/null after EPIPE (Python's documented advice), so later
+    writes and the interpreter's final flush succeed quietly."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+class ResultsStream:
+    """``--results``: one JSON line per finished row, exactly once across kills and resumes.
+
+    A line is only *written* by ``flush()``, which the caller runs right after
+    committing the outcomes to the state file (commit, then write): so the file
+    never names a row whose outcome a ``kill -9`` could still undo (that row
+    would be sent again and finish a second time). Lines of outcomes committed
+    but not yet written when the process died are recovered by ``catch_up()``
+    on the next run, from the state file, before anything is sent: it reads the
+    existing file (cutting off a torn last line) and appends every committed
+    outcome that has no line yet.
+
+    With ``-`` (stdout) nothing can be read back across processes: the stream
+    then covers the rows finished by this run only, and a kill may lose the
+    lines of the last uncommitted group.
+
+    When stdout's reader goes away (``| head -1``) the stream stops writing,
+    sets ``is_broken`` and calls ``on_broken`` once: the job stops as on a
+    first interrupt (state saved, report written, resumable).
+    """
+
+    def __init__(self, path: str | None, on_broken: Callable[[], None] | None = None) -> None:
+        self.is_on = bool(path)
+        self.path = path if path and path != "-" else None
+        self.is_broken = False
+        self._on_broken = on_broken
+        self._out: IO[bytes] | None = None
+        self._owned = False
+        self._lines: list[bytes] = []
+        if path == "-":
+            self._out = sys.stdout.buffer
+        elif path:
+            self._out = open(path, "ab")  # noqa: SIM115 - closed in close(); append: a resume continues it
+            self._owned = True
+
+    def emit(
+        self,
+        row: int,
+        meeting_id: str | None,
+        account_id: str | None,
+        outcome: str,
+        status: int | None,
+        attempts: int,
+        error: str | None = None,
+    ) -> None:
+        """Queue one finished row; it is written by the next ``flush()`` (after the commit)."""
+        if self._out is not None:
+            self._lines.append(_result_line(row, meeting_id, account_id, outcome, status, attempts, error))
+
+    def flush(self) -> None:
+        """Write and push out the queued lines: call only once their outcomes are committed."""
+        if self._out is None:
+            return
+        try:
+            if self._lines:
+                lines, self._lines = self._lines, []
+                self._out.write(b"".join(lines))
+            self._out.flush()
+        except BrokenPipeError:
+            self._broken()
+
+    def catch_up(self, db: sqlite3.Connection, committed_sql: str) -> int:
+        """Append the committed outcomes the file has no line for; returns how many.
+
+        ``committed_sql`` selects ``row, meeting_id, account_id, outcome,
+        status, attempts`` (and optionally ``error``) of every committed
+        finished row. A line counts as present when its (row, meeting_id,
+        outcome) matches, so a retried row whose new outcome was lost still
+        gets its line. The keys read from the file go to a temporary SQLite
+        table, not to memory: a million-line file costs no RAM.
+        """
+        if self.path is None or self._out is None:
+            return 0
+        self.flush()
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS results_seen (row INTEGER, meeting_id TEXT, outcome TEXT)")
+        db.execute("DELETE FROM temp.results_seen")
+        batch: list[tuple[Any, ...]] = []
+        for doc in self._read_back():
+            batch.append((doc.get("row"), doc.get("meeting_id"), doc.get("outcome")))
+            if len(batch) >= 10000:
+                db.executemany("INSERT INTO temp.results_seen VALUES (?, ?, ?)", batch)
+                batch.clear()
+        db.executemany("INSERT INTO temp.results_seen VALUES (?, ?, ?)", batch)
+        db.execute("CREATE INDEX IF NOT EXISTS temp.results_seen_row ON results_seen (row)")
+        count = 0
+        cursor = db.execute(
+            f"SELECT * FROM ({committed_sql}) AS c WHERE NOT EXISTS (SELECT 1 FROM temp.results_seen AS s"
+            " WHERE s.row = c.row AND s.meeting_id IS c.meeting_id AND s.outcome = c.outcome) ORDER BY c.row"
+        )
+        names = [d[0] for d in cursor.description]
+        for values in cursor:
+            doc = dict(zip(names, values, strict=True))
+            self._lines.append(_result_line(**doc))
+            count += 1
+            if len(self._lines) >= 1000:
+                self.flush()
+        self.flush()
+        db.execute("DROP TABLE temp.results_seen")
+        return count
+
+    def _read_back(self) -> Iterator[dict[str, Any]]:
+        """The lines already in the file; a torn last line (kill mid-write) is cut off first."""
+        assert self.path is not None and self._out is not None
+        with open(self.path, "r+b") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            if size:
+                # Find the end of the last complete line, reading backwards in blocks.
+                end = size
+                while end > 0:
+                    start = max(0, end - 65536)
+                    fh.seek(start)
+                    block = fh.read(end - start)
+                    cut = block.rfind(b"\n")
+                    if cut >= 0:
+                        end = start + cut + 1
+                        break
+                    end = start
+                if end != size:
+                    fh.truncate(end)
+            fh.seek(0)
+            for line in fh:
+                try:
+                    doc = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue  # not one of ours: it names no row
+                if isinstance(doc, dict):
+                    yield doc
+
+    def _broken(self) -> None:
+        """The reader went away: write nothing more; stop the job once."""
+        if self._owned:  # a FIFO given by name
+            self._owned = False
+            self._out = None
+        else:
+            silence_stdout()
+            self._out = None
+        self._lines.clear()
+        if not self.is_broken and self._on_broken is not None:
+            self._on_broken()
+        self.is_broken = True
+
+    def close(self) -> None:
+        """Close (stdout stays open). Lines never flushed are dropped: their outcomes
+        may not be committed; the next run's ``catch_up`` writes the ones that were."""
+        self._lines.clear()
+        if self._out is not None:
+            self._out.flush()
+        if self._owned and self._out is not None:
+            self._out.close()
+
+
+def _result_line(
+    row: int,
+    meeting_id: str | None,
+    account_id: str | None,
+    outcome: str,
+    status: int | None,
+    attempts: int,
+    error: str | None = None,
+) -> bytes:
+    doc = dict(zip(RESULT_FIELDS, (row, meeting_id, account_id, outcome, status, attempts), strict=True))
+    if error is not None:
+        doc["error"] = error  # rollback lines say why a meeting was not restored
+    return orjson.dumps(doc) + b"\n"
+
+
+def finished_rows_sql(store: Store, retry_failed: bool) -> str:
+    """SQL for ``catch_up`` in ``run``: rows whose outcome is committed and that this run will not send again."""
+    return (
+        "SELECT row, meeting_id, account_id, outcome, status, attempts FROM rows"
+        f" WHERE outcome IN ('succeeded', 'unchanged', 'failed') AND NOT {store._todo_where(retry_failed)}"
+    )
+
+
+def summary(store: Store, totals: dict[str, float]) -> dict[str, Any]:
+    """The ``--summary-json`` document: counts over the whole job plus request totals."""
+    counts = store.counts()
+    return {
+        "total": counts["total"],
+        "succeeded": counts["succeeded"],
+        "unchanged": counts["unchanged"],
+        "failed": counts["failed"],
+        "skipped": counts["skipped"],
+        "requests": int(totals.get("requests", 0)),
+        "retries": int(totals.get("retries", 0)),
+        "elapsed_s": round(float(totals.get("elapsed_s", 0.0)), 3),
+    }
+
+
+def human_summary(doc: dict[str, Any], store: Store, report_path: str, this_run: str) -> str:
+    """The summary printed on stderr at the end of every run."""
+    lines = [
+        f"batcher: {doc['total']} rows - {doc['succeeded']} succeeded, {doc['unchanged']} unchanged, "
+        f"{doc['failed']} failed, {doc['skipped']} skipped",
+        f"  {doc['requests']} requests ({doc['retries']} retries) over the whole job; {this_run}",
+    ]
+    if doc["failed"]:
+        kinds: Counter[str] = Counter()
+        messages: dict[str, Counter[str]] = {}
+        for failure in store.failures():
+            kinds[failure.error] += 1
+            messages.setdefault(failure.error, Counter())[(failure.message or "")[:200]] += 1
+        for kind, n in kinds.most_common():
+            top = "; ".join(f"{m} (x{c})" for m, c in messages[kind].most_common(2))
+            lines.append(f"  failed {kind}: {n} - {top}")
+    lines.append(f"  report: {report_path}   state: {store.path}")
+    return "\n".join(lines)

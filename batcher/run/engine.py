@@ -1,0 +1,397 @@
+"""The engine: the only module that wires the stages together.
+
+    Intake (pre-flight, rows to send) --> bounded queue --> N workers
+        worker: Pacer -> Client (GET) -> decide() -> snapshot -> Client (PUT/PATCH) -> Store, results, progress
+
+The queue holds at most ``concurrency`` rows, so memory is flat whatever the
+input size, and the reader only runs ahead of the workers by that much. Every
+``concurrency`` finished rows are committed as a group, so a ``kill -9`` can
+lose at most that many outcomes plus those in flight: 2 x concurrency rows
+sent again, at most. The request counters (``requests``, ``retries``,
+``elapsed_s``) are committed with the same group commits, so a killed run's
+requests still count in the job's summary.
+
+Choices made here (the README repeats them):
+
+- What to send is ``decide.decide``'s answer; the engine only carries it out,
+  keeping the I/O order: the way back (snapshot) is durable before the PUT
+  (the snapshots of rows ready together share one commit: snapcommit.py).
+- A write whose outcome stays unknown (no 2xx, and no GET could show that it
+  landed: its body sets a write-only credential, or the confirming GETs
+  failed) ends ``failed`` with error ``unknown_outcome``; its message says it
+  may have been applied. The snapshot's ``write_state`` says ``unknown``.
+- Early stop on an operator mistake (``earlystop.py``): when the first rows
+  sent all fail ``not_found``, or all fail with network errors, the job halts
+  (exit 3) naming the likely mistake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from ..core.config import JobConfig
+from ..core.decide import READS_FIRST, Options, Refuse, Send, Unchanged, decide
+from ..core.documents import carried_unknown, mask_secrets, project, shows
+from ..core.earlystop import EarlyStop
+from ..core.redaction import redacted_patch_json, scrub, secret_values
+from ..core.rows import Row, RowError
+from ..core.timings import Timeline
+from ..errors import AuthError, HaltError, Interrupted
+from ..http.client import CallResult, Client, wall_clock_from
+from ..http.pacer import Pacer
+from ..input.source import STDIN, Source
+from ..report.console import Console, Progress
+from ..report.outputs import ResultsStream, finished_rows_sql, human_summary, summary, write_failure_report
+from ..state import runs
+from ..state.store import Store
+from .announce import say_estimate
+from .intake import Intake, fingerprint
+from .live import publish_live
+from .pool import Control, pump, show_pause
+from .snapshot_commits import SnapshotCommitter
+
+
+@dataclass
+class JobResult:
+    """What a finished (or stopped) job reports."""
+
+    exit_code: int
+    summary: dict[str, Any]
+    message: str = ""
+
+
+class Job:
+    """One ``batcher run``: prepare the state, send the rows, write the reports.
+
+    Its collaborators are passed in (``run_job`` builds them); ``run`` keeps
+    the order of I/O and the bookkeeping.
+    """
+
+    def __init__(
+        self,
+        config: JobConfig,
+        store: Store,
+        client: Client,
+        pacer: Pacer,
+        control: Control,
+        *,
+        console: Console,
+        progress: Progress,
+        results: ResultsStream,
+        on_invalid: Callable[[RowError], None] | None = None,
+        stdin: IO[bytes] | None = None,
+        timeline: Timeline | None = None,
+    ) -> None:
+        self.config = config
+        self.timeline = timeline or Timeline()  # timings and outcomes in buckets, for the HTML report
+        self.store = store
+        self.client = client
+        self.pacer = pacer
+        self.control = control
+        self.console = console
+        self.progress = progress
+        self.results = results
+        self.stdin = stdin
+        self.options = Options(allow_credential_reset=config.allow_credential_reset, force=config.force)
+        self.snapshots = SnapshotCommitter(store)  # merge mode: snapshots of rows sent together, one commit
+        self.intake = Intake(config, store, on_invalid or (lambda err: None), lambda: control.stopping)
+        self.is_stdin = config.input == STDIN
+        self.failures_this_run = 0
+        self.early_stop = EarlyStop(config)
+        self._counted = (0, 0, time.monotonic())  # requests, retries, clock at the last count
+        self.is_prepared = False  # the state is this job's and pre-flight is done
+
+    # -- sending ----------------------------------------------------------------
+
+    async def handle(self, item: Row | RowError) -> None:
+        """One row from start to outcome: carry out what ``decide`` says."""
+        if isinstance(item, RowError):
+            self.finish(item, "failed", error="invalid", message=item.message, patch=item.patch)
+            return
+        cfg, row = self.config, item
+        url = cfg.meeting_url(row.account_id or "", row.meeting_id)
+        current, attempts, status = None, 0, None
+        if cfg.mode in READS_FIRST:
+            got = await self.client.call("GET", url)
+            if not got.is_ok or got.data is None:
+                if got.is_ok:
+                    got.error, got.message = "api_error", "GET returned no meeting object"
+                return self.finish_call(row, got)
+            current, attempts, status = got.data, got.attempts, got.status
+        decision = decide(cfg.mode, current, row.patch, self.options)
+        if isinstance(decision, Unchanged):
+            if current is not None:  # a resumed run may see the job's own pending/unknown write: it landed
+                self.store.confirm_write(row.account_id or "", row.meeting_id, project(current))
+            return self.finish(row, "unchanged", status=status, attempts=attempts)
+        if isinstance(decision, Refuse):
+            return self.finish(
+                row, "failed", error=decision.error, message=decision.message, attempts=attempts, patch=row.patch
+            )
+        await self.send(row, url, decision, current, attempts)
+
+    async def send(self, row: Row, url: str, send: Send, current: dict[str, Any] | None, attempts: int) -> None:
+        """Carry out a ``Send``: the way back first (merge mode), then the write."""
+        account = row.account_id or ""
+        if current is not None:  # durable before the change is made (a group commit: counters go too)
+            self.count_requests()
+            await self.snapshots.save(account, row.meeting_id, row.number, project(current), mask_secrets(send.body))
+        verify = self.confirmer(url, send.confirm) if send.confirm is not None else None
+        result = await self.client.call(send.method, url, send.body, verify)
+        result.attempts += attempts
+        is_unknown = not result.is_ok and result.is_unknown  # the client judged it (see client.call)
+        if current is not None:
+            self.store.mark_write(
+                account, row.meeting_id, "landed" if result.is_ok else "unknown" if is_unknown else "failed"
+            )
+        if is_unknown and result.error != "auth":  # a bad token still halts the job (finish_call)
+            result.error = "unknown_outcome"
+            result.message = f"outcome unknown: {result.message}"
+        elif result.status == 400 and current is not None:
+            result.message += _carried_note(send.body, row.patch, result.message)
+        self.finish_call(row, result)
+
+    def confirmer(self, url: str, expected: dict[str, Any]) -> Callable[[], Awaitable[bool | None]]:
+        """For a write whose outcome is unknown: does GET show every value it sets? None: GET failed."""
+
+        async def check() -> bool | None:
+            got = await self.client.call("GET", url)
+            if not got.is_ok or got.data is None:
+                return None
+            return shows(got.data, expected)  # whole: a PATCH may set ``status``, which project() drops
+
+        return check
+
+    def finish_call(self, row: Row, result: CallResult) -> None:
+        """Record a row whose outcome is the result of its last request."""
+        if result.is_ok:
+            self.finish(row, "succeeded", status=result.status, attempts=result.attempts)
+            return
+        message = scrub(result.message, secret_values(row.patch))
+        self.finish(
+            row,
+            "failed",
+            error=result.error,
+            status=result.status,
+            message=message,
+            attempts=result.attempts,
+            patch=row.patch,
+        )
+        if result.error == "auth":
+            self.control.halt_with(
+                AuthError(
+                    f"HTTP {result.status} on row {row.number} (meeting {row.meeting_id}): {message}. "
+                    "Check the token and its Realtime permission; the job is resumable"
+                )
+            )
+
+    def finish(
+        self,
+        row: Row | RowError,
+        outcome: str,
+        *,
+        error: str | None = None,
+        status: int | None = None,
+        message: str | None = None,
+        attempts: int = 0,
+        patch: dict[str, Any] | None = None,
+    ) -> None:
+        """Record one row's outcome (group-committed), stream it, count it."""
+        self.timeline.row(outcome, error)
+        waiting = self.store.record(
+            row.number,
+            outcome,
+            error=error,
+            status=status,
+            message=message,
+            attempts=attempts,
+            patch=redacted_patch_json(patch) if outcome == "failed" else None,
+        )
+        if waiting >= self.config.concurrency:
+            self.flush()
+        if self.results.is_on:
+            self.results.emit(row.number, row.meeting_id, row.account_id, outcome, status, attempts)
+        self.progress.advance(outcome)
+        if isinstance(row, Row) and (halt := self.early_stop.watch(outcome, error, self.progress.total)):
+            self.control.halt_with(halt)
+        if outcome != "failed":
+            return
+        self.console.debug(
+            "row_failed", f"row {row.number}: {error}: {message}", row=row.number, error=error, status=status
+        )
+        if error != "auth":  # a bad token halts on its own; it is not the row's failure
+            self.failures_this_run += 1
+            limit = self.config.max_failures
+            if limit is not None and self.failures_this_run > limit:
+                self.control.halt_with(
+                    HaltError(
+                        f"stopped: more than {limit} rows failed (--max-failures); "
+                        "see the report, fix the cause and re-run to resume"
+                    )
+                )
+
+    def count_requests(self) -> None:
+        """Hand the request counters since the last count to the store (committed with the next flush)."""
+        stats, (requests, retries, then) = self.client.stats, self._counted
+        now = time.monotonic()
+        self.store.count_requests(stats.requests - requests, stats.retries - retries, now - then)
+        self._counted = (stats.requests, stats.retries, now)
+
+    def flush(self) -> None:
+        """Group commit: outcomes and counters become durable, results reach their file."""
+        self.count_requests()
+        self.store.flush()
+        self.results.flush()
+
+    def heartbeat(self) -> None:
+        """Commit stragglers and redraw progress (a few times a second)."""
+        self.flush()
+        show_pause(self.progress, self.pacer, self.control)
+        publish_live(self.store, self.config, self.client.stats, self.pacer)  # for batcher status
+
+    # -- the whole job ------------------------------------------------------------
+
+    async def prepare(self) -> None:
+        """Check the state belongs to this job; pre-flight a file into it (in a thread: the loop stays free)."""
+        store, cfg = self.store, self.config
+        salt = store.get_meta("salt")
+        if salt is None:  # the state's own: digests of --set credentials are not comparable across states
+            salt = secrets.token_hex(16)
+            store.set_meta("salt", salt)
+        fp = fingerprint(cfg, salt)
+        if store.check_identity(fp, force=cfg.force):
+            # stdin rows are matched one by one as they stream (row, patch hash): no rebuild
+            if not self.is_stdin:
+                await self._in_thread(self.intake.load_rows, rebuild=not store.is_new)
+            store.set_meta("fingerprint", fp)
+        self.is_prepared = True
+
+    async def _in_thread(self, work: Callable[..., Any], **kwargs: Any) -> Any:
+        """Run blocking ``work`` in a thread. A cancellation asks it to stop and waits for it:
+        the Store's connection is never used by two threads at once."""
+        task = asyncio.ensure_future(asyncio.to_thread(work, **kwargs))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            self.control.stop.set()  # pre-flight checks it every STOP_CHECK_ROWS rows
+            with contextlib.suppress(Exception):
+                await task
+            raise
+
+    async def run(self) -> JobResult:
+        """Prepare, send, report. Raises BatcherError for usage errors and halts.
+
+        Cancelling it is a stop: workers are cancelled, unfinished rows become
+        ``skipped``, state and counters are saved, then the cancellation goes on.
+        """
+        cfg = self.config
+        started = time.monotonic()
+        try:
+            await self.prepare()
+            runs.open_run(self.store, self.timeline, "run", runs.describe(cfg))  # the state is this job's
+            # results of rows committed by an earlier (killed) run, before anything is sent
+            self.results.catch_up(self.store.db, finished_rows_sql(self.store, cfg.retry_failed))
+            with Source(cfg.input, cfg.input_format, self.stdin, cfg.set_values) as source:
+                if self.is_stdin:
+                    rows: Any = self.intake.rows_from_stdin(source)
+                else:
+                    self.progress.resume(self.store.counts(), self.store.count_todo(cfg.retry_failed))
+                    say_estimate(self.console, cfg, self.progress.total - self.progress.done, progress=self.progress)
+                    rows = self.intake.rows_to_send(source)
+                await pump(rows, self.handle, cfg.concurrency, self.control, on_tick=self.heartbeat)
+        except BaseException as exc:
+            # Cancelled, an edited input (exit 2), a crash: the job stops here, and its rows,
+            # failure report and summary are still written before the error goes on.
+            self.control.interrupted = self.control.interrupted or isinstance(exc, asyncio.CancelledError)
+            self.control.stop.set()
+            if self.is_prepared and not self.store.is_closed:
+                with contextlib.suppress(Exception):
+                    self.wrap_up(started)
+                with contextlib.suppress(Exception):
+                    runs.close_run(self.store, self.timeline, runs.exit_code_of(exc))
+            raise
+        finally:
+            if not self.store.is_closed:
+                self.count_requests()
+        result = self.wrap_up(started)
+        runs.close_run(self.store, self.timeline, result.exit_code)
+        return result
+
+    def wrap_up(self, started: float) -> JobResult:
+        """Mark what was not reached, write the report and summary, choose the exit code."""
+        cfg, store = self.config, self.store
+        elapsed = time.monotonic() - started
+        if self.control.stopping:
+            self.timeline.row("skipped", count=store.mark_unfinished_skipped())
+        self.count_requests()
+        totals = store.end_run()
+        write_failure_report(store, cfg.report_file)
+        doc = summary(store, totals)
+        if cfg.summary_path:
+            Path(cfg.summary_path).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+        this_run = f"this run: {self.client.stats.requests} requests in {elapsed:.1f} s"
+        text = human_summary(doc, store, cfg.report_file, this_run)
+        if self.control.halt is not None:
+            return JobResult(self.control.halt.exit_code, doc, f"{text}\n{self.control.halt}")
+        if self.control.interrupted:
+            return JobResult(Interrupted.exit_code, doc, text)
+        is_complete = doc["succeeded"] + doc["unchanged"] == doc["total"]
+        return JobResult(0 if is_complete else 1, doc, text)
+
+
+def _carried_note(body: dict[str, Any], patch: dict[str, Any], message: str) -> str:
+    """Name the fields of a rejected PUT that the row did not set but GET showed (carried)."""
+    named = [path for path in carried_unknown(body, patch) if path.rsplit(".", 1)[-1] in message]
+    if not named:
+        return ""
+    return f" ({', '.join(named)}: not in the row; carried from the meeting as GET showed it)"
+
+
+async def run_job(
+    config: JobConfig,
+    *,
+    control: Control | None = None,
+    progress: Progress | None = None,
+    on_invalid: Callable[[RowError], None] | None = None,
+    stdin: IO[bytes] | None = None,
+    console: Console | None = None,
+) -> JobResult:
+    """Run one migration job (the library entry point behind ``batcher run``)."""
+    control = control or Control()
+    console = console or Console(quiet=True)
+    progress = progress or Progress(console=console)
+    store = Store.open(config.state_file)
+    results: ResultsStream | None = None
+    try:
+        results = ResultsStream(config.results_path, on_broken=control.output_lost)
+        pacer = Pacer(config.rate, control.clock, control.sleep)
+        timeline = Timeline(wall_clock_from(control.clock))
+        async with Client(config, pacer, control.sleep, on_retry=console.debug, timeline=timeline) as client:
+            job = Job(
+                config,
+                store,
+                client,
+                pacer,
+                control,
+                console=console,
+                progress=progress,
+                results=results,
+                on_invalid=on_invalid,
+                stdin=stdin,
+                timeline=timeline,
+            )
+            control.flushers.append(job.flush)
+            return await job.run()
+    finally:
+        if results is not None:
+            results.close()
+        progress.close()
+        store.close()

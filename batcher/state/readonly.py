@@ -1,0 +1,81 @@
+"""Reading a state file without owning it: read-only opening, the lock test, foreign files.
+
+``status`` and the HTML report open a state while a job may be writing it: in WAL mode a
+reader never blocks the writer. Whether a job runs is whether a process holds the state's lock
+(a pid can be reused after kill -9; a lock cannot).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from pathlib import Path
+from urllib.parse import quote
+
+from ..errors import UsageError
+
+
+def foreign_tables(path: str) -> list[str]:
+    """The tables of an SQLite file that has tables but no batcher ``meta`` table (another program's
+    database, which the Store must not add its tables to); empty when it is batcher's or unreadable."""
+    try:
+        db = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=ro", uri=True)
+        try:
+            names = [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return []  # e.g. a WAL file that cannot be read without writing: the Store will say more
+    return [] if not names or "meta" in names else sorted(names)
+
+
+# --- moved from status (imports: FIXUP) ---
+
+
+def open_read_only(path: str) -> sqlite3.Connection:
+    """Open a state file for reading while a job may be writing it (status and report share this)."""
+    if not os.path.exists(path):
+        raise UsageError(f"no state file at {path}")
+    # With no -wal file the job is not running and everything is in the main file: open it
+    # immutable, or SQLite would create -wal/-shm files beside it. (A job starting during
+    # that instant is not waited for: status is a look, not a lock.)
+    uri = Path(path).resolve().as_uri() + ("?mode=ro" if os.path.exists(path + "-wal") else "?mode=ro&immutable=1")
+    try:
+        db = sqlite3.connect(uri, uri=True, timeout=1.0)
+        db.execute("SELECT 1 FROM meta LIMIT 1")
+    except sqlite3.Error as exc:
+        if os.path.getsize(path) == 0 or "no such table" in str(exc):
+            raise UsageError(f"{path} holds no job yet (one may be starting: try again in a moment)") from None
+        raise UsageError(f"{path} is not a batcher state file ({exc})") from None
+    return db
+
+
+def is_locked(path: str) -> bool:
+    """Whether a job holds the state's lock now (Store.open's exclusive flock on the file itself).
+
+    A shared lock is tried without waiting and released at once. Unlike a pid,
+    the lock dies with its process: a killed run whose pid was reused, or a
+    state copied to another machine, is not taken for a running one.
+    """
+    try:
+        with open(path, "rb") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    except OSError:
+        return False
+    return False
+
+
+def is_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (one we may not signal counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

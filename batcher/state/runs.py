@@ -1,0 +1,120 @@
+"""Each run of a job (``run`` or ``rollback``) as one row of the state: start, end, exit code, options.
+
+A run is written when it starts (after the state was found to be this job's)
+and again when it ends, with its exit code, in the same transaction as its last
+timeline buckets. A run killed with ``kill -9`` (or a power cut) never writes
+its end: the report shows it as "killed / unknown" once its process is gone.
+
+What a run was told is kept (rate, concurrency, retries...): never the token,
+and a ``--set`` credential only as ``***``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from typing import Any, NamedTuple
+
+import orjson
+
+from .._version import __version__
+from ..core.config import JobConfig
+from ..core.schema import masked_set_argument
+from ..core.timings import TIMELINE_TABLE, Timeline
+from ..errors import BatcherError
+from .store import Store
+
+RUNS_TABLE = """CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,              -- run | rollback
+    started REAL NOT NULL,           -- Unix time (UTC)
+    ended REAL,                      -- NULL: still running, or killed before it could say
+    exit_code INTEGER,
+    pid INTEGER,
+    options TEXT NOT NULL            -- JSON: what this run was told (no token, no secrets)
+)"""
+
+
+class RunRecord(NamedTuple):
+    """One row of the ``runs`` table."""
+
+    id: int
+    kind: str
+    started: float
+    ended: float | None
+    exit_code: int | None
+    pid: int | None
+    options: dict[str, Any]
+
+
+def describe(config: JobConfig) -> dict[str, Any]:
+    """What a run was told, fit for a report: no token, credentials given by ``--set`` as ``***``."""
+    rate = config.rate
+    shown_set = []
+    for path, value in config.set_values:
+        text = value if isinstance(value, str) else orjson.dumps(value).decode()
+        shown_set.append(masked_set_argument(f"{path}={text}"))
+    return {
+        "version": __version__,
+        "mode": config.mode,
+        "base_url": config.base_url,
+        "app_id": config.app_id,
+        "account_id": config.account_id,
+        "rate": str(rate) if rate is not None else "none",
+        "rate_per_s": rate.max_requests / rate.window_s if rate is not None else None,
+        "concurrency": config.concurrency,
+        "max_attempts": config.max_attempts,
+        "timeout_s": config.timeout_s,
+        "max_failures": config.max_failures,
+        "retry_failed": config.retry_failed,
+        "force": config.force,
+        "skip_invalid": config.skip_invalid,
+        "allow_credential_reset": config.allow_credential_reset,
+        "set": shown_set,
+    }
+
+
+def open_run(store: Store, timeline: Timeline, kind: str, options: dict[str, Any]) -> int:
+    """Record the start of a run (committed at once), point ``timeline`` at it and have every commit of
+    ``store`` carry its buckets from now on; returns the run's id."""
+    db = store.db
+    db.execute(RUNS_TABLE)
+    db.execute(TIMELINE_TABLE)
+    cur = db.execute(
+        "INSERT INTO runs (kind, started, pid, options) VALUES (?, ?, ?, ?)",
+        (kind, timeline.now(), os.getpid(), orjson.dumps(options).decode()),
+    )
+    run_id: int = cur.lastrowid  # type: ignore[assignment]
+    (first,) = db.execute("SELECT MIN(started) FROM runs WHERE kind = ?", (kind,)).fetchone()
+    timeline.start(run_id, first)  # bucket widths follow the job's age, not this run's
+    store.flush_extras.append(timeline.statements)
+    return run_id
+
+
+def close_run(store: Store, timeline: Timeline, exit_code: int) -> None:
+    """Write the run's end and exit code, with its last buckets, in one commit (no-op for a run never opened)."""
+    if timeline.run_id is not None:
+        end = ("UPDATE runs SET ended = ?, exit_code = ? WHERE id = ?", (timeline.now(), exit_code, timeline.run_id))
+        store.flush(end)  # with the timeline's last buckets (Store.flush_extras)
+
+
+def exit_code_of(exc: BaseException) -> int:
+    """The exit code a command ends with when ``exc`` escapes it (as cli.py maps it)."""
+    if isinstance(exc, BatcherError):
+        return exc.exit_code
+    if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+        return 130
+    return 2
+
+
+def read_runs(db: sqlite3.Connection) -> list[RunRecord]:
+    """Every run of the job, oldest first (empty for a state from before runs were kept)."""
+    if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone():
+        return []
+    return [
+        RunRecord(id, kind, started, ended, code, pid, orjson.loads(options))
+        for id, kind, started, ended, code, pid, options in db.execute(
+            "SELECT id, kind, started, ended, exit_code, pid, options FROM runs ORDER BY id"
+        )
+    ]
