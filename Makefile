@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench soak clean
+.PHONY: demo test lint bench soak docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ bench: $(STAMP)
 # (default 100-3000); SEED=S replays one episode. A short fixed set also runs inside `make test`.
 soak: $(STAMP)
 	$(BIN)/python -m tests.soak $(if $(SEED),--seed $(SEED),--episodes $(or $(N),0)) --rows $(or $(ROWS),100-3000)
+
+# docs/reference/cli.md is generated from the argparse parsers (tests/cli/test_cli_reference.py checks it)
+docs: $(STAMP)
+	$(BIN)/python scripts/gen_cli_reference.py
 
 clean:
 	rm -rf $(VENV) demo-out bench/out

@@ -21,8 +21,8 @@ def add_fake_api_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
     fake = sub.add_parser(
         "fake-api", help="serve a local RealtimeKit-compatible API", epilog=FAKE_API_EXAMPLES, formatter_class=fmt
     )
-    fake.add_argument("--host", default="127.0.0.1")
-    fake.add_argument("--port", type=int, default=8787)
+    fake.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    fake.add_argument("--port", type=int, default=8787, help="port to listen on; 0 picks a free one (default 8787)")
     fake.add_argument("--port-file", help="write the bound port here (useful with --port 0)")
     group = fake.add_mutually_exclusive_group()
     group.add_argument("--seed", metavar="FILE", help="JSONL of meetings: {account_id, id, ...fields}")
@@ -34,7 +34,9 @@ def add_fake_api_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
     fake.add_argument(
         "--fail-rate", type=finite_float, default=0.0, help="share of requests answered 500/502/503 or dropped"
     )
-    fake.add_argument("--latency-ms", type=finite_float, default=0.0)
+    fake.add_argument(
+        "--latency-ms", type=finite_float, default=0.0, help="delay every answer by MS milliseconds (default 0)"
+    )
     fake.add_argument(
         "--no-ratelimit-headers", action="store_true", help="do not send Ratelimit / Ratelimit-Policy headers"
     )

@@ -65,12 +65,25 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser(
         "validate", help="check INPUT offline: no token, no network", epilog=EXAMPLES["run"], formatter_class=fmt
     )
-    validate.add_argument("input", metavar="INPUT")
-    validate.add_argument("--format", dest="input_format", choices=("csv", "jsonl"))
-    validate.add_argument("--account-id", default=os.environ.get("CLOUDFLARE_ACCOUNT_ID") or None)
-    validate.add_argument("--verbose", "-v", action="store_true")
-    validate.add_argument("--log-format", choices=("text", "json"), default="text")
-    validate.add_argument("--mode", choices=("merge", "replace", "patch"), default="merge")
+    validate.add_argument("input", metavar="INPUT", help="a .csv, .jsonl/.ndjson file, or - for JSONL on stdin")
+    validate.add_argument(
+        "--format", dest="input_format", choices=("csv", "jsonl"), help="override the format implied by INPUT's name"
+    )
+    validate.add_argument(
+        "--account-id",
+        default=os.environ.get("CLOUDFLARE_ACCOUNT_ID") or None,
+        help="account for rows without account_id (env CLOUDFLARE_ACCOUNT_ID); not needed to validate",
+    )
+    validate.add_argument("--verbose", "-v", action="store_true", help="tracebacks on errors")
+    validate.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="stderr as sentences (default) or JSON lines"
+    )
+    validate.add_argument(
+        "--mode",
+        choices=("merge", "replace", "patch"),
+        default="merge",
+        help="the mode the rows will be run in (a row may set status only in patch mode)",
+    )
     add_set_option(validate)
 
     rollback = sub.add_parser(

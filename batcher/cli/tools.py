@@ -112,7 +112,7 @@ def add_export_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
     p.add_argument("--account-id", default=env.get("CLOUDFLARE_ACCOUNT_ID") or None, help="env CLOUDFLARE_ACCOUNT_ID")
     p.add_argument("--app-id", default=env.get("BATCHER_APP_ID") or None, help="env BATCHER_APP_ID")
     p.add_argument("--search", help="meetings whose id or title contains this")
-    p.add_argument("--status", choices=("ACTIVE", "INACTIVE"))
+    p.add_argument("--status", choices=("ACTIVE", "INACTIVE"), help="only meetings with this status")
     p.add_argument("--since", type=_iso, metavar="ISO", help="created at or after (start_time)")
     p.add_argument("--until", type=_iso, metavar="ISO", help="created at or before (end_time)")
     p.add_argument("--full", action="store_true", help="GET each meeting for its whole document (ai_config, ...)")
@@ -127,12 +127,25 @@ def add_export_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
     )
     p.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="GETs in flight with --full")
     p.add_argument("--rate", default=DEFAULT_RATE, help=f"N/SECONDS, 'auto' or 'none' (default {DEFAULT_RATE})")
-    p.add_argument("--max-attempts", type=int, default=DEFAULT_MAX_ATTEMPTS)
-    p.add_argument("--timeout", dest="timeout_s", type=float, default=DEFAULT_TIMEOUT_S)
+    p.add_argument(
+        "--max-attempts",
+        type=int,
+        default=DEFAULT_MAX_ATTEMPTS,
+        help=f"attempts per request (default {DEFAULT_MAX_ATTEMPTS})",
+    )
+    p.add_argument(
+        "--timeout",
+        dest="timeout_s",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        help=f"seconds per request (default {DEFAULT_TIMEOUT_S:g})",
+    )
     p.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
-    p.add_argument("--quiet", "-q", action="store_true")
-    p.add_argument("--verbose", "-v", action="store_true")
-    p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    p.add_argument("--verbose", "-v", action="store_true", help="more detail on stderr; tracebacks on errors")
+    p.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="stderr as sentences (default) or JSON lines"
+    )
 
 
 def add_status_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
