@@ -1,5 +1,5 @@
 #!/bin/bash
-# The README's rehearsal ("A whole migration"), run exactly as printed against two local fake APIs
+# The rehearsal of docs/guide/migration.md ("A whole migration"), run exactly as printed against two local fake APIs
 # (one stands for the real API): prints "$ command", its output (stderr merged) and its exit code.
 # Usage: make .venv/.installed && docs/rehearsal.sh > docs/rehearsal-transcript.txt  (needs jq and curl;
 # ports, pids, times and the temp directory differ from run to run, and plan lines come in completion order)

@@ -232,7 +232,7 @@ def simulate_job(path: str, hours: int, rate_per_s: float, seed: int = 1) -> lis
 
 
 def test_the_state_grows_by_a_bounded_amount_per_hour_of_a_busy_job(tmp_path):
-    # 8 hours at 20 requests/s (5 x Cloudflare's global limit). README ("The HTML report") gives
+    # 8 hours at 20 requests/s (5 x Cloudflare's global limit). docs/performance.md (the state file) gives
     # the measured figures; these bounds leave room for SQLite's page slack.
     sizes = simulate_job(str(tmp_path / "long.db"), 8, 20)
     per_hour = [b - a for a, b in itertools.pairwise(sizes)]

@@ -46,7 +46,7 @@ def add_fake_api_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
     fake.add_argument(
         "--chaos",
         metavar="JSON",
-        help='random faults, e.g. \'{"p_429": 0.02, "p_drop": 0.01, "hang_s": 5, "auth_window": [100, 3]}\' (see fake_chaos.ChaosSpec)',
+        help='random faults, e.g. \'{"p_429": 0.02, "p_drop": 0.01, "hang_s": 5, "auth_window": [100, 3]}\' (see batcher.fake.chaos.ChaosSpec)',
     )
     fake.add_argument("--chaos-seed", type=int, help="seed of --chaos and --fail-rate (same seed, same faults)")
     fake.add_argument(
