@@ -6,21 +6,27 @@ down once and a library job is never bent by a variable its caller did not see.
 ``tests/cli/test_environment.py`` fails if ``os.environ`` or ``os.getenv`` appears anywhere
 else in the package.
 
-=====================  ===========================================  ==========================  ==============================
-variable               meaning                                      default                     commands
-=====================  ===========================================  ==========================  ==============================
-CLOUDFLARE_API_TOKEN   the API token (``--token-file`` wins)        none: run, rollback and     run, plan, rollback, export
-                                                                    export refuse to start
-CLOUDFLARE_ACCOUNT_ID  account for rows without ``account_id``      none                        run, plan, validate, rollback,
-                       (``--account-id`` wins)                                                  export
-BATCHER_BASE_URL       the API base URL (``--base-url`` wins)       Cloudflare's v4 API         run, plan, rollback, export
-BATCHER_APP_ID         use the ``/realtime/kit/{app_id}/`` paths    none                        run, plan, rollback, export
-                       (``--app-id`` wins)
-XDG_CACHE_HOME         where the per-token rate budget file lives   ``~/.cache``                run, plan, rollback, export
-                       (``--budget-file`` wins)
-BATCHER_NO_UVLOOP      set (not empty): the stdlib asyncio loop     uvloop when installed       every command
-                       even when uvloop is installed
-=====================  ===========================================  ==========================  ==============================
+=====================  ===========================================  =========================  =========================
+variable               meaning                                      default                    commands
+=====================  ===========================================  =========================  =========================
+CLOUDFLARE_API_TOKEN   the API token (``--token-file`` wins)        none: the command refuses  run, plan, rollback,
+                                                                    to start (exit 2)          export
+CLOUDFLARE_ACCOUNT_ID  account for rows without ``account_id``      none                       run, plan, validate,
+                       (``--account-id`` wins)                                                 rollback, export
+BATCHER_BASE_URL       the API base URL (``--base-url`` wins)       Cloudflare's v4 API        run, plan, rollback,
+                                                                                               export
+BATCHER_APP_ID         use the ``/realtime/kit/{app_id}/`` paths    none                       run, plan, rollback,
+                       (``--app-id`` wins)                                                     export
+XDG_CACHE_HOME         where the per-token rate budget file lives   ``~/.cache``               run, plan, rollback,
+                       (``--budget-file`` wins; unused with                                    export
+                       ``--rate none``)
+BATCHER_NO_UVLOOP      set: the stdlib asyncio event loop, even     uvloop when installed      run, plan, rollback,
+                       when uvloop is installed                                                fake-api
+=====================  ===========================================  =========================  =========================
+
+For ``rollback`` the base URL, app id and account given by flag or variable are compared
+with the ones the job recorded (a difference is refused unless ``--force``); unset, the
+recorded ones are used.
 
 A variable set to the empty string counts as not set. ``docs/reference/environment.md``
 repeats this table for users. (``HOME`` reaches batcher only through ``Path.home()``, for
