@@ -355,10 +355,11 @@ async def run_job(
     control = control or Control()
     console = console or Console(quiet=True)
     progress = progress or Progress(console=console)
-    store = Store.open(config.state_file)
+    paths = config.paths  # the store and the outputs get their files, not the job
+    store = Store.open(paths.state_file)
     results: ResultsStream | None = None
     try:
-        results = ResultsStream(config.results_path, on_broken=control.output_lost)
+        results = ResultsStream(paths.results_path, on_broken=control.output_lost)
         pacer = Pacer(config.pacing.rate, control.clock, control.sleep)
         timeline = Timeline(wall_clock_from(control.clock))
         async with Client(config.http, pacer, control.sleep, on_retry=console.debug, timeline=timeline) as client:
