@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, settings
 
 from batcher.core.config import JobConfig, Secret, parse_rate
 from batcher.fake.server import FakeApi, start
+from batcher.http.budget import default_budget_path
 
 # One profile everywhere (CI and laptops): no deadline and no "too slow" check, because the
 # first @given test pays Hypothesis' start-up on a loaded 2-core machine; derandomized, so a
@@ -54,7 +56,8 @@ def _private_cache(
 
     One budget per token is the point of that file, so tests (which share a
     token) would otherwise pace each other; a module's ``ENV`` dict for
-    subprocesses gets the same cache.
+    subprocesses gets the same cache, and ``config()`` names the budget file in
+    it as the command line would (the library reads no environment variable).
     """
     cache = str(tmp_path_factory.mktemp("cache"))
     monkeypatch.setenv("XDG_CACHE_HOME", cache)
@@ -89,6 +92,8 @@ def config(tmp_path: Path, server: Server | None, input_path: Path | str, **over
     if "rate" in overrides and isinstance(overrides["rate"], str):
         overrides["rate"] = parse_rate(overrides["rate"])
     values.update(overrides)
+    if values.get("budget_path") is None:  # the command line's default, in this test's private cache
+        values["budget_path"] = str(default_budget_path(values["token"].reveal(), os.environ))
     return JobConfig(**values)
 
 

@@ -142,7 +142,7 @@ async def test_retry_after_pauses_every_worker_until_the_deadline(server, tmp_pa
     arrivals: list[float] = []
     server.api.on_request = lambda _n: arrivals.append(t.now)  # when each request reached the server
     cfg = config(tmp_path, server, "x.jsonl", token=Secret("t"))
-    async with Client(cfg, Pacer(None, t.clock, t.sleep), t.sleep) as client:
+    async with Client(cfg.http, Pacer(None, t.clock, t.sleep), t.sleep) as client:
         client._attempt = t.tracked(client._attempt)  # type: ignore[method-assign]
         results: list[bool] = []
 

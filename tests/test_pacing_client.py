@@ -31,7 +31,7 @@ def client_for(server, tmp_path, t: FakeTime, rate: RateSpec | None = None, **ov
     log: list[str] = []
     cfg = config(tmp_path, server, "x.jsonl", **overrides)
     pacer = Pacer(rate, t.clock, t.sleep)
-    client = Client(cfg, pacer, t.sleep, rng=random.Random(0), on_retry=lambda _e, text, **_: log.append(text))
+    client = Client(cfg.http, pacer, t.sleep, rng=random.Random(0), on_retry=lambda _e, text, **_: log.append(text))
     return client, log
 
 

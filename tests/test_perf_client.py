@@ -29,7 +29,7 @@ BASES = [
 @pytest.mark.parametrize("base", BASES)
 def test_prebuilt_url_is_the_url_yarl_would_parse(tmp_path, base):
     cfg = config(tmp_path, None, tmp_path / "in.csv", base_url=base)
-    client = Client(cfg, Pacer(None))
+    client = Client(cfg.http, Pacer(None))
     for url in (
         cfg.meeting_url("acct-1", "0b5c6f0e-1d2f-4a7e-9d6c-3b1f2e4d5a6b"),
         cfg.meeting_url("a/../b?c#d", "m.1%2F"),  # encoded segments stay encoded

@@ -224,7 +224,7 @@ async def test_a_client_that_cannot_start_releases_its_rate_budget(server, tmp_p
     cfg = config(tmp_path, server, tmp_path / "in.jsonl", rate="10/1", budget_path=str(tmp_path / "budget.db"))
     pacer = Pacer(cfg.rate)
     with pytest.raises(RuntimeError, match="aiohttp"):
-        async with Client(cfg, pacer):
+        async with Client(cfg.http, pacer):
             pass
     assert pacer.budget is None
 

@@ -1,3 +1,3 @@
 """argparse -> library call -> exit code. ``asyncio.run`` happens only here; environment
-variables are read only here (``cli.options``).
+variables are read only here (``cli.environment``).
 """

@@ -25,6 +25,7 @@ from ..core.schema import masked_set_argument
 from ..errors import BatcherError, UsageError, describe_exception
 from ..report.console import Console
 from . import tools as commands
+from .environment import Environment
 from .fake import add_fake_api_parser, cmd_fake_api
 from .options import add_job_options, read_token
 from .preflight import check_job_outputs, check_outputs, check_state, recorded_input
@@ -71,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.add_argument(
         "--account-id",
-        default=os.environ.get("CLOUDFLARE_ACCOUNT_ID") or None,
+        default=Environment.read().account_id,
         help="account for rows without account_id (env CLOUDFLARE_ACCOUNT_ID); not needed to validate",
     )
     validate.add_argument("--verbose", "-v", action="store_true", help="tracebacks on errors")
@@ -131,6 +132,7 @@ def _config(args: argparse.Namespace, console: Console, *, needs_token: bool) ->
     fields = {k: v for k, v in vars(args).items() if k in JobConfig.__dataclass_fields__}
     fields["rate"] = parse_rate(args.rate)
     fields.setdefault("input", getattr(args, "input", None) or args.state_path or "")
+    fields["budget_path"] = Environment.read().budget_path(getattr(args, "budget_path", None), token.reveal())
     return JobConfig(token=token, **fields)
 
 
@@ -321,11 +323,11 @@ def cmd_rollback(args: argparse.Namespace, argv: Sequence[str]) -> int:
     )
     check_state(args.state_path, must_exist=True)
     console = _console(args)
-    env = os.environ
+    env = Environment.read()
     given = {
-        "base_url": args.base_url or env.get("BATCHER_BASE_URL") or None,
-        "app_id": args.app_id or env.get("BATCHER_APP_ID") or None,
-        "account_id": args.account_id or env.get("CLOUDFLARE_ACCOUNT_ID") or None,
+        "base_url": args.base_url or env.base_url,
+        "app_id": args.app_id or env.app_id,
+        "account_id": args.account_id or env.account_id,
     }
     args.base_url, args.app_id, args.account_id = (
         given["base_url"] or DEFAULT_BASE_URL,

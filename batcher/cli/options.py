@@ -1,10 +1,14 @@
-"""The options shared by ``run``, ``plan`` and ``rollback`` (connection, pacing, state, reports)."""
+"""The options shared by ``run``, ``plan`` and ``rollback`` (connection, pacing, state, reports).
+
+Defaults that come from environment variables are taken from ``cli.environment`` when the
+parser is built (each command's start), never read here directly.
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..core.config import (
@@ -16,12 +20,13 @@ from ..core.config import (
     Secret,
 )
 from ..errors import UsageError
+from .environment import Environment
 from .preflight import finite_float
 
 
 def add_job_options(p: argparse.ArgumentParser, *, with_input: bool = True) -> None:
     """Add the job options to ``p`` (``with_input``: INPUT and the options only run/plan take)."""
-    env = os.environ
+    env = Environment.read()
     if with_input:
         p.add_argument("input", metavar="INPUT", help="a .csv, .jsonl/.ndjson file, or - for JSONL on stdin")
         p.add_argument(
@@ -60,17 +65,17 @@ def add_job_options(p: argparse.ArgumentParser, *, with_input: bool = True) -> N
         )
     p.add_argument(
         "--base-url",
-        default=env.get("BATCHER_BASE_URL") or DEFAULT_BASE_URL,  # set but empty: the default
+        default=env.base_url or DEFAULT_BASE_URL,  # set but empty: the default
         help=f"API base URL (env BATCHER_BASE_URL; default {DEFAULT_BASE_URL})",
     )
     p.add_argument(
         "--app-id",
-        default=env.get("BATCHER_APP_ID") or None,
+        default=env.app_id,
         help="use the /realtime/kit/{app_id}/ path (env BATCHER_APP_ID)",
     )
     p.add_argument(
         "--account-id",
-        default=env.get("CLOUDFLARE_ACCOUNT_ID") or None,
+        default=env.account_id,
         help="account for rows without account_id (env CLOUDFLARE_ACCOUNT_ID)",
     )
     p.add_argument(
@@ -130,9 +135,10 @@ def add_job_options(p: argparse.ArgumentParser, *, with_input: bool = True) -> N
 # --- moved from config (imports: FIXUP) ---
 
 
-def read_token(token_file: str | None, environ: dict[str, str] | None = None) -> tuple[Secret, list[str]]:
-    """The API token from ``--token-file`` or ``CLOUDFLARE_API_TOKEN``, plus warnings."""
-    env = os.environ if environ is None else environ
+def read_token(token_file: str | None, environ: Mapping[str, str] | None = None) -> tuple[Secret, list[str]]:
+    """The API token from ``--token-file`` or ``CLOUDFLARE_API_TOKEN``, plus warnings.
+
+    ``environ``: the variables to read instead of the process's (``Environment.read``)."""
     warnings = []
     if token_file:
         path = Path(token_file)
@@ -144,4 +150,4 @@ def read_token(token_file: str | None, environ: dict[str, str] | None = None) ->
         if mode & (stat.S_IRGRP | stat.S_IROTH):
             warnings.append(f"warning: {token_file} is readable by other users; chmod 600 it")
         return Secret(value), warnings
-    return Secret(env.get("CLOUDFLARE_API_TOKEN", "").strip()), warnings
+    return Secret(Environment.read(environ).api_token), warnings

@@ -9,10 +9,11 @@ job is over and a late signal no longer changes its exit code.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import threading
 from typing import Any
+
+from .environment import Environment
 
 
 def install_signals(control: Any, on_second: Any, on_first: Any = None) -> None:
@@ -56,7 +57,7 @@ def run_async(coro: Any) -> Any:
                     signal.pthread_sigmask(signal.SIG_UNBLOCK, both)
 
     try:
-        if os.environ.get("BATCHER_NO_UVLOOP"):
+        if Environment.read().is_uvloop_off:
             raise ImportError
         import uvloop  # optional: faster event loop when installed
     except ImportError:

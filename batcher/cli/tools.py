@@ -20,6 +20,7 @@ from ..core.config import DEFAULT_BASE_URL, DEFAULT_CONCURRENCY, DEFAULT_MAX_ATT
 from ..core.rows import MASK, validate_body
 from ..core.schema import FIELDS, STORAGE_PATH, closest_path, is_secret_path
 from ..input.source import _cell, unflatten
+from .environment import Environment
 
 EXPORT_EXAMPLES = """examples:
   batcher export --account-id ACCOUNT --app-id APP --out meetings.jsonl
@@ -102,15 +103,15 @@ def _iso(text: str) -> str:
 
 def add_export_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
     """The ``export`` sub-command."""
-    env = os.environ
+    env = Environment.read()
     p = sub.add_parser(
         "export",
         help="list an app's meetings as JSONL (a run input, a fake-api seed and a backup)",
         epilog=EXPORT_EXAMPLES,
         formatter_class=fmt,
     )
-    p.add_argument("--account-id", default=env.get("CLOUDFLARE_ACCOUNT_ID") or None, help="env CLOUDFLARE_ACCOUNT_ID")
-    p.add_argument("--app-id", default=env.get("BATCHER_APP_ID") or None, help="env BATCHER_APP_ID")
+    p.add_argument("--account-id", default=env.account_id, help="env CLOUDFLARE_ACCOUNT_ID")
+    p.add_argument("--app-id", default=env.app_id, help="env BATCHER_APP_ID")
     p.add_argument("--search", help="meetings whose id or title contains this")
     p.add_argument("--status", choices=("ACTIVE", "INACTIVE"), help="only meetings with this status")
     p.add_argument("--since", type=_iso, metavar="ISO", help="created at or after (start_time)")
@@ -121,7 +122,7 @@ def add_export_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
         "--out", default="-", metavar="FILE", help="JSONL output (default stdout); an existing FILE is resumed"
     )
     p.add_argument("--per-page", type=int, default=100, help="meetings asked for per list page (default 100)")
-    p.add_argument("--base-url", default=env.get("BATCHER_BASE_URL") or DEFAULT_BASE_URL, help="env BATCHER_BASE_URL")
+    p.add_argument("--base-url", default=env.base_url or DEFAULT_BASE_URL, help="env BATCHER_BASE_URL")
     p.add_argument(
         "--token-file", metavar="FILE", help="read the API token from FILE (default: env CLOUDFLARE_API_TOKEN)"
     )
@@ -191,6 +192,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         max_attempts=args.max_attempts,
         timeout_s=args.timeout_s,
         insecure=args.insecure,
+        budget_path=Environment.read().budget_path(None, token.reveal()),
     )
     options = ExportOptions(
         search=args.search,

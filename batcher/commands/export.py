@@ -331,9 +331,9 @@ async def export_meetings(
     out = OutFile(options.out_path)
     if out.done:
         console.say("export_resume", f"batcher export: {len(out.done)} meetings already in {out.path}: skipping them")
-    pacer = Pacer(config.rate, control.clock, control.sleep)
+    pacer = Pacer(config.pacing.rate, control.clock, control.sleep)
     try:
-        async with Client(config, pacer, control.sleep, on_retry=console.debug) as client:
+        async with Client(config.http, pacer, control.sleep, on_retry=console.debug) as client:
             exporter = Exporter(config, options, client, out, control, progress)
             try:
                 await exporter.walk()

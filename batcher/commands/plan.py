@@ -33,7 +33,7 @@ from ..input.checks import iter_checked
 from ..input.source import Source
 from ..report.console import Console, Progress
 from ..report.outputs import silence_stdout
-from ..run.announce import say_estimate
+from ..run.announce import count_rows, say_estimate
 from ..run.pool import Control, pump, show_pause
 from ..state.keyset import scratch_keyset
 
@@ -144,9 +144,9 @@ async def plan_job(
                 defer_required=config.mode == "merge",
                 mode=config.mode,
             )
-            say_estimate(console, config, None, is_plan=True, progress=progress)
-            pacer = Pacer(config.rate, control.clock, control.sleep)
-            async with Client(config, pacer, control.sleep, on_retry=console.debug) as planner.client:
+            say_estimate(console, config, count_rows(config), is_plan=True, progress=progress)
+            pacer = Pacer(config.pacing.rate, control.clock, control.sleep)
+            async with Client(config.http, pacer, control.sleep, on_retry=console.debug) as planner.client:
                 await pump(
                     rows, planner.handle, config.concurrency, control, lambda: show_pause(progress, pacer, control)
                 )

@@ -295,10 +295,10 @@ async def rollback_job(
         progress = console.progress(sum(tally[g]["meetings"] for g in GROUPS), label="meetings")
         judged = sum(tally[g]["succeeded"] + tally[g]["unchanged"] for g in GROUPS)
         progress.done = progress.initial = judged
-        pacer = Pacer(config.rate, control.clock, control.sleep)
+        pacer = Pacer(config.pacing.rate, control.clock, control.sleep)
         timeline = Timeline(wall_clock_from(control.clock))
         runs.open_run(store, timeline, "rollback", runs.describe(config))
-        async with Client(config, pacer, control.sleep, on_retry=console.debug, timeline=timeline) as client:
+        async with Client(config.http, pacer, control.sleep, on_retry=console.debug, timeline=timeline) as client:
             rollback = Rollback(config, store, control, progress, client, results, timeline)
             tick = lambda: show_pause(progress, pacer, control)  # noqa: E731
             await pump(rollback_state.todo(store), rollback.handle, config.concurrency, control, tick)

@@ -1,10 +1,19 @@
-"""Job configuration: one frozen value object, its defaults, and the token as a secret."""
+"""Job configuration: one frozen value object, its defaults, and the token as a secret.
+
+``JobConfig`` is what a job is told, flat, as a library user or the command line builds it.
+Each edge of the pipeline gets only its part, as httpx passes ``Timeout`` and ``Limits``:
+``config.pacing`` (the rate promise, the pacer's and the budget's), ``config.http`` (what
+the client needs to reach the API) and ``config.paths`` (the files a job writes). They are
+derived once from the fields, never set on their own, so the flat fields stay the one truth;
+only ``run`` (and its intake) sees the whole ``JobConfig``.
+"""
 
 from __future__ import annotations
 
 import math
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -73,6 +82,52 @@ def parse_rate(text: str | None) -> RateSpec | None:
 
 
 @dataclass(frozen=True)
+class PacingConfig:
+    """How fast requests may start: the pacer's and the shared budget's part of a job."""
+
+    rate: RateSpec | None  # None: no pacing (``--rate none``)
+    max_in_flight: int  # ``--concurrency``: requests under way at once
+    budget_path: str | None  # the token's shared budget file; None: the per-token default
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """What the client needs to reach the API: where, as whom, how long and how often to try."""
+
+    base_url: str
+    app_id: str | None
+    token: Secret
+    timeout_s: float  # one attempt, whole (connect, send, read)
+    max_attempts: int  # per request, the first included
+    max_connections: int  # open connections at most (one per request in flight)
+    is_insecure: bool  # ``--insecure``: TLS certificates not verified
+    budget_path: str | None  # the budget the client attaches to a pacing pacer; None: per-token default
+
+    def meeting_url(self, account_id: str, meeting_id: str) -> str:
+        """The URL of one meeting, each id an encoded path segment.
+
+        Ids are validated before they get here; encoding each one as a single
+        segment (``/``, ``?``, ``#``, ``%`` and ``..`` included) means that even
+        an unvalidated id could not add a segment or a query.
+        """
+        root = self.base_url.rstrip("/")
+        account, meeting = _segment(account_id), _segment(meeting_id)
+        if self.app_id:
+            return f"{root}/accounts/{account}/realtime/kit/{_segment(self.app_id)}/meetings/{meeting}"
+        return f"{root}/accounts/{account}/realtimekit/meetings/{meeting}"
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    """The files a job reads and writes, defaults resolved (``--state``, ``--report``, ...)."""
+
+    state_file: str
+    report_file: str
+    results_path: str | None  # ``-``: stdout; None: no results stream
+    summary_path: str | None
+
+
+@dataclass(frozen=True)
 class JobConfig:
     """Everything a job needs to know, fixed before it starts."""
 
@@ -135,18 +190,35 @@ class JobConfig:
         base = self.input if self.input != "-" else self.state_file
         return f"{base}.failures.jsonl"
 
-    def meeting_url(self, account_id: str, meeting_id: str) -> str:
-        """The URL of one meeting, each id an encoded path segment.
+    # cached_property writes the instance's __dict__ directly, so it works on a frozen dataclass
+    # and is not a field: construction, equality and repr stay the flat fields'.
+    @cached_property
+    def pacing(self) -> PacingConfig:
+        """The pacer's part: the rate, requests in flight, the shared budget file."""
+        return PacingConfig(self.rate, self.concurrency, self.budget_path)
 
-        Ids are validated before they get here; encoding each one as a single
-        segment (``/``, ``?``, ``#``, ``%`` and ``..`` included) means that even
-        an unvalidated id could not add a segment or a query.
-        """
-        root = self.base_url.rstrip("/")
-        account, meeting = _segment(account_id), _segment(meeting_id)
-        if self.app_id:
-            return f"{root}/accounts/{account}/realtime/kit/{_segment(self.app_id)}/meetings/{meeting}"
-        return f"{root}/accounts/{account}/realtimekit/meetings/{meeting}"
+    @cached_property
+    def http(self) -> HttpConfig:
+        """The client's part: base URL, app id, token, timeout, attempts, connections, TLS."""
+        return HttpConfig(
+            self.base_url,
+            self.app_id,
+            self.token,
+            self.timeout_s,
+            self.max_attempts,
+            self.concurrency,
+            self.insecure,
+            self.budget_path,
+        )
+
+    @cached_property
+    def paths(self) -> PathsConfig:
+        """The job's files, defaults resolved: the store's and the outputs' part."""
+        return PathsConfig(self.state_file, self.report_file, self.results_path, self.summary_path)
+
+    def meeting_url(self, account_id: str, meeting_id: str) -> str:
+        """The URL of one meeting (``HttpConfig.meeting_url``)."""
+        return self.http.meeting_url(account_id, meeting_id)
 
 
 _PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9_~-]+")  # what quote() leaves as it is, dots aside

@@ -10,6 +10,9 @@ announced (``Retry-After``, ``Ratelimit: r=0``), live in a small SQLite file:
     --budget-file FILE, else
     $XDG_CACHE_HOME/batcher/budget-<h>.db   (XDG_CACHE_HOME defaults to ~/.cache)
 
+(the command line resolves that default, from the environment it read; a library
+job that names no ``budget_path`` gets ``~/.cache``: this module reads no variable)
+
 where ``<h>`` is the first 16 hex digits of blake2b(token): the file names the
 token without revealing it, and holds no secret. With ``--rate none`` no file
 is opened.
@@ -43,10 +46,9 @@ benchmark's setting) never calls it.
 from __future__ import annotations
 
 import hashlib
-import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ..errors import UsageError
@@ -70,10 +72,14 @@ BUSY_RETRY_S = 0.005
 _GRANT_META = "SELECT key, value FROM meta WHERE key IN ('paused_until', 'server_left', 'server_reset_at')"
 
 
-def default_budget_path(token: str, environ: dict[str, str] | None = None) -> Path:
-    """``$XDG_CACHE_HOME/batcher/budget-<blake2b(token)[:16]>.db`` (``~/.cache`` by default)."""
-    env = os.environ if environ is None else environ
-    cache = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+def default_budget_path(token: str, environ: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_CACHE_HOME/batcher/budget-<blake2b(token)[:16]>.db`` (``~/.cache`` by default).
+
+    ``environ`` is the environment as the command line read it (``cli.environment``: this
+    module never reads the process's own); None, as for a library job that names no
+    ``budget_path``, is an empty one: ``~/.cache``.
+    """
+    cache = (environ or {}).get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     digest = hashlib.blake2b(token.encode(), digest_size=8).hexdigest()
     return Path(cache) / "batcher" / f"budget-{digest}.db"
 

@@ -25,7 +25,7 @@ import orjson
 from yarl import URL
 
 from .._version import __version__
-from ..core.config import JobConfig
+from ..core.config import HttpConfig
 from ..core.redaction import scrub, secret_values
 from ..core.retry import Action, decide, parse_ratelimit, parse_ratelimit_policy, parse_retry_after, parse_x_ratelimit
 from ..core.timings import Timeline
@@ -131,7 +131,7 @@ class Client:
 
     def __init__(
         self,
-        config: JobConfig,
+        config: HttpConfig,
         pacer: Pacer,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
@@ -163,9 +163,9 @@ class Client:
             self._budget = Budget(path, wall_clock_from(self.pacer.clock))
             self.pacer.attach_budget(self._budget)
         connector = aiohttp.TCPConnector(
-            limit=self.config.concurrency,
-            limit_per_host=self.config.concurrency,
-            ssl=not self.config.insecure,
+            limit=self.config.max_connections,
+            limit_per_host=self.config.max_connections,
+            ssl=not self.config.is_insecure,
             ttl_dns_cache=300,
         )
         self._session = aiohttp.ClientSession(

@@ -1,6 +1,8 @@
 """The estimate line said before a job sends anything (rows, requests, time at ``--rate``).
 
-The arithmetic is ``core.estimate``'s; this module counts a file's rows and prints.
+The arithmetic is ``core.estimate``'s; this module prints it for a number of rows its caller
+already knows: ``run`` from its ``Prepared`` counts (pre-flight read the file once), ``plan``
+from ``count_rows`` (a quick scan; plan has no pre-flight).
 """
 
 from __future__ import annotations
@@ -30,14 +32,13 @@ def say_estimate(
     is_plan: bool = False,
     progress: Progress | None = None,
 ) -> None:
-    """Print the estimate to stderr before sending (``rows`` None: count a file input).
+    """Print the estimate to stderr before sending (``rows`` None, as for stdin: nothing to say).
 
     With ``progress``, its ETA is also capped at the rows/s the rate promise allows.
     """
     mode = "plan" if is_plan else config.mode
     if progress is not None and config.rate is not None:
         progress.max_rows_per_s = config.rate.max_requests / config.rate.window_s / REQUESTS_PER_ROW[mode]
-    rows = count_rows(config) if rows is None else rows
     if rows is None:
         return  # stdin: the number of rows is not known before they arrive
     text = estimate_text(mode, rows, config.rate)

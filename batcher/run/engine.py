@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -48,13 +47,13 @@ from ..core.timings import Timeline
 from ..errors import AuthError, HaltError, Interrupted
 from ..http.client import CallResult, Client, wall_clock_from
 from ..http.pacer import Pacer
-from ..input.source import STDIN, Source
+from ..input.source import Source
 from ..report.console import Console, Progress
 from ..report.outputs import ResultsStream, finished_rows_sql, human_summary, summary, write_failure_report
 from ..state import runs
 from ..state.store import Store
 from .announce import say_estimate
-from .intake import Intake, fingerprint
+from .intake import Intake, Prepared
 from .live import publish_live
 from .pool import Control, pump, show_pause
 from .snapshot_commits import SnapshotCommitter
@@ -104,7 +103,6 @@ class Job:
         self.options = Options(allow_credential_reset=config.allow_credential_reset, force=config.force)
         self.snapshots = SnapshotCommitter(store)  # merge mode: snapshots of rows sent together, one commit
         self.intake = Intake(config, store, on_invalid or (lambda err: None), lambda: control.stopping)
-        self.is_stdin = config.input == STDIN
         self.failures_this_run = 0
         self.early_stop = EarlyStop(config)
         self._counted = (0, 0, time.monotonic())  # requests, retries, clock at the last count
@@ -259,20 +257,12 @@ class Job:
 
     # -- the whole job ------------------------------------------------------------
 
-    async def prepare(self) -> None:
-        """Check the state belongs to this job; pre-flight a file into it (in a thread: the loop stays free)."""
-        store, cfg = self.store, self.config
-        salt = store.get_meta("salt")
-        if salt is None:  # the state's own: digests of --set credentials are not comparable across states
-            salt = secrets.token_hex(16)
-            store.set_meta("salt", salt)
-        fp = fingerprint(cfg, salt)
-        if store.check_identity(fp, force=cfg.force):
-            # stdin rows are matched one by one as they stream (row, patch hash): no rebuild
-            if not self.is_stdin:
-                await self._in_thread(self.intake.load_rows, rebuild=not store.is_new)
-            store.set_meta("fingerprint", fp)
+    async def prepare(self) -> Prepared:
+        """The start of the job, once (``Intake.prepare``): the state is this job's, a file is
+        pre-flighted into it (in a thread: the loop stays free), the counts are known."""
+        prepared = await self.intake.prepare(self._in_thread)
         self.is_prepared = True
+        return prepared
 
     async def _in_thread(self, work: Callable[..., Any], **kwargs: Any) -> Any:
         """Run blocking ``work`` in a thread. A cancellation asks it to stop and waits for it:
@@ -295,18 +285,15 @@ class Job:
         cfg = self.config
         started = time.monotonic()
         try:
-            await self.prepare()
+            prepared = await self.prepare()
             runs.open_run(self.store, self.timeline, "run", runs.describe(cfg))  # the state is this job's
             # results of rows committed by an earlier (killed) run, before anything is sent
             self.results.catch_up(self.store.db, finished_rows_sql(self.store, cfg.retry_failed))
             with Source(cfg.input, cfg.input_format, self.stdin, cfg.set_values) as source:
-                if self.is_stdin:
-                    rows: Any = self.intake.rows_from_stdin(source)
-                else:
-                    self.progress.resume(self.store.counts(), self.store.count_todo(cfg.retry_failed))
-                    say_estimate(self.console, cfg, self.progress.total - self.progress.done, progress=self.progress)
-                    rows = self.intake.rows_to_send(source)
-                await pump(rows, self.handle, cfg.concurrency, self.control, on_tick=self.heartbeat)
+                if prepared.counts is not None and prepared.to_send is not None:  # a file: counted
+                    self.progress.resume(prepared.counts, prepared.to_send)
+                    say_estimate(self.console, cfg, prepared.to_send, progress=self.progress)
+                await pump(prepared.rows(source), self.handle, cfg.concurrency, self.control, on_tick=self.heartbeat)
         except BaseException as exc:
             # Cancelled, an edited input (exit 2), a crash: the job stops here, and its rows,
             # failure report and summary are still written before the error goes on.
@@ -368,13 +355,14 @@ async def run_job(
     control = control or Control()
     console = console or Console(quiet=True)
     progress = progress or Progress(console=console)
-    store = Store.open(config.state_file)
+    paths = config.paths  # the store and the outputs get their files, not the job
+    store = Store.open(paths.state_file)
     results: ResultsStream | None = None
     try:
-        results = ResultsStream(config.results_path, on_broken=control.output_lost)
-        pacer = Pacer(config.rate, control.clock, control.sleep)
+        results = ResultsStream(paths.results_path, on_broken=control.output_lost)
+        pacer = Pacer(config.pacing.rate, control.clock, control.sleep)
         timeline = Timeline(wall_clock_from(control.clock))
-        async with Client(config, pacer, control.sleep, on_retry=console.debug, timeline=timeline) as client:
+        async with Client(config.http, pacer, control.sleep, on_retry=console.debug, timeline=timeline) as client:
             job = Job(
                 config,
                 store,

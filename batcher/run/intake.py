@@ -18,6 +18,11 @@ the new row in its place.
 Pre-flight runs in a worker thread (``asyncio.to_thread``) so the event loop
 stays free to see a SIGINT; it checks ``should_stop`` every ``STOP_CHECK_ROWS``
 rows and abandons its one transaction when asked, leaving no half state.
+
+``Intake.prepare`` does all of the start of a job (the state's identity,
+pre-flight, the counts) and returns it as one ``Prepared`` value, computed
+once: the engine, the progress bar and the estimate line read the same counts,
+and no one scans the file again just to count its rows.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+import secrets
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +127,25 @@ def _changed(number: int, what: str) -> InputChangedError:
     )
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """The start of a job, computed once by ``Intake.prepare``: the counts and the rows to send.
+
+    For stdin nothing is counted (rows are known as they stream): ``counts`` and
+    ``to_send`` are None.
+    """
+
+    counts: dict[str, int] | None  # the state's rows per outcome (``Store.counts()``) before sending
+    to_send: int | None  # rows this run sends: the unfinished ones, and failed ones with --retry-failed
+    invalid: int  # invalid rows this run's pre-flight found (0: none ran, the state was already this job's)
+    is_preflighted: bool  # this run (re)recorded the file's rows (a new state, another input, --force)
+    rows: Callable[[Source], Iterator[Any]]  # the rows to send, read from the job's open ``Source``
+
+
+# Runs blocking work off the event loop (``Job._in_thread``): intake itself stays free of asyncio.
+InThread = Callable[..., Awaitable[Any]]
+
+
 class Intake:
     """Pre-flight and the rows to send, for one job."""
 
@@ -135,6 +161,31 @@ class Intake:
         self.on_invalid = on_invalid
         self.should_stop = should_stop
         self.defer = defers_required(config)
+
+    async def prepare(self, in_thread: InThread) -> Prepared:
+        """Check the state belongs to this job; pre-flight a file into it (through ``in_thread``:
+        the loop stays free); count what is to send. Raises what pre-flight raises.
+
+        The state's own salt makes digests of ``--set`` credentials incomparable across states.
+        """
+        store, cfg = self.store, self.config
+        is_stdin = cfg.input == STDIN
+        salt = store.get_meta("salt")
+        if salt is None:
+            salt = secrets.token_hex(16)
+            store.set_meta("salt", salt)
+        fp = fingerprint(cfg, salt)
+        invalid, is_preflighted = 0, False
+        if store.check_identity(fp, force=cfg.force):
+            # stdin rows are matched one by one as they stream (row, patch hash): no rebuild
+            if not is_stdin:
+                invalid = await in_thread(self.load_rows, rebuild=not store.is_new)
+                is_preflighted = True
+            store.set_meta("fingerprint", fp)
+        if is_stdin:
+            return Prepared(None, None, invalid, is_preflighted, self.rows_from_stdin)
+        counts = store.counts()
+        return Prepared(counts, store.count_todo(cfg.retry_failed), invalid, is_preflighted, self.rows_to_send)
 
     def load_rows(self, *, rebuild: bool) -> int:
         """First pass over a file: validate every row into the state (nothing sent yet)."""
