@@ -255,6 +255,6 @@ def _bands(origin: float) -> list[tuple[float, int]]:
 
 
 def load_buckets(rows: Iterable[tuple[int, int, int, bytes]]) -> Iterator[tuple[int, int, int, Bucket]]:
-    """``(run, start, width, Bucket)`` from rows of ``SELECT run, start, width, data FROM timeline``."""
+    """``(run, start, width, Bucket)`` from (run, start, width, data) rows of the state's timeline table."""
     for run, start, width, data in rows:
         yield run, start, width, Bucket.from_json(data)
