@@ -9,6 +9,7 @@ from collections import Counter
 import orjson
 
 from batcher.report.outputs import ResultsStream
+from batcher.state.readers import unwritten_results
 
 from .conftest import write_jsonl
 from .test_cli import kill_at, outcomes, run_cli, start_cli, when_requests_reach
@@ -23,6 +24,11 @@ def _db_with(rows: list[tuple[int, str, str]]) -> sqlite3.Connection:
     return db
 
 
+def _committed(db: sqlite3.Connection):
+    """What the state hands ``catch_up``: committed rows of ``done`` that the file has no line for."""
+    return lambda written: unwritten_results(db, COMMITTED, written)
+
+
 def _lines(path) -> list[dict]:
     return [orjson.loads(line) for line in path.read_bytes().splitlines()]
 
@@ -33,11 +39,11 @@ def test_catch_up_cuts_a_torn_line_and_appends_only_what_is_missing(tmp_path):
     path.write_bytes(present + b'{"row":2,"meeting_id":"m2","acc')  # killed mid-line
     db = _db_with([(1, "m1", "succeeded"), (2, "m2", "succeeded"), (3, "m3", "failed")])
     stream = ResultsStream(str(path))
-    assert stream.catch_up(db, COMMITTED) == 2
+    assert stream.catch_up(_committed(db)) == 2
     stream.close()
     assert [(d["row"], d["outcome"]) for d in _lines(path)] == [(1, "succeeded"), (2, "succeeded"), (3, "failed")]
     again = ResultsStream(str(path))
-    assert again.catch_up(db, COMMITTED) == 0, "nothing twice"
+    assert again.catch_up(_committed(db)) == 0, "nothing twice"
     again.close()
 
 
@@ -46,7 +52,7 @@ def test_a_retried_row_whose_new_outcome_was_lost_gets_its_line(tmp_path):
     path.write_bytes(b'{"row":1,"meeting_id":"m1","account_id":"a","outcome":"failed","status":503,"attempts":5}\n')
     db = _db_with([(1, "m1", "succeeded")])
     stream = ResultsStream(str(path))
-    assert stream.catch_up(db, COMMITTED) == 1
+    assert stream.catch_up(_committed(db)) == 1
     stream.close()
     assert [d["outcome"] for d in _lines(path)] == ["failed", "succeeded"]
 

@@ -56,7 +56,7 @@ def test_a_snapshot_is_found_whatever_case_the_meeting_id_is_spelled_in(tmp_path
         store.mark_write("acct", "abcdef00-0000-4000-8000-00000000000a", "landed")
         store.save_snapshot("acct", "ABCDEF00-0000-4000-8000-00000000000A", 1, {"title": "new"}, {"title": "newer"})
         store.flush()
-        [(before, seq)] = [(b, s.seq) for s in rollback_state.todo(store) for b in [s.before]]
+        [(before, seq)] = [(b, s.seq) for s in rollback_state.todo(store.db) for b in [s.before]]
         assert (before, seq) == ({"title": "orig"}, 2)
     finally:
         store.close()
@@ -201,7 +201,7 @@ async def test_a_rollback_killed_before_its_summary_has_counted_its_requests(ser
         await rollback_job(config(tmp_path, server, src))
     store = Store.open(str(tmp_path / "job.state.db"))
     try:
-        assert rollback_state.stats(store)["requests"] == 6  # a GET and a PUT per meeting
+        assert rollback_state.stats(store.db)["requests"] == 6  # a GET and a PUT per meeting
     finally:
         store.close()
 

@@ -61,7 +61,7 @@ def test_percentile_of_an_empty_histogram_is_none():
 
 def saved(timeline: Timeline) -> dict[float, tuple[int, Bucket]]:
     """What the next group commit writes: start -> (width, bucket)."""
-    return {args[1]: (args[2], Bucket.from_json(args[3])) for _, args in timeline.statements()}
+    return {args[1]: (args[2], Bucket.from_json(args[3])) for args in timeline.changed()}
 
 
 def started_timeline(clock: FakeClock) -> Timeline:
@@ -153,13 +153,13 @@ def test_nothing_is_written_before_the_run_is_opened_and_only_touched_buckets_af
     clock = FakeClock()
     timeline = Timeline(clock)
     timeline.row("succeeded")
-    assert timeline.statements() == []
+    assert timeline.changed() == []
     timeline.start(3)
-    assert [args[:3] for _, args in timeline.statements()] == [(3, T0, 1)]
-    assert timeline.statements() == []  # nothing new
+    assert [args[:3] for args in timeline.changed()] == [(3, T0, 1)]
+    assert timeline.changed() == []  # nothing new
     clock.now += 3
     timeline.row("unchanged")
-    assert [args[:3] for _, args in timeline.statements()] == [(3, T0 + 3, 1)]
+    assert [args[:3] for args in timeline.changed()] == [(3, T0 + 3, 1)]
 
 
 def test_group_commits_rewrite_a_bucket_whole_so_the_state_holds_every_event(tmp_path):
@@ -189,7 +189,7 @@ def test_memory_keeps_only_recent_buckets_and_a_very_late_request_still_counts()
     for i in range(int(3 * HORIZON_S)):  # 45 minutes, one request a second
         clock.now = T0 + i
         timeline.request("GET", timeline.now(), 200, None, False)
-        timeline.statements()
+        timeline.changed()
     assert len(timeline._buckets) <= HORIZON_S / 5 + 20
     timeline.request("PUT", first, None, "timeout", False)  # started 45 minutes ago: its bucket is gone
     [(start, (_, bucket))] = saved(timeline).items()

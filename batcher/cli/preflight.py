@@ -12,19 +12,14 @@ sentence (exit 2); nothing has been created, locked or sent when it is raised.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import os
-import sqlite3
 import stat
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
-import orjson
-
 from ..errors import UsageError
-from ..state.readonly import foreign_tables
+from ..state.readonly import foreign_tables, recorded_fingerprint
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 STDIO = "-"
@@ -158,13 +153,8 @@ def _identities(path: str, *, with_sidecars: bool = False) -> list[Any]:
 def recorded_input(state_path: str) -> str | None:
     """The input file a state's job recorded (None: stdin, no job, or not a state): an output of
     ``report``/``rollback`` must not overwrite it either."""
-    try:
-        uri = Path(state_path).resolve().as_uri() + "?mode=ro"
-        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=1.0)) as db:
-            row = db.execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()
-        path = orjson.loads(row[0]).get("input") if row else None
-    except (sqlite3.Error, orjson.JSONDecodeError, AttributeError, OSError):
-        return None
+    fingerprint = recorded_fingerprint(state_path)
+    path = fingerprint.get("input") if fingerprint else None
     return path if isinstance(path, str) and path != STDIO else None
 
 

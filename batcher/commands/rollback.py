@@ -68,7 +68,6 @@ rollback resumes too.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
 from collections import Counter
@@ -280,7 +279,6 @@ async def rollback_job(
     store = Store.open(config.state_file)
     started = time.monotonic()
     results: ResultsStream | None = None
-    timeline: Timeline | None = None
     try:
         results = ResultsStream(config.results_path)
         fingerprint = store.get_meta("fingerprint")
@@ -288,35 +286,30 @@ async def rollback_job(
         for difference in differences:
             console.say("warning", f"batcher: warning: --force: {difference}")
         config = dataclasses.replace(config, **target)
-        tally = rollback_state.tally(store)
+        tally = rollback_state.tally(store.db)
         if why := no_way_back(fingerprint, sum(t["meetings"] for t in tally.values())):
             raise UsageError(why)
-        results.catch_up(store.db, rollback_state.FINISHED_SQL)
+        results.catch_up(lambda written: rollback_state.finished(store.db, written))
         progress = console.progress(sum(tally[g]["meetings"] for g in GROUPS), label="meetings")
         judged = sum(tally[g]["succeeded"] + tally[g]["unchanged"] for g in GROUPS)
         progress.done = progress.initial = judged
         pacer = Pacer(config.pacing.rate, control.clock, control.sleep)
         timeline = Timeline(wall_clock_from(control.clock))
-        runs.open_run(store, timeline, "rollback", runs.describe(config))
-        async with Client(config.http, pacer, control.sleep, on_retry=console.debug, timeline=timeline) as client:
-            rollback = Rollback(config, store, control, progress, client, results, timeline)
-            tick = lambda: show_pause(progress, pacer, control)  # noqa: E731
-            await pump(rollback_state.todo(store), rollback.handle, config.concurrency, control, tick)
-        progress.close()
-        report_path = config.report_path or f"{config.state_file}.rollback.failures.jsonl"
-        failed = write_report(rollback_state.failures(store), report_path)
-        doc = _summary(store, *rollback.uncounted())
-        if config.summary_path:
-            Path(config.summary_path).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
-        this_run = f"this run: {sum(rollback.counts.values())} meetings judged, {client.stats.requests} requests in {time.monotonic() - started:.1f} s"
-        text = f"{human_summary(doc)}\n  {this_run}\n  report: {report_path}   state: {store.path}"
-        exit_code = control.halt.exit_code if control.halt else 130 if control.interrupted else 1 if failed else 0
-        runs.close_run(store, timeline, exit_code)
-    except BaseException as exc:
-        if timeline is not None:
-            with contextlib.suppress(Exception):
-                runs.close_run(store, timeline, runs.exit_code_of(exc))
-        raise
+        with runs.recording(store, timeline, "rollback", runs.describe(config)) as run:
+            async with Client(config.http, pacer, control.sleep, on_retry=console.debug, timeline=timeline) as client:
+                rollback = Rollback(config, store, control, progress, client, results, timeline)
+                tick = lambda: show_pause(progress, pacer, control)  # noqa: E731
+                await pump(rollback_state.todo(store.db), rollback.handle, config.concurrency, control, tick)
+            progress.close()
+            report_path = config.report_path or f"{config.state_file}.rollback.failures.jsonl"
+            failed = write_report(rollback_state.failures(store.db), report_path)
+            doc = _summary(store, *rollback.uncounted())
+            if config.summary_path:
+                Path(config.summary_path).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+            this_run = f"this run: {sum(rollback.counts.values())} meetings judged, {client.stats.requests} requests in {time.monotonic() - started:.1f} s"
+            text = f"{human_summary(doc)}\n  {this_run}\n  report: {report_path}   state: {store.path}"
+            exit_code = control.halt.exit_code if control.halt else 130 if control.interrupted else 1 if failed else 0
+            run.exit_code = exit_code
     finally:
         if results is not None:
             results.close()
@@ -329,8 +322,8 @@ async def rollback_job(
 def _summary(store: Store, requests: int, retries: int, elapsed_s: float) -> dict[str, Any]:
     """The ``--summary-json`` document: run's keys (meetings instead of rows) plus the split by write outcome."""
     rollback_state.add_stats(store, (requests, retries, elapsed_s))
-    stats = rollback_state.stats(store)
-    tally = rollback_state.tally(store)
+    stats = rollback_state.stats(store.db)
+    tally = rollback_state.tally(store.db)
     by_write = {}
     for group in GROUPS:
         t = tally[group]

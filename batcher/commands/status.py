@@ -22,6 +22,7 @@ from ..core.config import DEFAULT_BASE_URL
 from ..core.estimate import REQUESTS_PER_ROW, duration_text
 from ..core.schema import masked_set_argument
 from ..run.live import LIVE_KEY
+from ..state import readers
 from ..state.readonly import is_alive, is_locked, open_read_only
 
 TOP_MESSAGES = 3
@@ -57,15 +58,11 @@ def read_status(path: str, now: float | None = None) -> dict[str, Any]:
     now = time.time() if now is None else now
     db = open_read_only(path)
     try:
-        meta = {key: orjson.loads(value) for key, value in db.execute("SELECT key, value FROM meta")}
-        counts = dict(db.execute("SELECT outcome, COUNT(*) FROM rows GROUP BY outcome").fetchall())
-        by_error = dict(
-            db.execute("SELECT error, COUNT(*) FROM rows WHERE outcome = 'failed' GROUP BY error ORDER BY 2 DESC")
-        )
+        meta = readers.read_meta(db)
+        counts = readers.outcome_counts(db)
+        by_error = readers.failure_counts(db)
         top: dict[str, list[list[Any]]] = {}
-        for error, message, n in db.execute(
-            "SELECT error, message, COUNT(*) FROM rows WHERE outcome = 'failed' GROUP BY error, message ORDER BY 3 DESC"
-        ):
+        for error, message, n in readers.failure_messages(db):
             if len(top.setdefault(str(error), [])) < TOP_MESSAGES:
                 top[str(error)].append([message, n])
     finally:

@@ -22,8 +22,9 @@ the true sample at that rank (nearest-rank definition), for latencies above
 ``MIN_LATENCY_S``, whatever the number of requests. Histograms are sparse
 (the range of bins hit), so a bucket stays a few hundred bytes however busy.
 
-``statements()`` hands the buckets touched since its last call to
-``Store.flush`` (the engine's group commits): a ``kill -9`` loses only what
+``changed()`` hands the buckets touched since its last call to the state,
+which writes them with each ``Store.flush`` (the engine's group commits; the
+``timeline`` table is the state's: ``state/tables.py``, ``state/runs.py``): a ``kill -9`` loses only what
 happened since the last group commit, and the state grows by at most one row
 per bucket of activity, whatever the request rate: 60 rows an hour once a run
 is six hours old (README, "The HTML report": bytes per hour). Buckets
@@ -53,15 +54,6 @@ PERCENTILE_ERROR = math.sqrt(BIN_RATIO) - 1  # 0.0443: the geometric middle of a
 # earlier still than that (a --timeout over 15 minutes) is counted in the current bucket instead.
 HORIZON_S = 900.0
 _LOG_RATIO = math.log(BIN_RATIO)
-
-TIMELINE_TABLE = """CREATE TABLE IF NOT EXISTS timeline (
-    run INTEGER NOT NULL,            -- runs.id
-    start INTEGER NOT NULL,          -- the bucket's first second (Unix time, UTC)
-    width INTEGER NOT NULL,          -- seconds it covers (grows with the run's age: timeline.WIDTHS)
-    data BLOB NOT NULL,              -- the Bucket as compact JSON (Bucket.to_json)
-    PRIMARY KEY (run, start)
-) WITHOUT ROWID"""
-_SAVE = "INSERT OR REPLACE INTO timeline (run, start, width, data) VALUES (?, ?, ?, ?)"
 
 Clock = Callable[[], float]
 
@@ -163,7 +155,7 @@ class Timeline:
     """One run's buckets in memory, handed to the state with each group commit.
 
     ``start(run_id, origin)`` (called by ``runs.open_run``) fixes the age zero: the job's first run;
-    until then ``statements()`` is empty (nothing is written for a run that
+    until then ``changed()`` is empty (nothing is written for a run that
     never started).
     """
 
@@ -240,14 +232,15 @@ class Timeline:
         if count > 0:
             self._bucket(self.clock()).rows[f"failed:{error}" if outcome == "failed" else outcome] += count
 
-    def statements(self) -> list[tuple[str, tuple[Any, ...]]]:
-        """SQL for the buckets touched since the last call (for ``Store.flush``); old ones leave memory."""
+    def changed(self) -> list[tuple[int, int, int, bytes]]:
+        """(run id, start, width, ``Bucket.to_json``) of each bucket touched since the last call, for the
+        state to write with its next commit; old buckets leave memory."""
         if self.run_id is None or not self._dirty:
             return []
         out = []
         for start in sorted(self._dirty):
             width, bucket = self._buckets[start]
-            out.append((_SAVE, (self.run_id, start, width, bucket.to_json())))
+            out.append((self.run_id, start, width, bucket.to_json()))
         self._dirty.clear()
         oldest = self.clock() - HORIZON_S - MAX_WIDTH_S
         for start in [s for s in self._buckets if s < oldest]:
@@ -262,6 +255,6 @@ def _bands(origin: float) -> list[tuple[float, int]]:
 
 
 def load_buckets(rows: Iterable[tuple[int, int, int, bytes]]) -> Iterator[tuple[int, int, int, Bucket]]:
-    """``(run, start, width, Bucket)`` from rows of ``SELECT run, start, width, data FROM timeline``."""
+    """``(run, start, width, Bucket)`` from (run, start, width, data) rows of the state's timeline table."""
     for run, start, width, data in rows:
         yield run, start, width, Bucket.from_json(data)

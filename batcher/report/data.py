@@ -1,10 +1,11 @@
 """What the HTML report shows, read from a job's state file (read-only; works while the job runs).
 
-Pure reading and arithmetic, no charts: ``read_report(path)`` returns a
-``ReportData`` whose figures tests compare with the state. Times are Unix
-seconds (UTC). Nothing here reads a token or a patch: messages come from the
-rows and rollback tables, which hold them already scrubbed of the token and
-of the row's storage credentials (engine.finish_call, client.scrub).
+Pure arithmetic over what the state's readers return, no charts and no SQL:
+``read_report(path)`` opens the file read-only and returns a ``ReportData``
+whose figures tests compare with the state. Times are Unix seconds (UTC).
+Nothing here shows a token or a patch: messages come from the rows and
+rollback tables, which hold them already scrubbed of the token and of the
+row's storage credentials (engine.finish_call, client.scrub).
 
 Timeline buckets (timeline.py: 1 s to 60 s wide) are merged into display
 intervals of a "nice" width, a multiple of every bucket width, so that a chart
@@ -16,20 +17,20 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
-import orjson
-
-from ..core.timings import Bucket, load_buckets, percentile
+from ..core.timings import Bucket, percentile
 from ..errors import UsageError
+from ..state import readers
 from ..state import rollback_log as rollback_state
+from ..state.readers import AccountOutcome
 from ..state.readonly import foreign_tables, is_locked, open_read_only
-from ..state.runs import RunRecord, read_runs
+from ..state.runs import RunRecord, read_runs, read_timeline
 
 MAX_POINTS = 180
 # each a multiple of every narrower bucket width (timeline.WIDTHS: 1, 5, 30, 60)
@@ -245,52 +246,39 @@ def _by_kind(counts: dict[str, int], failures: list[FailureGroup]) -> list[tuple
     return out
 
 
-def _per_account(db: Any, counts_sql: str, app_id: str | None) -> list[dict[str, Any]]:
-    """Per-account rows from ``counts_sql`` (``account, outcome, n``): the ``TOP_ACCOUNTS`` accounts
-    with the most rows, then one row for all the others (``account_id`` None, ``other_accounts`` set).
+def _per_account(found: tuple[list[AccountOutcome], int], app_id: str | None) -> list[dict[str, Any]]:
+    """Per-account rows from the state's ``(account, outcome, n)`` counts (``readers.accounts_by_outcome``):
+    the ``TOP_ACCOUNTS`` accounts with the most rows, then one row for all the others (``account_id``
+    None, ``other_accounts`` set).
 
     An outcome the report has no column for counts as ``pending`` (not done), never a KeyError.
     """
-    query = (
-        f"WITH t(account, outcome, n) AS ({counts_sql}),"
-        " top(account) AS (SELECT account FROM t GROUP BY account ORDER BY SUM(n) DESC, account LIMIT ?)"
-        " SELECT kept, CASE WHEN kept THEN account END, outcome, SUM(n) FROM"
-        " (SELECT t.*, EXISTS (SELECT 1 FROM top WHERE top.account IS t.account) AS kept FROM t)"
-        " GROUP BY 1, 2, 3 ORDER BY kept DESC, 2"
-    )
+    entries, others = found
     accounts: dict[Any, dict[str, Any]] = {}
-    for kept, account, outcome, n in db.execute(query, (TOP_ACCOUNTS,)):
-        key = ("account", account) if kept else ("other",)
+    for account, is_top, outcome, n in entries:
+        key = ("account", account) if is_top else ("other",)
         entry = accounts.setdefault(
             key, {"account_id": account, "app_id": app_id, "total": 0, **dict.fromkeys(OUTCOME_ORDER, 0)}
         )
         entry[outcome if outcome in OUTCOME_ORDER else "pending"] += n
         entry["total"] += n
     if ("other",) in accounts:
-        (others,) = db.execute(
-            f"WITH t(account, outcome, n) AS ({counts_sql}) SELECT COUNT(*) - ? FROM (SELECT DISTINCT account FROM t)",
-            (TOP_ACCOUNTS,),
-        ).fetchone()
         accounts[("other",)]["other_accounts"] = others
     return list(accounts.values())
 
 
-def _job_outcomes(db: Any, app_id: str | None) -> Outcomes:
+def _job_outcomes(db: sqlite3.Connection, app_id: str | None) -> Outcomes:
     counts = dict.fromkeys(OUTCOME_ORDER, 0)
-    for outcome, n in db.execute("SELECT outcome, COUNT(*) FROM rows GROUP BY outcome"):
+    for outcome, n in readers.outcome_counts(db).items():
         counts[outcome] = counts.get(outcome, 0) + n
-    entries = db.execute(
-        "SELECT row, meeting_id, account_id, error, status, message FROM rows WHERE outcome = 'failed' ORDER BY row"
-    )
-    failures = _failure_groups(entries)
-    accounts = _per_account(db, "SELECT account_id, outcome, COUNT(*) FROM rows GROUP BY 1, 2", app_id)
+    failures = _failure_groups(failure[:6] for failure in readers.failures(db))
+    accounts = _per_account(readers.row_accounts(db, TOP_ACCOUNTS), app_id)
     return Outcomes(counts, _by_kind(counts, failures), failures, accounts)
 
 
-def _rollback_outcomes(db: Any, app_id: str | None) -> Outcomes:
+def _rollback_outcomes(db: sqlite3.Connection, app_id: str | None) -> Outcomes:
     """Meetings judged by rollbacks, for the job's current writes (as rollback's own summary counts them)."""
-    shim = SimpleNamespace(db=db)  # rollback_state reads through store.db only
-    tally = rollback_state.tally(shim)  # type: ignore[arg-type]
+    tally = rollback_state.tally(db)
     counts = dict.fromkeys(OUTCOME_ORDER, 0)
     for group in ("landed", "unknown", "earlier"):
         for key, n in tally[group].items():
@@ -298,21 +286,12 @@ def _rollback_outcomes(db: Any, app_id: str | None) -> Outcomes:
                 continue
             outcome = key if key in ("succeeded", "unchanged") else "pending" if key == "pending" else "failed"
             counts[outcome] += n
-    entries = (entry[:6] for entry in rollback_state.failures(shim))  # type: ignore[arg-type]
-    failures = _failure_groups(entries)
-    # outcome 'restoring': a restoring PUT sent by a rollback stopped before its outcome (pending, as in tally)
-    accounts = _per_account(
-        db,
-        "SELECT s.account_id, CASE WHEN r.seq IS s.seq AND r.outcome != 'restoring' THEN r.outcome"
-        " ELSE 'pending' END, COUNT(*)"
-        " FROM snapshots s LEFT JOIN rollback r USING (account_id, meeting_id)"
-        f" WHERE {rollback_state.JUDGED} GROUP BY 1, 2",
-        app_id,
-    )
+    failures = _failure_groups(failure[:6] for failure in rollback_state.failures(db))
+    accounts = _per_account(rollback_state.accounts(db, TOP_ACCOUNTS), app_id)
     return Outcomes(counts, _by_kind(counts, failures), failures, accounts)
 
 
-def _open_state(path: str) -> Any:
+def _open_state(path: str) -> sqlite3.Connection:
     """The state, read-only; another program's SQLite file is said to be one (as ``run`` says it)."""
     try:
         return open_read_only(path)
@@ -340,19 +319,16 @@ def read_report(path: str, now: float | None = None) -> ReportData:
     now = time.time() if now is None else now
     db = _open_state(path)
     try:
-        meta = {key: orjson.loads(value) for key, value in db.execute("SELECT key, value FROM meta")}
+        meta = readers.read_meta(db)
         job = dict(meta.get("fingerprint") or {})
         job.pop("content", None)  # a digest of the input: nothing a reader can use
         runs = read_runs(db)
-        has_timeline = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'timeline'").fetchone()
-        query = "SELECT run, start, width, data FROM timeline ORDER BY start"
-        rows = db.execute(query).fetchall() if has_timeline else []
         kind_of = {r.id: r.kind for r in runs}
         buckets: dict[str, Buckets] = defaultdict(list)
-        for run_id, start, width, bucket in load_buckets(rows):
+        for run_id, start, width, bucket in read_timeline(db):
             buckets[kind_of.get(run_id, "run")].append((run_id, start, width, bucket))
         outcomes = _job_outcomes(db, job.get("app_id"))
-        has_rollback = any(r.kind == "rollback" for r in runs) or db.execute("SELECT 1 FROM rollback").fetchone()
+        has_rollback = any(r.kind == "rollback" for r in runs) or rollback_state.has_outcomes(db)
         rollback = _rollback_outcomes(db, job.get("app_id")) if has_rollback else None
     finally:
         db.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import os
-import sqlite3
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -17,7 +16,12 @@ from typing import IO, Any
 
 import orjson
 
+from ..state.readers import ResultRecord
 from ..state.store import Store
+
+# The state's finished rows (or meetings) that the results file has no line for: given the
+# (row, meeting_id, outcome) of the lines it holds (Store.finished_rows, rollback_log.finished).
+Unwritten = Callable[[Iterator[tuple[Any, Any, Any]]], Iterable[ResultRecord]]
 
 REPORT_FIELDS = ("row", "meeting_id", "account_id", "error", "status", "message", "attempts", "patch")
 RESULT_FIELDS = ("row", "meeting_id", "account_id", "outcome", "status", "attempts")
@@ -124,43 +128,25 @@ class ResultsStream:
         except BrokenPipeError:
             self._broken()
 
-    def catch_up(self, db: sqlite3.Connection, committed_sql: str) -> int:
+    def catch_up(self, unwritten: Unwritten) -> int:
         """Append the committed outcomes the file has no line for; returns how many.
 
-        ``committed_sql`` selects ``row, meeting_id, account_id, outcome,
-        status, attempts`` (and optionally ``error``) of every committed
-        finished row. A line counts as present when its (row, meeting_id,
-        outcome) matches, so a retried row whose new outcome was lost still
-        gets its line. The keys read from the file go to a temporary SQLite
-        table, not to memory: a million-line file costs no RAM.
+        ``unwritten`` is handed the (row, meeting_id, outcome) of every line
+        already in the file and gives the committed finished rows missing from
+        it, in row order: the state compares the two on disk, not in memory
+        (``readers.unwritten_results``), so a million-line file costs no RAM.
         """
         if self.path is None or self._out is None:
             return 0
         self.flush()
-        db.execute("CREATE TEMP TABLE IF NOT EXISTS results_seen (row INTEGER, meeting_id TEXT, outcome TEXT)")
-        db.execute("DELETE FROM temp.results_seen")
-        batch: list[tuple[Any, ...]] = []
-        for doc in self._read_back():
-            batch.append((doc.get("row"), doc.get("meeting_id"), doc.get("outcome")))
-            if len(batch) >= 10000:
-                db.executemany("INSERT INTO temp.results_seen VALUES (?, ?, ?)", batch)
-                batch.clear()
-        db.executemany("INSERT INTO temp.results_seen VALUES (?, ?, ?)", batch)
-        db.execute("CREATE INDEX IF NOT EXISTS temp.results_seen_row ON results_seen (row)")
+        written = ((doc.get("row"), doc.get("meeting_id"), doc.get("outcome")) for doc in self._read_back())
         count = 0
-        cursor = db.execute(
-            f"SELECT * FROM ({committed_sql}) AS c WHERE NOT EXISTS (SELECT 1 FROM temp.results_seen AS s"
-            " WHERE s.row = c.row AND s.meeting_id IS c.meeting_id AND s.outcome = c.outcome) ORDER BY c.row"
-        )
-        names = [d[0] for d in cursor.description]
-        for values in cursor:
-            doc = dict(zip(names, values, strict=True))
-            self._lines.append(_result_line(**doc))
+        for record in unwritten(written):
+            self._lines.append(_result_line(*record))
             count += 1
             if len(self._lines) >= 1000:
                 self.flush()
         self.flush()
-        db.execute("DROP TABLE temp.results_seen")
         return count
 
     def _read_back(self) -> Iterator[dict[str, Any]]:
@@ -227,14 +213,6 @@ def _result_line(
     if error is not None:
         doc["error"] = error  # rollback lines say why a meeting was not restored
     return orjson.dumps(doc) + b"\n"
-
-
-def finished_rows_sql(store: Store, retry_failed: bool) -> str:
-    """SQL for ``catch_up`` in ``run``: rows whose outcome is committed and that this run will not send again."""
-    return (
-        "SELECT row, meeting_id, account_id, outcome, status, attempts FROM rows"
-        f" WHERE outcome IN ('succeeded', 'unchanged', 'failed') AND NOT {store._todo_where(retry_failed)}"
-    )
 
 
 def summary(store: Store, totals: dict[str, float]) -> dict[str, Any]:

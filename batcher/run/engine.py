@@ -49,7 +49,7 @@ from ..http.client import CallResult, Client, wall_clock_from
 from ..http.pacer import Pacer
 from ..input.source import Source
 from ..report.console import Console, Progress
-from ..report.outputs import ResultsStream, finished_rows_sql, human_summary, summary, write_failure_report
+from ..report.outputs import ResultsStream, human_summary, summary, write_failure_report
 from ..state import runs
 from ..state.store import Store
 from .announce import say_estimate
@@ -282,13 +282,19 @@ class Job:
         Cancelling it is a stop: workers are cancelled, unfinished rows become
         ``skipped``, state and counters are saved, then the cancellation goes on.
         """
+        # The run is recorded once the state is known to be this job's (after prepare), and its end
+        # is written after the wrap-up, once, however ``_run`` ends (runs.recording).
+        with contextlib.ExitStack() as recorded:
+            return await self._run(recorded)
+
+    async def _run(self, recorded: contextlib.ExitStack) -> JobResult:
         cfg = self.config
         started = time.monotonic()
         try:
             prepared = await self.prepare()
-            runs.open_run(self.store, self.timeline, "run", runs.describe(cfg))  # the state is this job's
+            run = recorded.enter_context(runs.recording(self.store, self.timeline, "run", runs.describe(cfg)))
             # results of rows committed by an earlier (killed) run, before anything is sent
-            self.results.catch_up(self.store.db, finished_rows_sql(self.store, cfg.retry_failed))
+            self.results.catch_up(lambda written: self.store.finished_rows(cfg.retry_failed, written))
             with Source(cfg.input, cfg.input_format, self.stdin, cfg.set_values) as source:
                 if prepared.counts is not None and prepared.to_send is not None:  # a file: counted
                     self.progress.resume(prepared.counts, prepared.to_send)
@@ -302,14 +308,12 @@ class Job:
             if self.is_prepared and not self.store.is_closed:
                 with contextlib.suppress(Exception):
                     self.wrap_up(started)
-                with contextlib.suppress(Exception):
-                    runs.close_run(self.store, self.timeline, runs.exit_code_of(exc))
             raise
         finally:
             if not self.store.is_closed:
                 self.count_requests()
         result = self.wrap_up(started)
-        runs.close_run(self.store, self.timeline, result.exit_code)
+        run.exit_code = result.exit_code
         return result
 
     def wrap_up(self, started: float) -> JobResult:

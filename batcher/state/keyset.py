@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from . import tables
+
 
 class KeySet:
     """Duplicate detection in SQLite, so memory stays flat at any input size."""
@@ -37,6 +39,6 @@ def scratch_keyset() -> KeySet:
     """A KeySet in a temporary on-disk database, for jobs with no state file (``plan``, ``validate -``)."""
     db = sqlite3.connect("", isolation_level=None)
     db.execute("PRAGMA journal_mode=OFF")
-    db.execute("CREATE TABLE keys (key BLOB PRIMARY KEY, row INTEGER NOT NULL) WITHOUT ROWID")
+    db.execute(tables.KEYS)
     db.execute("BEGIN")
     return KeySet(db)

@@ -2,7 +2,8 @@
 
 ``status`` and the HTML report open a state while a job may be writing it: in WAL mode a
 reader never blocks the writer. Whether a job runs is whether a process holds the state's lock
-(a pid can be reused after kill -9; a lock cannot).
+(a pid can be reused after kill -9; a lock cannot). A reader cannot migrate a file: it reads an
+older one as it is (``readers``) and refuses one from a newer batcher (``tables.version_of``).
 """
 
 from __future__ import annotations
@@ -11,9 +12,14 @@ import fcntl
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
+import orjson
+
 from ..errors import UsageError
+from . import tables
+from .readers import meta_value
 
 
 def foreign_tables(path: str) -> list[str]:
@@ -30,7 +36,19 @@ def foreign_tables(path: str) -> list[str]:
     return [] if not names or "meta" in names else sorted(names)
 
 
-# --- moved from status (imports: FIXUP) ---
+def recorded_fingerprint(path: str) -> dict[str, Any] | None:
+    """The identity a state's job recorded (its input, mode, target...), or None: no job yet, not
+    a state file, or unreadable. Never raises: callers only use it to check paths before a job."""
+    try:
+        uri = Path(path).resolve().as_uri() + "?mode=ro"
+        db = sqlite3.connect(uri, uri=True, timeout=1.0)
+        try:
+            fingerprint = meta_value(db, "fingerprint")
+        finally:
+            db.close()
+    except (sqlite3.Error, orjson.JSONDecodeError, OSError):
+        return None
+    return fingerprint if isinstance(fingerprint, dict) else None
 
 
 def open_read_only(path: str) -> sqlite3.Connection:
@@ -43,7 +61,12 @@ def open_read_only(path: str) -> sqlite3.Connection:
     uri = Path(path).resolve().as_uri() + ("?mode=ro" if os.path.exists(path + "-wal") else "?mode=ro&immutable=1")
     try:
         db = sqlite3.connect(uri, uri=True, timeout=1.0)
-        db.execute("SELECT 1 FROM meta LIMIT 1")
+        try:
+            db.execute("SELECT 1 FROM meta LIMIT 1")
+            tables.version_of(db, path)  # a newer batcher's state is not half understood
+        except BaseException:
+            db.close()
+            raise
     except sqlite3.Error as exc:
         if os.path.getsize(path) == 0 or "no such table" in str(exc):
             raise UsageError(f"{path} holds no job yet (one may be starting: try again in a moment)") from None

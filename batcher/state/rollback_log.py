@@ -4,14 +4,18 @@ The ``snapshots`` table is written by the engine (``Store.save_snapshot``,
 ``Store.mark_write``); the ``rollback`` table only by rollback, one row per
 meeting with the snapshot ``seq`` it judged. An outcome counts for that seq
 only: once the job writes the meeting again, the meeting is judged afresh.
+Readers take a connection (``readers``: the report reads them read-only);
+writers take the ``Store`` that holds the file's lock.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
+from .readers import AccountOutcome, Failure, ResultRecord, accounts_by_outcome, meta_value, unwritten_results
 from .snapshots import _unpack
 from .store import Store
 
@@ -22,8 +26,8 @@ _STATS_KEY = "rollback_stats"
 # first before-state and landed_after holds that earlier write, so the meeting must be read.
 JUDGED = "(s.write_state != 'failed' OR s.maybe_landed)"
 
-# Committed rollback outcomes of the job's current writes, as results lines (see ResultsStream.catch_up).
-FINISHED_SQL = (
+# Committed rollback outcomes of the job's current writes, as results lines (see ``finished``).
+_FINISHED = (
     "SELECT s.row AS row, r.meeting_id AS meeting_id, r.account_id AS account_id, r.outcome AS outcome,"
     " r.status AS status, r.attempts AS attempts, r.error AS error"
     " FROM rollback r JOIN snapshots s USING (account_id, meeting_id)"
@@ -45,7 +49,7 @@ class SnapshotRecord(NamedTuple):
     restoring: bool = False  # an earlier rollback's restoring PUT may have landed (stopped, or outcome unknown)
 
 
-def todo(store: Store, chunk: int = 1000) -> Iterator[SnapshotRecord]:
+def todo(db: sqlite3.Connection, chunk: int = 1000) -> Iterator[SnapshotRecord]:
     """Snapshots a rollback must judge now, in chunks (memory stays flat).
 
     Every meeting whose latest job write landed or may have landed
@@ -57,7 +61,7 @@ def todo(store: Store, chunk: int = 1000) -> Iterator[SnapshotRecord]:
     """
     last = 0
     while True:
-        batch = store.db.execute(
+        batch = db.execute(
             "SELECT s.rowid, s.account_id, s.meeting_id, s.row, s.before, s.after, s.write_state, s.seq,"
             " s.landed_after, r.seq = s.seq AND (r.outcome = 'restoring' OR r.error = 'unknown_outcome')"
             " FROM snapshots s LEFT JOIN rollback r USING (account_id, meeting_id)"
@@ -107,9 +111,9 @@ def record(
     store.db.execute("COMMIT")
 
 
-def stats(store: Store) -> dict[str, Any]:
+def stats(db: sqlite3.Connection) -> dict[str, Any]:
     """Requests, retries and elapsed seconds over every rollback of the job (killed ones included)."""
-    return store.get_meta(_STATS_KEY, {"requests": 0, "retries": 0, "elapsed_s": 0.0})
+    return meta_value(db, _STATS_KEY, {"requests": 0, "retries": 0, "elapsed_s": 0.0})
 
 
 def add_stats(store: Store, counters: tuple[int, int, float]) -> None:
@@ -117,7 +121,7 @@ def add_stats(store: Store, counters: tuple[int, int, float]) -> None:
     requests, retries, elapsed_s = counters
     if not (requests or retries or elapsed_s):
         return
-    total = stats(store)
+    total = stats(store.db)
     store.set_meta(
         _STATS_KEY,
         {
@@ -128,7 +132,7 @@ def add_stats(store: Store, counters: tuple[int, int, float]) -> None:
     )
 
 
-def tally(store: Store) -> dict[str, Counter[str]]:
+def tally(db: sqlite3.Connection) -> dict[str, Counter[str]]:
     """What rollbacks found for the job's current writes, by write_state class.
 
     ``{"landed", "unknown", "earlier", "failed"}`` to Counters: each Counter
@@ -147,7 +151,7 @@ def tally(store: Store) -> dict[str, Counter[str]]:
         "earlier": Counter(),
         "failed": Counter(),
     }
-    for write_state, judged, n in store.db.execute(
+    for write_state, judged, n in db.execute(
         "SELECT CASE WHEN s.write_state = 'failed' AND s.maybe_landed THEN 'earlier' ELSE s.write_state END,"
         " CASE WHEN r.seq IS s.seq AND r.outcome != 'restoring' THEN COALESCE(r.error, r.outcome) ELSE 'pending' END,"
         " COUNT(*)"
@@ -160,16 +164,42 @@ def tally(store: Store) -> dict[str, Counter[str]]:
     return out
 
 
-def failures(store: Store) -> Iterator[tuple[Any, ...]]:
+def failures(db: sqlite3.Connection) -> Iterator[Failure]:
     """Report entries ``(row, meeting_id, account_id, error, status, message, attempts, None)`` of failed outcomes.
 
     Only outcomes for the job's current writes (same seq), never a snapshot
     whose only write failed. The last field is the report's ``patch``: rollback
     sends a before-document, not a patch.
     """
-    for entry in store.db.execute(
+    for entry in db.execute(
         "SELECT s.row, r.meeting_id, r.account_id, r.error, r.status, r.message, r.attempts"
         " FROM rollback r JOIN snapshots s USING (account_id, meeting_id)"
         f" WHERE r.outcome = 'failed' AND r.seq = s.seq AND {JUDGED} ORDER BY s.row"
     ):
-        yield (*entry, None)
+        yield Failure(*entry, None)
+
+
+def finished(db: sqlite3.Connection, written: Iterable[tuple[Any, Any, Any]] = ()) -> Iterator[ResultRecord]:
+    """Result lines of the committed rollback outcomes of the job's current writes, except those
+    ``written`` already names by (row, meeting_id, outcome) (``readers.unwritten_results``)."""
+    return unwritten_results(db, _FINISHED, written)
+
+
+def has_outcomes(db: sqlite3.Connection) -> bool:
+    """Whether any rollback outcome was ever recorded."""
+    return db.execute("SELECT 1 FROM rollback LIMIT 1").fetchone() is not None
+
+
+def accounts(db: sqlite3.Connection, top: int) -> tuple[list[AccountOutcome], int]:
+    """Judged meetings per account and outcome for the job's current writes (``accounts_by_outcome``).
+
+    A meeting not judged at its current seq, or whose restoring PUT was sent by a rollback stopped
+    before its outcome (``restoring``), is ``pending``, as in ``tally``.
+    """
+    counts_sql = (
+        "SELECT s.account_id, CASE WHEN r.seq IS s.seq AND r.outcome != 'restoring' THEN r.outcome"
+        " ELSE 'pending' END, COUNT(*)"
+        " FROM snapshots s LEFT JOIN rollback r USING (account_id, meeting_id)"
+        f" WHERE {JUDGED} GROUP BY 1, 2"
+    )
+    return accounts_by_outcome(db, counts_sql, top)

@@ -2,8 +2,12 @@
 
 A run is written when it starts (after the state was found to be this job's)
 and again when it ends, with its exit code, in the same transaction as its last
-timeline buckets. A run killed with ``kill -9`` (or a power cut) never writes
-its end: the report shows it as "killed / unknown" once its process is gone.
+timeline buckets: ``with recording(store, timeline, "run", options) as run:``
+does both, and writes the end exactly once on every way out of its body (the
+exit code the body set, or the one the escaping exception maps to). A run killed
+with ``kill -9`` (or a power cut) never writes its end: the report shows it as
+"killed / unknown" once its process is gone. The run's timeline buckets ride on
+every commit of the store from its start (``Store.flush_extras``).
 
 What a run was told is kept (rate, concurrency, retries...): never the token,
 and a ``--set`` credential only as ``***``.
@@ -12,8 +16,11 @@ and a ``--set`` credential only as ``***``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import orjson
@@ -21,19 +28,12 @@ import orjson
 from .._version import __version__
 from ..core.config import JobConfig
 from ..core.schema import masked_set_argument
-from ..core.timings import TIMELINE_TABLE, Timeline
+from ..core.timings import Bucket, Timeline, load_buckets
 from ..errors import BatcherError
+from .readers import has_table
 from .store import Store
 
-RUNS_TABLE = """CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL,              -- run | rollback
-    started REAL NOT NULL,           -- Unix time (UTC)
-    ended REAL,                      -- NULL: still running, or killed before it could say
-    exit_code INTEGER,
-    pid INTEGER,
-    options TEXT NOT NULL            -- JSON: what this run was told (no token, no secrets)
-)"""
+_SAVE_BUCKET = "INSERT OR REPLACE INTO timeline (run, start, width, data) VALUES (?, ?, ?, ?)"
 
 
 class RunRecord(NamedTuple):
@@ -79,8 +79,6 @@ def open_run(store: Store, timeline: Timeline, kind: str, options: dict[str, Any
     """Record the start of a run (committed at once), point ``timeline`` at it and have every commit of
     ``store`` carry its buckets from now on; returns the run's id."""
     db = store.db
-    db.execute(RUNS_TABLE)
-    db.execute(TIMELINE_TABLE)
     cur = db.execute(
         "INSERT INTO runs (kind, started, pid, options) VALUES (?, ?, ?, ?)",
         (kind, timeline.now(), os.getpid(), orjson.dumps(options).decode()),
@@ -88,7 +86,7 @@ def open_run(store: Store, timeline: Timeline, kind: str, options: dict[str, Any
     run_id: int = cur.lastrowid  # type: ignore[assignment]
     (first,) = db.execute("SELECT MIN(started) FROM runs WHERE kind = ?", (kind,)).fetchone()
     timeline.start(run_id, first)  # bucket widths follow the job's age, not this run's
-    store.flush_extras.append(timeline.statements)
+    store.flush_extras.append(lambda: [(_SAVE_BUCKET, bucket) for bucket in timeline.changed()])
     return run_id
 
 
@@ -97,6 +95,33 @@ def close_run(store: Store, timeline: Timeline, exit_code: int) -> None:
     if timeline.run_id is not None:
         end = ("UPDATE runs SET ended = ?, exit_code = ? WHERE id = ?", (timeline.now(), exit_code, timeline.run_id))
         store.flush(end)  # with the timeline's last buckets (Store.flush_extras)
+
+
+@dataclass(slots=True)
+class Run:
+    """The run ``recording`` opened: its id, and the exit code its end will record."""
+
+    id: int
+    exit_code: int = 0  # set by the body before it ends normally; an escaping exception decides instead
+
+
+@contextlib.contextmanager
+def recording(store: Store, timeline: Timeline, kind: str, options: dict[str, Any]) -> Iterator[Run]:
+    """Record a run of ``kind`` (``open_run``) for the body of the ``with``, and its end once, on every path.
+
+    A normal end records ``run.exit_code``; an exception (a halt, ``Interrupted``,
+    a cancellation, ``KeyboardInterrupt``, a crash) records the code it maps to
+    (``exit_code_of``) and goes on: a failure to write that end is not allowed to hide it.
+    """
+    run = Run(open_run(store, timeline, kind, options))
+    try:
+        yield run
+    except BaseException as exc:
+        if not store.is_closed:
+            with contextlib.suppress(Exception):
+                close_run(store, timeline, exit_code_of(exc))
+        raise
+    close_run(store, timeline, run.exit_code)
 
 
 def exit_code_of(exc: BaseException) -> int:
@@ -110,7 +135,7 @@ def exit_code_of(exc: BaseException) -> int:
 
 def read_runs(db: sqlite3.Connection) -> list[RunRecord]:
     """Every run of the job, oldest first (empty for a state from before runs were kept)."""
-    if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone():
+    if not has_table(db, "runs"):
         return []
     return [
         RunRecord(id, kind, started, ended, code, pid, orjson.loads(options))
@@ -118,3 +143,11 @@ def read_runs(db: sqlite3.Connection) -> list[RunRecord]:
             "SELECT id, kind, started, ended, exit_code, pid, options FROM runs ORDER BY id"
         )
     ]
+
+
+def read_timeline(db: sqlite3.Connection) -> list[tuple[int, int, int, Bucket]]:
+    """Every timeline bucket of the job as (run id, start, width, bucket), by start (empty for a
+    state from before runs were kept)."""
+    if not has_table(db, "timeline"):
+        return []
+    return list(load_buckets(db.execute("SELECT run, start, width, data FROM timeline ORDER BY start").fetchall()))

@@ -5,7 +5,8 @@ job's first write that may have landed), ``after`` (the latest write),
 ``write_state`` of that latest write, ``maybe_landed`` (sticky: some write of
 the job landed or may have), ``landed_after`` (the last write that landed or
 may have, kept when a newer write fails) and ``seq``. Meeting ids compare
-ignoring case, as duplicates in the input do. ``rollback_state.py`` reads it.
+ignoring case, as duplicates in the input do. ``rollback_log.py`` reads it; the table and its
+indexes are declared in ``tables.py`` (which also brings an older file's table up to date).
 """
 
 from __future__ import annotations
@@ -26,24 +27,6 @@ def _pack(document: dict[str, Any]) -> bytes:
 
 def _unpack(blob: bytes) -> dict[str, Any]:
     return orjson.loads(zlib.decompress(blob))
-
-
-def _migrate(db: sqlite3.Connection) -> None:
-    """Bring a snapshots table from an older batcher up to date (new columns only).
-
-    An old file cannot say which earlier write failed, so every snapshot that
-    may hold a landed write of the job (any but a lone failed one) counts as
-    ``maybe_landed``; ``landed_after`` is then the latest write when it may have landed.
-    """
-    columns = {name for _cid, name, *_ in db.execute("PRAGMA table_info(snapshots)")}
-    if not columns or "maybe_landed" in columns:
-        return
-    db.execute("BEGIN")
-    db.execute("ALTER TABLE snapshots ADD COLUMN maybe_landed INTEGER NOT NULL DEFAULT 0")
-    db.execute("ALTER TABLE snapshots ADD COLUMN landed_after BLOB")
-    db.execute("UPDATE snapshots SET maybe_landed = 1 WHERE write_state != 'failed' OR seq > 1")
-    db.execute("UPDATE snapshots SET landed_after = after WHERE write_state != 'failed'")
-    db.execute("COMMIT")
 
 
 # The job's writes of one meeting: ids compare ignoring case (as duplicates in the input do),

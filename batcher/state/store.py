@@ -25,54 +25,17 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any, NamedTuple
+from typing import IO, Any
 
 import orjson
 
 from ..errors import StateLockedError, StateMismatchError
+from . import readers, tables
 from .keyset import KeySet
-from .snapshots import _MARK_WRITE, SnapshotsMixin, _migrate, _unpack  # noqa: F401 - _unpack: rollback_state's
+from .readers import OUTCOMES, Failure, ResultRecord
+from .snapshots import _MARK_WRITE, SnapshotsMixin
 
-__all__ = ["Failure", "RowRecord", "Store"]
-
-OUTCOMES = ("succeeded", "unchanged", "failed", "skipped")
-
-_ROWS_TABLE = """
-CREATE TABLE IF NOT EXISTS rows (
-    row INTEGER PRIMARY KEY,
-    account_id TEXT,
-    meeting_id TEXT,
-    patch_hash BLOB,
-    outcome TEXT NOT NULL,           -- pending | succeeded | unchanged | failed | skipped
-    error TEXT, status INTEGER, message TEXT, attempts INTEGER,
-    patch TEXT                       -- redacted, failed rows only
-)"""
-
-_SCHEMA = (
-    _ROWS_TABLE
-    + """;
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS keys (key BLOB PRIMARY KEY, row INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS snapshots (
-    account_id TEXT NOT NULL, meeting_id TEXT NOT NULL, row INTEGER,
-    before BLOB NOT NULL,            -- the meeting before the job (as GET showed it), zlib'd JSON
-    after BLOB NOT NULL,             -- what the job PUT, credentials as "***", zlib'd JSON
-    write_state TEXT NOT NULL DEFAULT 'pending',  -- pending | landed | unknown | failed: did the job's last write land?
-    seq INTEGER NOT NULL DEFAULT 0,  -- bumped by every save_snapshot: which write of the job this is
-    maybe_landed INTEGER NOT NULL DEFAULT 0,  -- sticky: some write of the job landed, or may have
-    landed_after BLOB,               -- the last write that landed or may have (zlib'd JSON, credentials "***")
-    PRIMARY KEY (account_id, meeting_id)
-);
-CREATE INDEX IF NOT EXISTS snapshots_row ON snapshots (row);
-CREATE INDEX IF NOT EXISTS snapshots_key ON snapshots (account_id, lower(meeting_id));
-CREATE TABLE IF NOT EXISTS rollback (
-    account_id TEXT NOT NULL, meeting_id TEXT NOT NULL,
-    outcome TEXT NOT NULL, error TEXT, status INTEGER, message TEXT, attempts INTEGER,
-    seq INTEGER NOT NULL DEFAULT 0,  -- the snapshots.seq this rollback outcome judged
-    PRIMARY KEY (account_id, meeting_id)
-);
-"""
-)
+__all__ = ["OUTCOMES", "Failure", "RowRecord", "Store"]
 
 
 @dataclass(slots=True)
@@ -87,19 +50,6 @@ class RowRecord:
     error: str | None = None
     message: str | None = None
     patch: str | None = None  # redacted JSON, failed rows only
-
-
-class Failure(NamedTuple):
-    """One failed row, as the failure report shows it."""
-
-    row: int
-    meeting_id: str | None
-    account_id: str | None
-    error: str | None
-    status: int | None
-    message: str | None
-    attempts: int | None
-    patch: str | None  # redacted JSON
 
 
 _STATS_KEY = "run_stats"
@@ -127,7 +77,8 @@ class Store(SnapshotsMixin):
 
     @classmethod
     def open(cls, path: str) -> Store:
-        """Open (or create) the state file and take its lock."""
+        """Open (or create) the state file, take its lock and bring it to the current schema
+        (``tables.migrate``); a file from a newer batcher is refused (``StateMismatchError``)."""
         is_new = not os.path.exists(path)
         lock = open(path, "ab")  # noqa: SIM115 - held for the Store's life
         try:
@@ -140,10 +91,10 @@ class Store(SnapshotsMixin):
         db = None
         try:
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            version = tables.version_of(db, path)  # a newer batcher's file is refused before anything is written
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            _migrate(db)
-            db.executescript(_SCHEMA)
+            tables.migrate(db, version)
         except BaseException:
             # a corrupt or unreadable file: release what was taken before saying so
             if db is not None:
@@ -171,8 +122,7 @@ class Store(SnapshotsMixin):
 
     def get_meta(self, key: str, default: Any = None) -> Any:
         """A value from the meta table (JSON-decoded)."""
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return orjson.loads(row[0]) if row else default
+        return readers.meta_value(self.db, key, default)
 
     def set_meta(self, key: str, value: Any) -> None:
         """Store a JSON value in the meta table."""
@@ -218,9 +168,9 @@ class Store(SnapshotsMixin):
         """
         self.db.execute("DROP TABLE IF EXISTS rows_old")
         self.db.execute("ALTER TABLE rows RENAME TO rows_old")
-        self.db.execute(_ROWS_TABLE)
+        self.db.execute(tables.ROWS)
         self.db.execute("DELETE FROM keys")
-        self.db.execute("CREATE INDEX IF NOT EXISTS rows_old_meeting ON rows_old (meeting_id)")
+        self.db.execute(tables.ROWS_OLD_MEETING)
 
     def carry_over(self) -> int:
         """After a rebuild: rows whose (account, meeting, patch) was already done stay done."""
@@ -255,17 +205,9 @@ class Store(SnapshotsMixin):
         ).fetchone()
         return RowRecord(*found) if found else None
 
-    @staticmethod
-    def _todo_where(retry_failed: bool) -> str:
-        # failed rows come back with --retry-failed (never invalid ones: the input
-        # is the same, so they would fail the same way) and always when the job
-        # halted on a bad token (auth): that failure was the job's, not the row's.
-        retry = " OR error != 'invalid'" if retry_failed else ""
-        return f"(outcome IN ('pending', 'skipped') OR (outcome = 'failed' AND (error = 'auth'{retry})))"
-
     def count_todo(self, retry_failed: bool) -> int:
         """How many rows a run would send."""
-        return self.db.execute(f"SELECT COUNT(*) FROM rows WHERE {self._todo_where(retry_failed)}").fetchone()[0]
+        return self.db.execute(f"SELECT COUNT(*) FROM rows WHERE {_todo_where(retry_failed)}").fetchone()[0]
 
     def todo_rows(self, retry_failed: bool, chunk: int = 4096) -> Iterator[RowRecord]:
         """Rows still to send, ascending, read in chunks (memory stays flat).
@@ -273,7 +215,7 @@ class Store(SnapshotsMixin):
         Only what identifies a row is read (number, account, meeting, patch hash):
         the send pass compares each row it sends with it.
         """
-        where = self._todo_where(retry_failed)
+        where = _todo_where(retry_failed)
         last = 0
         while True:
             batch = self.db.execute(
@@ -362,20 +304,20 @@ class Store(SnapshotsMixin):
 
     def counts(self) -> dict[str, int]:
         """Rows per outcome over the whole job (pending counts as skipped)."""
-        out = dict.fromkeys(OUTCOMES, 0)
-        for outcome, n in self.db.execute("SELECT outcome, COUNT(*) FROM rows GROUP BY outcome"):
-            key = "skipped" if outcome == "pending" else outcome
-            out[key] = out.get(key, 0) + n
-        out["total"] = sum(out[o] for o in OUTCOMES)
-        return out
+        return readers.counts(self.db)
 
     def failures(self) -> Iterator[Failure]:
         """Every failed row of the job, in row order."""
-        for found in self.db.execute(
-            "SELECT row, meeting_id, account_id, error, status, message, attempts, patch"
-            " FROM rows WHERE outcome = 'failed' ORDER BY row"
-        ):
-            yield Failure(*found)
+        return readers.failures(self.db)
+
+    def finished_rows(self, retry_failed: bool, written: Iterable[tuple[Any, Any, Any]] = ()) -> Iterator[ResultRecord]:
+        """Result lines of the rows whose outcome is committed and that this run will not send again,
+        except those ``written`` already names by (row, meeting_id, outcome) (``readers.unwritten_results``)."""
+        finished = (
+            "SELECT row, meeting_id, account_id, outcome, status, attempts FROM rows"
+            f" WHERE outcome IN ('succeeded', 'unchanged', 'failed') AND NOT {_todo_where(retry_failed)}"
+        )
+        return readers.unwritten_results(self.db, finished, written)
 
     def run_stats(self) -> dict[str, Any]:
         """The job's committed request counters over every run (killed ones included)."""
@@ -389,3 +331,11 @@ class Store(SnapshotsMixin):
         total["last_run_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.set_meta(_STATS_KEY, total)
         return total
+
+
+def _todo_where(retry_failed: bool) -> str:
+    """The rows a run sends: failed rows come back with --retry-failed (never invalid ones: the
+    input is the same, so they would fail the same way) and always when the job halted on a bad
+    token (auth): that failure was the job's, not the row's."""
+    retry = " OR error != 'invalid'" if retry_failed else ""
+    return f"(outcome IN ('pending', 'skipped') OR (outcome = 'failed' AND (error = 'auth'{retry})))"

@@ -1,0 +1,64 @@
+"""``runs.recording``: a run's start is written on entry and its end exactly once, on every way out."""
+
+from __future__ import annotations
+
+import pytest
+
+from batcher.core.timings import Timeline
+from batcher.errors import HaltError, Interrupted
+from batcher.state import runs
+from batcher.state.store import Store
+
+T0 = 1_800_000_000.0
+
+
+def _ends_written(store: Store) -> list[str]:
+    """Collects every statement that writes a run's end, as SQLite runs them."""
+    seen: list[str] = []
+    store.db.set_trace_callback(lambda sql: seen.append(sql) if sql.startswith("UPDATE runs SET ended") else None)
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("error", "exit_code"),
+    [(HaltError("too many failures"), 3), (Interrupted("SIGTERM"), 130), (KeyboardInterrupt(), 130), (OSError(), 2)],
+    ids=["halt", "interrupted", "keyboard-interrupt", "crash"],
+)
+def test_a_run_whose_body_raises_is_closed_once_with_the_exit_code_of_its_error(tmp_path, error, exit_code):
+    store = Store.open(str(tmp_path / "job.state.db"))
+    now = [T0]
+    timeline = Timeline(lambda: now[0])
+    ends = _ends_written(store)
+    with pytest.raises(type(error)), runs.recording(store, timeline, "run", {"rate": "none"}) as run:
+        now[0] += 5
+        raise error
+    [record] = runs.read_runs(store.db)
+    assert (record.id, record.kind, record.started, record.ended) == (run.id, "run", T0, T0 + 5)
+    assert record.exit_code == exit_code and record.options == {"rate": "none"}
+    assert len(ends) == 1
+    store.close()
+
+
+def test_a_run_that_ends_normally_records_the_exit_code_its_body_set(tmp_path):
+    store = Store.open(str(tmp_path / "job.state.db"))
+    timeline = Timeline(lambda: T0)
+    ends = _ends_written(store)
+    with runs.recording(store, timeline, "rollback", {}) as run:
+        [started] = runs.read_runs(store.db)
+        assert started.ended is None, "the start is written before the body runs"
+        run.exit_code = 1
+    [record] = runs.read_runs(store.db)
+    assert (record.kind, record.ended, record.exit_code) == ("rollback", T0, 1)
+    assert len(ends) == 1
+    store.close()
+
+
+def test_the_buckets_of_a_run_are_committed_with_its_end(tmp_path):
+    store = Store.open(str(tmp_path / "job.state.db"))
+    timeline = Timeline(lambda: T0)
+    with runs.recording(store, timeline, "run", {}):
+        timeline.row("succeeded", count=4)
+    [(run_id, start, _, bucket)] = runs.read_timeline(store.db)
+    assert (start, bucket.rows) == (T0, {"succeeded": 4})
+    assert run_id == runs.read_runs(store.db)[0].id
+    store.close()
