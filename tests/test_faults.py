@@ -178,8 +178,8 @@ def test_aimd_without_headers_settles_under_an_unknown_limit_on_a_fake_clock():
     limit, window = deque(), 1.0  # the server: 20 per sliding second
     ok = throttled = 0
     while t.now < 120:
-        t.now += rate.wait_s()
-        rate.record_start()
+        t.now += rate.wait_s(t.now)
+        rate.on_start(t.now)
         while limit and t.now - limit[0] >= window:
             limit.popleft()
         if len(limit) >= 20:

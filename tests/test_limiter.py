@@ -7,7 +7,7 @@ import bisect
 
 from batcher.core.config import RateSpec, parse_rate
 from batcher.http.adaptive import AdaptiveRate
-from batcher.http.pacer import PauseGate, WindowLimiter
+from batcher.http.pacer import Pacer
 
 
 class FakeTime:
@@ -31,7 +31,7 @@ def worst_window(starts: list[float], window_s: float) -> int:
 
 async def test_window_limiter_never_exceeds_n_in_any_window_and_opens_with_full_burst():
     t = FakeTime()
-    limiter = WindowLimiter(10, 2.0, t.clock, t.sleep)
+    limiter = Pacer(RateSpec(10, 2.0), t.clock, t.sleep)
     starts = []
 
     async def worker():
@@ -48,10 +48,10 @@ async def test_window_limiter_never_exceeds_n_in_any_window_and_opens_with_full_
 
 async def test_pause_gate_holds_until_deadline_and_can_be_extended():
     t = FakeTime()
-    gate = PauseGate(t.clock, t.sleep)
+    gate = Pacer(None, t.clock, t.sleep)
     gate.pause_for(300)
     gate.pause_for(10)  # a shorter pause never shortens the lockout
-    await gate.wait()
+    await gate.acquire()
     assert t.now >= 300
 
 

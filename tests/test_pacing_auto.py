@@ -20,8 +20,8 @@ def drive(limit: int, seconds: float, start_per_s: int = 100) -> tuple[float, in
     window: deque[float] = deque()
     ok = throttled = 0
     while t.now < seconds:
-        t.now += rate.wait_s()
-        rate.record_start()
+        t.now += rate.wait_s(t.now)
+        rate.on_start(t.now)
         while window and t.now - window[0] >= 1.0:
             window.popleft()
         if len(window) >= limit:

@@ -1,17 +1,10 @@
 """``batcher export``: list an app's meetings as JSONL, a ``run`` input, a seed and a backup at once.
 
-The list endpoint pages with ``page_no`` and ``per_page``, and two things about
-it are undocumented: whether ``page_no`` starts at 0 or 1, and the largest
-``per_page``. Cloudflare's own paginators have stopped after one page or never
-stopped. So the walk here trusts nothing it cannot check:
-
-- it asks for page 0 first: a server that counts from 1 either refuses it,
-  answers it empty, or answers it as page 1 (the next page then repeats it,
-  which is allowed once); every id is written once whatever the server does;
-- it stops on an empty page, once ``total_count`` meetings are listed, on a page
-  that repeats the previous one, on a page with no id not seen before, and
-  after a hard cap of pages derived from ``total_count`` and the real page size;
-- it says how many meetings it listed against ``total_count``.
+The list endpoint's paging is undocumented and has been seen to misbehave, so
+the walk over it trusts nothing it cannot check: every page and stop rule is in
+``core.paging.PageWalk`` (page 0 or 1 first, repeats, ``total_count``, a cap);
+this module only fetches the pages it asks for and writes what they bring. It
+says how many meetings it listed against ``total_count``.
 
 Listed items have no ``ai_config``: ``--full`` GETs each meeting (concurrently,
 paced by the same ``Pacer`` as every request). Output lines are
@@ -23,7 +16,6 @@ so a killed 7-hour ``--full`` export does not start over.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -33,6 +25,7 @@ import orjson
 from yarl import URL
 
 from ..core.config import JobConfig
+from ..core.paging import PageAnswer, PageRequest, PageWalk, Stop
 from ..core.rows import check_meeting_id
 from ..errors import AuthError, Interrupted, UsageError
 from ..http.client import CallResult, Client
@@ -43,7 +36,6 @@ from ..run.pool import Control, pump, show_pause
 READ_ONLY = ("id", "created_at", "updated_at", "status")
 LIST_ONLY_MISSING = ("ai_config", "preferred_region")  # absent from listed items: needs --full
 DEFAULT_PER_PAGE = 100
-UNBOUNDED_PAGE_CAP = 100_000  # when the server gives no total_count: 10 million meetings at 100 a page
 
 
 @dataclass(frozen=True)
@@ -203,72 +195,38 @@ class Exporter:
         self.control = control
         self.progress = progress
         self.result = ExportResult(0)
-        self.seen: set[Any] = set()  # ids listed by this walk (the output may hold more, from a killed run)
         self.account = config.account_id or ""
         self.list_url = URL(
             config.base_url.rstrip("/") + f"/accounts/{self.account}/realtime/kit/{config.app_id}/meetings"
         )
 
-    async def fetch_page(self, page_no: int) -> CallResult:
+    async def fetch_page(self, request: PageRequest) -> CallResult:
         """One page of the list (retried and paced like every request)."""
-        query = {**self.options.query(), "page_no": str(page_no), "per_page": str(self.options.per_page)}
+        query = {**self.options.query(), "page_no": str(request.page_no), "per_page": str(request.per_page)}
         got = await self.client.call("GET", str(self.list_url.with_query(query)))
         if got.error == "auth":
             raise AuthError(f"HTTP {got.status} listing meetings: {got.message}. Check the token and its permission")
         return got
 
     async def walk(self) -> None:
-        """List every page, writing (or fetching) the meetings not yet in the output."""
-        res = self.result
-        page_no, previous, cap = 0, None, UNBOUNDED_PAGE_CAP
+        """List every page the ``PageWalk`` asks for, writing (or fetching) the meetings not yet in the output."""
+        res, pages = self.result, PageWalk(self.options.per_page)
+        request = pages.first()
         while not self.control.stopping:
-            got = await self.fetch_page(page_no)
-            items = got.envelope.get("data") if got.envelope is not None else None
-            if not got.is_ok or not isinstance(items, list):
-                if page_no == 0 and got.status in (400, 404, 422):
-                    page_no = 1  # a server that counts pages from 1 and refuses page 0
-                    continue
-                why = got.message or "the answer has no data list"
-                res.warnings.append(f"batcher export: listing stopped at page_no={page_no}: {why}")
-                res.exit_code = 1
+            got = await self.fetch_page(request)
+            step = pages.next(PageAnswer(got.status, got.is_ok, got.envelope, got.message))
+            res.pages, res.listed = pages.pages, pages.listed
+            if pages.total_count is not None:
+                res.total_count = self.progress.total = pages.total_count
+            if pages.new_items is not None:
+                await self.take(pages.new_items)
+                self.tick()
+            if isinstance(step, Stop):
+                if step.reason is not None:  # the list may be incomplete: exit 1
+                    res.exit_code = 1
+                    res.warnings.append(f"batcher export: {step.reason}")
                 return
-            res.pages += 1
-            paging = got.envelope.get("paging") if got.envelope else None
-            total = paging.get("total_count") if isinstance(paging, dict) else None
-            if isinstance(total, int) and total >= 0:
-                res.total_count = self.progress.total = total
-            if not items:
-                if page_no == 0 and res.total_count:
-                    page_no = 1  # page 0 answered empty by a server that counts from 1
-                    continue
-                return
-            ids = [item.get("id") if isinstance(item, dict) else None for item in items]
-            if ids == previous and not (page_no == 1 and res.pages == 2):
-                # page 1 may repeat page 0 once (a 1-based server answering page 0 as page 1); any other repeat is a loop
-                self.stop_early(f"page_no={page_no} repeated the page before it")
-                return
-            new = [item for item, meeting_id in zip(items, ids, strict=True) if meeting_id not in self.seen]
-            if not new and ids != previous:
-                self.stop_early(f"page_no={page_no} listed no meeting not seen before")
-                return
-            self.seen.update(ids)
-            res.listed = len(self.seen)
-            await self.take(new)
-            self.tick()
-            if res.total_count is not None:
-                if res.listed >= res.total_count:
-                    return
-                cap = math.ceil(res.total_count / len(items)) + 2  # from the page size the server really uses
-            if res.pages >= cap:
-                self.stop_early(f"{res.pages} pages is the most total_count allows")
-                return
-            previous = ids
-            page_no += 1
-
-    def stop_early(self, why: str) -> None:
-        """The server's paging misbehaves: stop listing rather than loop (exit 1: the list may be incomplete)."""
-        self.result.exit_code = 1
-        self.result.warnings.append(f"batcher export: {why}; stopped listing there (the list may be incomplete)")
+            request = step
 
     async def take(self, items: list[dict[str, Any]]) -> None:
         """Write one page's new meetings (GET each first with ``--full``); flush once per page."""

@@ -5,7 +5,8 @@
     parse_retry_after(v)        -> finite seconds >= 0, or None
     parse_ratelimit*(v)         -> what the server says about its rate budget
 
-``client.Client.call`` carries a ``Decision`` out; it decides nothing itself.
+``attempts.WriteAttempts`` turns each ``Decision`` into commands (and holds the
+unknown-outcome rule); ``client.Client.call`` carries them out, deciding nothing.
 
 The contract retries 408, 429, 500, 502, 503, 504, connection errors and
 timeouts; any other non-2xx (3xx included: redirects are never followed) fails

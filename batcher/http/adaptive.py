@@ -5,21 +5,19 @@ spaces starts 1/rate apart (a leaky bucket of capacity one) and moves the rate
 by AIMD on 429s and ``Ratelimit`` headers. (It keeps its own "next start at"
 time rather than an aiolimiter ``AsyncLimiter``: that one fixes its rate at
 construction and reads the loop's clock, and the rate here changes on every
-response and must follow an injected clock.) ``limiter.Pacer`` asks it when
-the next start may go.
+response and must follow an injected clock.) It is one of the ``Pacer``'s
+gates (gate.py): asked when the next start may go, told of each start and answer.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
 
 from ..core.config import RateSpec
+from .gate import Answer, Clock, Sleep
 
-Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[None]]
+__all__ = ["AdaptiveRate", "Clock", "Sleep"]
 
 
 class AdaptiveRate:
@@ -56,40 +54,55 @@ class AdaptiveRate:
     GOODPUT_HORIZON_S = 5.0
     SLOW_PROBE_SHARE = 0.002
 
-    def __init__(
-        self, ceiling: RateSpec, clock: Clock = time.monotonic, cooldown_s: float = 1.0, sleep: Sleep = asyncio.sleep
-    ):
-        self.ceiling_per_s = ceiling.max_requests / ceiling.window_s
-        self.rate_per_s = self.ceiling_per_s
-        self._cooldown_s = cooldown_s
-        self._clock = clock
-        self._sleep = sleep
-        self._last_cut = -1e9
-        self._last_step = clock()
+    __slots__ = (
+        "_clock",
+        "_cooldown_s",
+        "_has_policy",
+        "_hit_at",
+        "_last_cut",
+        "_last_step",
+        "_most_remaining",
+        "_next_at",
+        "_successes",
+        "ceiling_per_s",
+        "rate_per_s",
+    )
+
+    def __init__(self, ceiling: RateSpec, clock: Clock = time.monotonic, cooldown_s: float = 1.0) -> None:
+        self.ceiling_per_s = ceiling.max_requests / ceiling.window_s  # never faster (lowered by a policy)
+        self.rate_per_s = self.ceiling_per_s  # the current rate: starts 1/rate apart
+        self._cooldown_s = cooldown_s  # at most one cut per this: answers in flight bring the same news
+        self._clock = clock  # answers come between starts: they read the time themselves
+        self._last_cut = -1e9  # when the rate was last cut
+        self._last_step = clock()  # when the rate last climbed (the climb is per second since)
         self._hit_at: float | None = None  # the rate at which the last 429 came
-        self._most_remaining = 0
-        self._has_policy = False
+        self._most_remaining = 0  # the largest ``r`` ever seen: "nearly spent" is a tenth of it
+        self._has_policy = False  # the server announced its limit: r near 0 is then the aim
         self._next_at = -1e9  # the earliest time the next request may start
         self._successes: deque[float] = deque()  # times of the successes in the goodput horizon
 
-    def wait_s(self) -> float:
+    def wait_s(self, now: float) -> float:
         """Seconds until the current rate allows one more start (0: now)."""
-        return max(0.0, self._next_at - self._clock())
+        return max(0.0, self._next_at - now)
 
-    def record_start(self) -> None:
-        """Count one start now: the next is due 1/rate later.
+    def on_start(self, now: float, ticket: int = 0) -> None:
+        """Count one start at ``now``: the next is due 1/rate later.
 
         A start that comes late (the loop was busy) may catch up by one
         interval, no more: a bucket of capacity one, never a burst.
         """
         interval = 1 / self.rate_per_s
-        self._next_at = max(self._next_at, self._clock() - interval) + interval
+        self._next_at = max(self._next_at, now - interval) + interval
 
-    async def acquire(self) -> None:
-        """Wait for the current rate to allow one more request, and count it."""
-        while (wait := self.wait_s()) > 0:
-            await self._sleep(wait)
-        self.record_start()
+    def on_response(self, answer: Answer) -> None:
+        """Learn from one answer: a policy sets the ceiling, a 429 cuts, a success climbs."""
+        if answer.policy is not None:
+            self.on_policy(*answer.policy)
+        status = answer.status
+        if status == 429:
+            self.on_throttled()
+        elif status is not None and status < 400:
+            self.on_success(answer.ratelimit)
 
     def _cut(self, factor: float) -> None:
         now = self._clock()

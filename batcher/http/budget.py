@@ -48,12 +48,13 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import UsageError
+from .gate import MAX_UNANSWERED, Answer, Clock
 
-Clock = Callable[[], float]
+__all__ = ["BUSY_RETRY_S", "Budget", "Clock", "SharedWindow", "default_budget_path"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS starts (t REAL NOT NULL);
@@ -219,3 +220,39 @@ class Budget:
     def paused_until(self) -> float:
         """The wall-clock time until which every process waits (0 or past when none)."""
         return self._meta("paused_until")
+
+
+class SharedWindow:
+    """The ``Pacer``'s window gate over a ``Budget``: ``--rate N/T`` for every process of the token.
+
+    Checking the window and counting the start are one transaction of the file
+    (another process may start in between two), so ``wait_s`` returning 0 has
+    already logged the start: this gate must be the pacer's last. Its times are
+    the file's wall clock, read under its lock, not the pacer's ``now``.
+    """
+
+    __slots__ = ("_budget", "_max_requests", "_span_s", "_started_at")
+
+    def __init__(self, budget: Budget, max_requests: int, span_s: float) -> None:
+        self._budget = budget  # the token's shared file
+        self._max_requests = max_requests  # N of --rate N/T (this process's promise, against every start)
+        self._span_s = span_s  # T as enforced, with the grace
+        # The wall-clock start of each ticket still waiting for its response, so the server's word
+        # can be written to the shared file with the starts it has not counted.
+        self._started_at: dict[int, float] = {}
+
+    def wait_s(self, now: float) -> float:
+        """0 with the start logged in the file, or the seconds to wait (pause, server budget, window)."""
+        return self._budget.try_start(self._max_requests, self._span_s)
+
+    def on_start(self, now: float, ticket: int) -> None:
+        """Remember when (on the file's clock) the start ``ticket`` was logged."""
+        if len(self._started_at) > MAX_UNANSWERED:  # attempts that never got a response
+            self._started_at.clear()
+        self._started_at[ticket] = self._budget.last_start
+
+    def on_response(self, answer: Answer) -> None:
+        """Share the server's word on the token's budget with the token's other processes."""
+        started_at = self._started_at.pop(answer.ticket, None) if answer.ticket is not None else None
+        if answer.ratelimit is not None and started_at is not None:
+            self._budget.note_server(answer.ratelimit[0], answer.ratelimit[1], started_at)

@@ -5,7 +5,8 @@ exceptions are caught: everything above sees a ``CallResult`` value. Every
 attempt (retries included) first awaits the shared ``Pacer``, so ``--rate``
 counts every request the job makes; redirects are never followed (a followed
 redirect would be a request the pacer never saw). What to do after each
-attempt is ``retry.decide``'s answer; ``Client.call`` only carries it out.
+attempt (retry, wait, pause everyone, verify an unknown write by GET) is the
+``core.attempts`` flow's command; ``Client.call`` only carries it out.
 Every message it produces has the API token scrubbed out.
 """
 
@@ -25,9 +26,10 @@ import orjson
 from yarl import URL
 
 from .._version import __version__
+from ..core.attempts import Done, Outcome, PauseAll, Send, Verify, Wait, WriteAttempts
 from ..core.config import HttpConfig
 from ..core.redaction import scrub, secret_values
-from ..core.retry import Action, decide, parse_ratelimit, parse_ratelimit_policy, parse_retry_after, parse_x_ratelimit
+from ..core.retry import parse_ratelimit, parse_ratelimit_policy, parse_retry_after, parse_x_ratelimit
 from ..core.timings import Timeline
 from .budget import Budget, Clock, default_budget_path
 from .pacer import Pacer, Sleep
@@ -112,7 +114,7 @@ def _error_kind(status: int) -> str:
 _RETRY_SWITCH = "_retry_connection"
 _WRITES = frozenset({"PUT", "PATCH", "POST", "DELETE"})
 # Verify answers: True = GET shows the write landed, False = it did not, None = the GET failed.
-Verify = Callable[[], Awaitable[bool | None]]
+Verifier = Callable[[], Awaitable[bool | None]]
 
 
 def wall_clock_from(clock: Clock) -> Clock:
@@ -143,7 +145,7 @@ class Client:
         self.pacer = pacer
         self.stats = Stats()
         self._sleep = sleep
-        self._rng = rng or random.Random()
+        self._attempts = WriteAttempts(config.max_attempts, rng or random.Random())  # what to do after each attempt
         self._on_retry = on_retry  # (event, text, **fields): the --verbose log
         self._session: aiohttp.ClientSession | None = None
         self._budget: Budget | None = None
@@ -216,81 +218,64 @@ class Client:
         method: str,
         url: str,
         body: dict[str, Any] | None = None,
-        verify: Verify | None = None,
+        verify: Verifier | None = None,
     ) -> CallResult:
         """One logical call with retries; never raises for HTTP or network trouble.
 
-        ``verify`` is for writes. After a failure that leaves it unknown whether
-        the write landed (a drop, a timeout, a 408 or 5xx), it is asked before
-        the write is sent again: True (a GET shows the write landed) makes the
-        call a success, not repeated; False (it did not land) lets it be sent
-        again; None (the GET itself failed) sends it again too - the same body
-        is idempotent - but the outcome stays unknown.
-
-        Once any attempt ended with an unknown outcome, the call's final
-        failure is ``is_unknown=True`` ("may have been applied") unless a GET
-        after the last such attempt showed the write had not landed - whatever
-        the last attempt got (a 409 or 400 for the re-send, even a 401/403,
-        which still halts the job). Always the case without ``verify`` (e.g. a
-        body with a secret GET cannot show). A *timeout* is stricter: the
-        request may still be queued on the server, so a GET right after it
-        saying "not landed" proves nothing; only an attempt after it that got
-        an HTTP answer (the server has moved past it), followed by such a GET,
-        clears it.
+        ``verify`` is for writes: after a failure that leaves it unknown whether
+        the write landed, it is asked (True: a GET shows it landed, False: it did
+        not, None: the GET failed). What to do after each attempt, and when the
+        call's failure is ``is_unknown`` ("may have been applied"), is the
+        ``core.attempts.WriteAttempts`` flow; this loop only carries it out.
         """
         payload = orjson.dumps(body) if body is not None else None
         target = self.target(url)
-        is_write = method in _WRITES
-        is_unknown = False  # an unknown-outcome failure no GET has ruled out
-        # A timed-out attempt may still land later (queued at the origin; an answer to a later
-        # attempt, even a quick 503 from the edge, proves nothing about it): once one timed out,
-        # only a 2xx or a GET that shows the write settles the call; "not landed" never does.
-        is_timeout_open = False
-        attempt = 0
+        flow = self._attempts.commands(is_write=method in _WRITES, can_verify=verify is not None)
+        command = next(flow)
+        result: CallResult  # set by the first command: every flow starts with a Send
         while True:
-            attempt += 1
-            ticket = self.pacer.count_free_start() if self.pacer.is_free else await self.pacer.acquire()
-            started = self.timeline.now() if self.timeline is not None else 0.0
-            result, retry_after = await self._attempt(method, target, payload, ticket, body)
-            result.attempts = attempt
-            if self.timeline is not None:
-                self.timeline.request(method, started, result.status, result.error, attempt > 1)
-            decision = decide(
-                result.status, result.error, retry_after, attempt, self.config.max_attempts, is_write, self._rng
-            )
-            if decision.pauses_everyone:
-                self.pacer.pause_for(decision.pause_s)
-                if self.timeline is not None:
-                    self.timeline.pause(decision.pause_s)
-            if decision.action is Action.DONE:
-                return result
-            if decision.is_unknown:
-                is_unknown = True
-                is_timeout_open = is_timeout_open or result.error == "timeout"
-            if decision.action in (Action.FAIL, Action.FATAL):
-                return self._unknown(result) if is_unknown else result
-            if decision.action is Action.GIVE_UP:
-                if decision.is_unknown and verify is not None:
-                    seen = await verify()
-                    if seen:
+            match command:  # class patterns without captures: a capture costs ~1 us per command
+                case Send():
+                    result, outcome = await self._send(method, target, payload, body, command.attempt)
+                    command = flow.send(outcome)
+                case PauseAll():
+                    self.pacer.pause_for(command.seconds)
+                    if self.timeline is not None:
+                        self.timeline.pause(command.seconds)
+                    command = flow.send(None)
+                case Wait():
+                    self.stats.retries += 1
+                    if self._on_retry is not None:
+                        self._log_retry(method, url, result, command)
+                    if not command.is_paused:  # else the pacer's pause does the waiting
+                        await self._sleep(command.seconds)
+                    command = flow.send(None)
+                case Verify():
+                    assert verify is not None  # the flow asks only when it can
+                    command = flow.send(await verify())
+                case Done():
+                    if command.is_confirmed:
                         return self._confirmed(result)
-                    if seen is False and not is_timeout_open:
-                        is_unknown = False
-                return self._unknown(result) if is_unknown else result
-            self.stats.retries += 1
-            if self._on_retry is not None:
-                why = f"HTTP {result.status}" if result.status else result.error
-                everyone = " (every worker pauses)" if decision.pauses_everyone else ""
-                text = f"{method} {url}: {why}; attempt {attempt + 1} in {decision.wait_s:.1f} s{everyone}"
-                self._on_retry("retry", text, status=result.status, attempt=attempt)
-            if not decision.pauses_everyone:  # else the pacer's pause does the waiting
-                await self._sleep(decision.wait_s)
-            if decision.is_unknown and verify is not None:
-                seen = await verify()
-                if seen:
-                    return self._confirmed(result)
-                if seen is False and not is_timeout_open:
-                    is_unknown = False  # a GET showed it did not land: a clean re-send
+                    return self._unknown(result) if command.is_unknown else result
+
+    def _log_retry(self, method: str, url: str, result: CallResult, wait: Wait) -> None:
+        assert self._on_retry is not None
+        why = f"HTTP {result.status}" if result.status else result.error
+        everyone = " (every worker pauses)" if wait.is_paused else ""
+        text = f"{method} {url}: {why}; attempt {result.attempts + 1} in {wait.seconds:.1f} s{everyone}"
+        self._on_retry("retry", text, status=result.status, attempt=result.attempts)
+
+    async def _send(
+        self, method: str, target: str | URL, payload: bytes | None, body: dict[str, Any] | None, attempt: int
+    ) -> tuple[CallResult, Outcome]:
+        """One attempt: paced, sent, timed; its result and what the flow needs of it."""
+        ticket = self.pacer.count_free_start() if self.pacer.is_free else await self.pacer.acquire()
+        started = self.timeline.now() if self.timeline is not None else 0.0
+        result, retry_after = await self._attempt(method, target, payload, ticket, body)
+        result.attempts = attempt
+        if self.timeline is not None:
+            self.timeline.request(method, started, result.status, result.error, attempt > 1)
+        return result, Outcome(result.status, result.error, retry_after)
 
     def target(self, url: str) -> str | URL:
         """What aiohttp is given for ``url``: an already-encoded ``URL`` when the base URL is in
