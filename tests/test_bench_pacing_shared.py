@@ -10,7 +10,7 @@ from __future__ import annotations
 from batcher.core.config import RateSpec
 from batcher.http.pacer import Pacer, window_span_s
 
-from .test_limiter import FakeTime
+from .fake_time import FakeTime
 
 POLICY = (40, 10.0)  # Ratelimit-Policy: q=40;w=10
 

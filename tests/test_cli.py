@@ -12,75 +12,28 @@ import io
 import json
 import os
 import signal
-import sqlite3
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from batcher.report.console import Console
 from batcher.run.engine import run_job
 
-from .conftest import ACCOUNT, TOKEN, config, read_jsonl, write_csv, write_jsonl
+from .conftest import (
+    ENV,
+    TOKEN,
+    cli,
+    config,
+    kill_at,
+    outcomes,
+    read_jsonl,
+    run_cli,
+    start_cli,
+    when_requests_reach,
+    write_csv,
+    write_jsonl,
+)
 from .fake_time import VirtualTime
-
-ENV = {**os.environ, "CLOUDFLARE_API_TOKEN": TOKEN, "CLOUDFLARE_ACCOUNT_ID": ACCOUNT, "PYTHONUNBUFFERED": "1"}
-
-
-def cli(*args: str, env: dict[str, str] | None = None, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
-    """Run batcher synchronously (for commands that need no server)."""
-    return subprocess.run(
-        [sys.executable, "-m", "batcher", *args],
-        capture_output=True,
-        text=True,
-        env=env or ENV,
-        input=stdin.decode() if stdin else None,
-        timeout=120,
-    )
-
-
-async def start_cli(*args: str, base_url: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "batcher", *args, "--base-url", base_url,
-        env=env or ENV, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-
-
-async def run_cli(*args: str, base_url: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    proc = await start_cli(*args, base_url=base_url, env=env)
-    out, err = await proc.communicate()
-    return proc.returncode, out.decode(), err.decode()
-
-
-def when_requests_reach(server, count: int) -> asyncio.Event:
-    """An event set once the fake API has seen ``count`` API requests in total."""
-    reached = asyncio.Event()
-    server.api.on_request = lambda total: reached.set() if total >= count else None
-    return reached
-
-
-async def kill_at(server, args: tuple[str, ...], thresholds: tuple[int, ...]) -> int:
-    """Run the CLI once per threshold, ``kill -9`` it when the server has seen that many requests
-    (unless it finished first); returns how many kills there were."""
-    kills = 0
-    for threshold in thresholds:
-        reached = when_requests_reach(server, threshold)
-        proc = await start_cli(*args, base_url=server.base_url)
-        done = asyncio.ensure_future(proc.wait())
-        await asyncio.wait({done, asyncio.ensure_future(reached.wait())}, return_when=asyncio.FIRST_COMPLETED)
-        if not done.done():
-            proc.kill()
-            kills += 1
-        await done
-    server.api.on_request = None
-    return kills
-
-
-def outcomes(state: Path) -> dict[str, int]:
-    with sqlite3.connect(state) as db:
-        return dict(db.execute("SELECT outcome, COUNT(*) FROM rows GROUP BY outcome").fetchall())
-
 
 # -- offline commands --------------------------------------------------------
 

@@ -7,9 +7,8 @@ import json
 from batcher.core.earlystop import EARLY_STOP_ROWS
 from batcher.run.engine import run_job
 
-from .conftest import config, write_jsonl
+from .conftest import config, kill_at, run_cli, write_jsonl
 from .fake_time import VirtualTime
-from .test_cli import kill_at, run_cli
 
 MISSING = "11111111-2222-4333-8444-{:012d}"
 

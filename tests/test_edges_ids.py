@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from .conftest import ACCOUNT, read_jsonl
-from .test_cli import cli, run_cli
+from .conftest import ACCOUNT, cli, read_jsonl, run_cli
 
 
 async def test_an_upper_case_id_is_sent_and_reported_as_spelt(server, tmp_path):

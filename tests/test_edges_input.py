@@ -14,7 +14,7 @@ from batcher.core.rows import Row, RowError, parse_row
 from batcher.input.duplicate_keys import keys_given_twice
 from batcher.input.source import Source
 
-from .test_cli import cli, run_cli
+from .conftest import cli, run_cli
 
 A, B, C = (
     "0b7e2a9c-4f1d-4a57-9a3e-1c2d3e4f5a6b",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_cli import cli, outcomes, run_cli
+from .conftest import cli, outcomes, run_cli
 
 CSV_TEXT = "meeting_id,title\n{mid},new title\n"
 

@@ -12,8 +12,7 @@ import sys
 
 import orjson
 
-from .conftest import read_jsonl
-from .test_cli import ENV, outcomes
+from .conftest import ENV, outcomes, read_jsonl
 
 
 async def run_with_closed_stdout(args: list[str], stdin: bytes) -> tuple[int, str]:

@@ -13,9 +13,7 @@ from batcher.http.pacer import Pacer
 from batcher.run.engine import run_job
 
 from .conftest import config, read_jsonl, write_jsonl
-from .fake_time import VirtualTime
-from .test_limiter import FakeTime
-from .test_pacing_budget import VirtualTime as OverlappingTime
+from .fake_time import FakeTime, OverlappingTime, VirtualTime
 
 
 async def run_one(server, tmp_path, faults, **overrides):

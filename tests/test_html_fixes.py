@@ -15,11 +15,9 @@ from batcher.report.html import write_html_report
 from batcher.state.runs import RunRecord
 from batcher.state.store import Store
 
-from .conftest import ACCOUNT
-from .fake_time import VirtualTime
-from .test_cli import cli
+from .conftest import ACCOUNT, cli
+from .fake_time import T0, FakeClock, VirtualTime
 from .test_html_report import busy_job
-from .test_timeline import T0, FakeClock
 
 
 def execute(state: str, query: str, *args: object) -> list[tuple]:

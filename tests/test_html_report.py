@@ -16,10 +16,20 @@ from batcher.report.data import read_report
 from batcher.report.html import write_html_report
 from batcher.run.engine import run_job
 
-from .conftest import ACCOUNT, config, write_jsonl
+from .conftest import (
+    ACCOUNT,
+    CANARIES,
+    ENV,
+    assert_no_canary,
+    cli,
+    config,
+    kill_at,
+    run_cli,
+    start_cli,
+    when_requests_reach,
+    write_jsonl,
+)
 from .fake_time import VirtualTime
-from .test_cli import ENV, cli, kill_at, run_cli, start_cli, when_requests_reach
-from .test_secrets import CANARIES, assert_no_canary
 
 FR = {"ai_config": {"transcription": {"language": "fr"}}}
 

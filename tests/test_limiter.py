@@ -3,30 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import bisect
 
 from batcher.core.config import RateSpec, parse_rate
 from batcher.http.adaptive import AdaptiveRate
 from batcher.http.pacer import PauseGate, WindowLimiter
 
-
-class FakeTime:
-    """A clock that only moves when someone sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += max(0.0, seconds)
-        await asyncio.sleep(0)
-
-
-def worst_window(starts: list[float], window_s: float) -> int:
-    starts = sorted(starts)
-    return max(bisect.bisect_left(starts, s + window_s) - i for i, s in enumerate(starts))
+from .fake_time import FakeTime, worst_window
 
 
 async def test_window_limiter_never_exceeds_n_in_any_window_and_opens_with_full_burst():

@@ -7,7 +7,7 @@ from collections import deque
 from batcher.core.config import RateSpec
 from batcher.http.adaptive import AdaptiveRate
 
-from .test_limiter import FakeTime
+from .fake_time import FakeTime
 
 
 def drive(limit: int, seconds: float, start_per_s: int = 100) -> tuple[float, int, int]:

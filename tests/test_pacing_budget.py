@@ -3,81 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import heapq
-from typing import Any
 
 from batcher.core.config import RateSpec
 from batcher.http.budget import Budget, default_budget_path
 from batcher.http.pacer import Pacer
 
-from .test_limiter import FakeTime, worst_window
-
-
-class VirtualTime:
-    """A clock on which concurrent sleeps overlap, as real ones do (FakeTime adds them up).
-
-    ``run`` drives coroutines: whenever they are all blocked, time jumps to the
-    earliest pending wake-up.
-    """
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._seq = 0
-        self.busy = 0  # real I/O in flight (see ``tracked``): time stands still meanwhile
-        self._idle = asyncio.Event()
-
-    def tracked(self, call: Any) -> Any:
-        """Wrap an I/O coroutine function so that no time passes while it runs."""
-
-        async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            self.busy += 1
-            self._idle.clear()
-            try:
-                return await call(*args, **kwargs)
-            finally:
-                self.busy -= 1
-                if not self.busy:
-                    self._idle.set()
-
-        return wrapper
-
-    async def _settle(self) -> None:
-        while True:
-            for _ in range(20):  # let every runnable task reach its next sleep
-                await asyncio.sleep(0)
-            if not self.busy:
-                return
-            await self._idle.wait()
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        future = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self.now + max(0.0, seconds), self._seq, future))
-        self._seq += 1
-        await future
-
-    async def run(self, *coros: Any) -> None:
-        tasks = [asyncio.ensure_future(c) for c in coros]
-        while not all(task.done() for task in tasks):
-            await self._settle()
-            if self._sleepers:
-                when, _, future = heapq.heappop(self._sleepers)
-                self.now = max(self.now, when)
-                if not future.done():
-                    future.set_result(None)
-            elif not all(task.done() for task in tasks):
-                await self._settle()
-                if all(task.done() for task in tasks) or self._sleepers:
-                    continue
-                raise AssertionError("deadlock: tasks blocked with nobody sleeping")
-        await asyncio.gather(*tasks)
+from .fake_time import FakeTime, OverlappingTime, worst_window
 
 
 async def test_a_slot_granted_before_a_pause_is_not_used_after_it():
-    t = VirtualTime()
+    t = OverlappingTime()
     pacer = Pacer(RateSpec(4, 1.0), t.clock, t.sleep)
     starts: list[float] = []
 

@@ -8,7 +8,7 @@ import sys
 from asyncio.subprocess import PIPE
 
 from .conftest import ACCOUNT, TOKEN, write_jsonl
-from .test_limiter import worst_window
+from .fake_time import worst_window
 
 ENV = {**os.environ, "CLOUDFLARE_API_TOKEN": TOKEN, "CLOUDFLARE_ACCOUNT_ID": ACCOUNT, "PYTHONUNBUFFERED": "1"}
 JITTER_S = 0.1  # arrival jitter on a loaded machine: the windows checked are this much shorter

@@ -12,7 +12,7 @@ from batcher.http.client import Client
 from batcher.http.pacer import Pacer
 
 from .conftest import ACCOUNT, TOKEN, config
-from .test_limiter import FakeTime
+from .fake_time import FakeTime
 
 
 class Recorder(FakeTime):

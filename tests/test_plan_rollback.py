@@ -11,8 +11,7 @@ from batcher.commands.rollback import rollback_job
 from batcher.run.engine import run_job
 from batcher.run.pool import Control
 
-from .conftest import config, read_jsonl, write_csv, write_jsonl
-from .test_cli import run_cli, start_cli, when_requests_reach
+from .conftest import config, read_jsonl, run_cli, start_cli, when_requests_reach, write_csv, write_jsonl
 
 INPUTS = Path(__file__).resolve().parent.parent / "inputs"
 KEYS = {"type": "aws", "bucket": "b", "access_key": "AK-CANARY", "secret": "SECRET-CANARY"}

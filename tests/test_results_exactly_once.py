@@ -10,8 +10,7 @@ import orjson
 
 from batcher.report.outputs import ResultsStream
 
-from .conftest import write_jsonl
-from .test_cli import kill_at, outcomes, run_cli, start_cli, when_requests_reach
+from .conftest import kill_at, outcomes, run_cli, start_cli, when_requests_reach, write_jsonl
 
 COMMITTED = "SELECT row, meeting_id, account_id, outcome, status, attempts FROM done"
 

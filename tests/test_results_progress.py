@@ -8,8 +8,7 @@ import signal
 from batcher.report.console import Console, Progress
 from batcher.run.engine import run_job
 
-from .conftest import config, write_jsonl
-from .test_cli import start_cli, when_requests_reach
+from .conftest import config, start_cli, when_requests_reach, write_jsonl
 
 
 class Clock:

@@ -21,7 +21,7 @@ from batcher.run.engine import run_job
 from batcher.state import rollback_log as rollback_state
 from batcher.state.store import Store
 from tests.conftest import config, read_jsonl, write_jsonl
-from tests.test_limiter import FakeTime
+from tests.fake_time import FakeTime
 
 S3 = {"type": "aws", "bucket": "b", "region": "us-east-1"}
 NEW_KEYS = {"access_key": "AK", "secret": "S"}

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from batcher.run.engine import run_job
-from tests.conftest import config, write_jsonl
-from tests.test_cli import cli
+from tests.conftest import cli, config, write_jsonl
 
 FR = {"ai_config": {"transcription": {"language": "fr"}}}
 

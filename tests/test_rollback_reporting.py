@@ -13,8 +13,7 @@ from batcher.commands.rollback import no_way_back, resolve_target, rollback_job
 from batcher.errors import UsageError
 from batcher.run.engine import run_job
 
-from .conftest import ACCOUNT, config, read_jsonl, write_jsonl
-from .test_cli import ENV, run_cli
+from .conftest import ACCOUNT, ENV, config, read_jsonl, run_cli, write_jsonl
 
 JOB = {"base_url": "http://a.example/client/v4", "app_id": "app1", "account_id": "acct-1", "mode": "merge"}
 

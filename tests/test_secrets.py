@@ -13,10 +13,7 @@ from batcher.cli.options import read_token
 from batcher.core.config import JobConfig, Secret
 from batcher.state.store import Store
 
-from .conftest import TOKEN, write_jsonl
-from .test_cli import ENV, run_cli
-
-CANARIES = (TOKEN, "AKIA-CANARY-ACCESS", "CANARY-SECRET-VALUE", "CANARY-SFTP-PASSWORD", "CANARY-PRIVATE-KEY")
+from .conftest import ENV, TOKEN, assert_no_canary, run_cli, write_jsonl
 
 
 def decoded_snapshots(state: str) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -28,12 +25,6 @@ def decoded_snapshots(state: str) -> Iterator[tuple[str, dict[str, Any]]]:
             yield f"snapshot after of {account}/{meeting}", after
     finally:
         store.close()
-
-
-def assert_no_canary(text: str | bytes, where: str) -> None:
-    data = text.encode() if isinstance(text, str) else text
-    for canary in CANARIES:
-        assert canary.encode() not in data, f"{canary} leaked into {where}"
 
 
 async def test_no_secret_in_any_file_or_stream(server, tmp_path):

@@ -21,15 +21,7 @@ from batcher.core.timings import (
 from batcher.state import runs
 from batcher.state.store import Store
 
-T0 = 1_800_000_000.0  # a whole multiple of every bucket width: bucket starts are easy to name
-
-
-class FakeClock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from .fake_time import T0, FakeClock
 
 
 def exact_percentile(samples: list[float], q: float) -> float:
