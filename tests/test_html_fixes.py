@@ -14,10 +14,10 @@ from batcher.report.data import TOP_ACCOUNTS, TimelineView, build_timeline, read
 from batcher.report.html import write_html_report
 from batcher.state.runs import RunRecord
 from batcher.state.store import Store
+from tests.report.test_html import busy_job
 
 from .conftest import ACCOUNT, cli
 from .fake_time import T0, FakeClock, VirtualTime
-from .test_html_report import busy_job
 
 
 def execute(state: str, query: str, *args: object) -> list[tuple]:
