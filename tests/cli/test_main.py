@@ -12,6 +12,7 @@ import io
 import json
 import os
 import signal
+import subprocess
 import sys
 
 import pytest
@@ -327,3 +328,25 @@ def test_a_csv_with_no_account_anywhere_is_a_usage_error(tmp_path, command):
     env = {k: v for k, v in ENV.items() if k != "CLOUDFLARE_ACCOUNT_ID"}
     result = cli(command, str(src), "--base-url", "http://127.0.0.1:9", env=env)
     assert result.returncode == 2 and "no account" in result.stderr
+
+
+MEETING = "0b7e2a9c-4f1d-4a57-9a3e-1c2d3e4f5a6b"
+
+
+def test_an_abbreviated_option_is_refused_so_no_credential_slips_past_the_masking(tmp_path):
+    """Guards the argument parser: no abbreviations, so ``--se`` cannot carry a credential past the masking of ``--set``."""
+    src = tmp_path / "rows.csv"
+    src.write_text(f"meeting_id\n{MEETING}\n", encoding="utf-8")
+    done = cli("validate", str(src), "--se", "recording_config.storage_config.secret=REALSECRET99")
+    assert done.returncode == 2 and "unrecognized arguments" in done.stderr
+
+
+def test_plan_says_which_of_runs_options_have_no_effect():
+    """Guards plan's command line: the options only run uses are named as having no effect."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "batcher", "plan", "inputs/french-transcription.csv", "--account-id", "a",
+         "--base-url", "http://127.0.0.1:9", "--report", "/dev/null", "--max-failures", "3", "--out", "/dev/null",
+         "--rate", "none", "--max-attempts", "1"],
+        capture_output=True, text=True, env={"CLOUDFLARE_API_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert "--report, --max-failures have no effect" in proc.stderr, proc.stderr

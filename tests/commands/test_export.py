@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from batcher.fake.server import FakeApi, start
 from batcher.report.console import Console
 from batcher.run.pool import Control
 
-from ..conftest import ACCOUNT, TOKEN, Server, config, read_jsonl
+from ..conftest import ACCOUNT, TOKEN, Server, cli, config, read_jsonl
 
 
 async def serve(listing: Listing) -> tuple[Server, object]:
@@ -222,3 +223,30 @@ async def test_export_is_paced_by_rate_like_every_other_request(tmp_path, server
     assert result.exit_code == 0 and result.written == 12
     assert server.api.requests["GET"] == 14  # refused page 0, one page, 12 meetings
     assert control.now >= 120  # 14 starts at 5 per 60 s: the third window opens at 120 s
+
+
+MEETING = "0b7e2a9c-4f1d-4a57-9a3e-1c2d3e4f5a6b"
+
+
+def test_export_refuses_an_out_file_that_is_not_an_export_and_leaves_it_untouched(tmp_path):
+    """Guards export's ``--out``: an existing file that is not an export (a state, an input) is refused and left as it was."""
+    state = tmp_path / "job.state.db"
+    with sqlite3.connect(state) as db:
+        db.execute("CREATE TABLE rows (row INTEGER)")
+    src = tmp_path / "mine.csv"
+    src.write_text(f"meeting_id,title\n{MEETING},x\n", encoding="utf-8")
+    for victim in (state, src):
+        before = victim.read_bytes()
+        done = cli(
+            "export",
+            "--account-id",
+            "acct-1",
+            "--app-id",
+            "app",
+            "--out",
+            str(victim),
+            "--base-url",
+            "http://127.0.0.1:9",
+        )
+        assert done.returncode == 2 and "not a meeting exported by batcher" in done.stderr, done.stderr
+        assert victim.read_bytes() == before

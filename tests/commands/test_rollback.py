@@ -1,19 +1,25 @@
-"""Rollback reports like run, goes only to the job's server, and refuses jobs that kept no way back."""
+"""Rollback puts back exactly what was there, reports like run, goes only to the job's server, and refuses jobs that kept no way back."""
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import re
 import sys
+from pathlib import Path
 
 import pytest
 
+from batcher.commands.plan import plan_job
 from batcher.commands.rollback import no_way_back, resolve_target, rollback_job
 from batcher.errors import UsageError
 from batcher.run.engine import run_job
+from batcher.run.pool import Control
+from batcher.state import rollback_log as rollback_state
+from batcher.state.store import Store
 
-from ..conftest import ACCOUNT, ENV, config, read_jsonl, run_cli, write_jsonl
+from ..conftest import ACCOUNT, ENV, config, read_jsonl, run_cli, start_cli, when_requests_reach, write_jsonl
 
 JOB = {"base_url": "http://a.example/client/v4", "app_id": "app1", "account_id": "acct-1", "mode": "merge"}
 
@@ -144,3 +150,145 @@ async def test_library_rollback_refuses_a_config_pointing_elsewhere_unless_force
     with pytest.raises(UsageError, match="account: the job used acct-1"):
         await rollback_job(config(tmp_path, server, src, account_id="acct-2"))
     assert server.doc(mid, ACCOUNT)["title"] == "new"
+
+
+INPUTS = Path(__file__).resolve().parents[2] / "inputs"
+
+
+KEYS = {"type": "aws", "bucket": "b", "access_key": "AK-CANARY", "secret": "SECRET-CANARY"}
+
+
+async def test_rollback_restores_the_exact_before_state(server, tmp_path):
+    ids = server.add(5, title="orig", transcribe_on_end=True, recording_config={"max_seconds": 600})
+    original = copy.deepcopy(server.api.meetings)
+    src = write_jsonl(
+        tmp_path / "in.jsonl",
+        [{"meeting_id": m, "title": "new", "recording_config": {"max_seconds": 7200}} for m in ids],
+    )
+    assert (await run_job(config(tmp_path, server, src))).exit_code == 0
+    assert server.doc(ids[0])["title"] == "new"
+    result = await rollback_job(config(tmp_path, server, src))
+    assert result.exit_code == 0 and result.counts["succeeded"] == 5
+    assert server.api.meetings == original
+    again = await rollback_job(config(tmp_path, server, src))
+    assert again.exit_code == 0 and sum(again.counts.values()) == 0, "a finished rollback sends nothing"
+
+
+async def test_rollback_reports_conflicts_and_force_overrides(server, tmp_path):
+    a, b = server.add(2, title="orig")
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, "title": "new"} for m in (a, b)])
+    await run_job(config(tmp_path, server, src))
+    server.doc(b)["title"] = "someone else"
+    result = await rollback_job(config(tmp_path, server, src))
+    assert result.exit_code == 1 and result.counts == {"succeeded": 1, "conflict": 1}
+    [entry] = read_jsonl(tmp_path / "failures.jsonl")  # config() names the report
+    assert (entry["meeting_id"], entry["error"]) == (b, "conflict")
+    assert server.doc(b)["title"] == "someone else"
+    forced = await rollback_job(config(tmp_path, server, src, force=True))
+    assert forced.exit_code == 0 and server.doc(b)["title"] == "orig"
+
+
+async def test_rollback_will_not_erase_credentials_it_cannot_restore(server, tmp_path):
+    [mid] = server.add(recording_config={"storage_config": KEYS})
+    new = {**KEYS, "bucket": "moved"}
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "recording_config": {"storage_config": new}}])
+    await run_job(config(tmp_path, server, src))
+    result = await rollback_job(config(tmp_path, server, src))
+    assert result.counts == {"credential_guard": 1}
+    assert server.doc(mid)["recording_config"]["storage_config"]["bucket"] == "moved"
+
+
+async def test_rollback_resumes_after_kill(server, tmp_path):
+    ids = server.add(200, title="orig")
+    original = copy.deepcopy(server.api.meetings)
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, "title": "new"} for m in ids])
+    assert (await run_job(config(tmp_path, server, src, state_path=str(tmp_path / "s.db")))).exit_code == 0
+    args = ("rollback", "--state", str(tmp_path / "s.db"), "--rate", "none", "-q")
+    reached = when_requests_reach(server, sum(server.api.requests.values()) + 150)
+    proc = await start_cli(*args, base_url=server.base_url)
+    done = asyncio.ensure_future(proc.wait())
+    await asyncio.wait({done, asyncio.ensure_future(reached.wait())}, return_when=asyncio.FIRST_COMPLETED)
+    proc.kill()
+    await done
+    server.api.on_request = None
+    assert server.api.meetings != original, "killed part-way"
+    code, _, err = await run_cli(*args, base_url=server.base_url)
+    assert code == 0, err
+    assert server.api.meetings == original
+
+
+async def test_demo_inputs_plan_run_rollback_leave_the_api_as_it_began(server, tmp_path):
+    server.api.load_seed((INPUTS / "seed-meetings.jsonl").read_bytes().splitlines())
+    original = copy.deepcopy(server.api.meetings)
+    for name in ("french-transcription.csv", "recording-limits.csv", "own-s3-bucket.jsonl"):
+        state = str(tmp_path / f"{name}.state.db")
+        cfg = config(
+            tmp_path,
+            server,
+            INPUTS / name,
+            account_id="demo-account",
+            state_path=state,
+            report_path=str(tmp_path / f"{name}.f.jsonl"),
+        )
+        planned = await plan_job(cfg, str(tmp_path / f"{name}.plan.jsonl"))
+        ran = await run_job(cfg, control=Control())
+        assert ran.summary["succeeded"] == planned.counts["update"], name
+        assert ran.summary["failed"] == planned.counts["credential_guard"], name
+    assert server.api.meetings != original
+    for name in ("own-s3-bucket.jsonl", "recording-limits.csv", "french-transcription.csv"):
+        cfg = config(
+            tmp_path, server, INPUTS / name, account_id="demo-account", state_path=str(tmp_path / f"{name}.state.db")
+        )
+        assert (await rollback_job(cfg)).exit_code == 0, name
+    assert server.api.meetings == original
+
+
+async def test_a_run_killed_between_snapshot_and_put_can_still_be_rolled_back(server, tmp_path):
+    ids = server.add(300, title="orig", transcribe_on_end=True)
+    original = copy.deepcopy(server.api.meetings)
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, "title": "new"} for m in ids])
+    server.api.latency_s = 0.002
+    reached = when_requests_reach(server, 250)
+    proc = await start_cli("run", str(src), "--rate", "none", "--concurrency", "16", "-q", base_url=server.base_url)
+    done = asyncio.ensure_future(proc.wait())
+    await asyncio.wait({done, asyncio.ensure_future(reached.wait())}, return_when=asyncio.FIRST_COMPLETED)
+    proc.kill()
+    await done
+    server.api.on_request = None
+    changed = [m for m in ids if server.doc(m)["title"] == "new"]
+    assert 0 < len(changed) < len(ids), "killed mid-run"
+    code, _, err = await run_cli(
+        "rollback", "--state", str(src) + ".state.db", "--rate", "none", base_url=server.base_url
+    )
+    assert code == 0, err
+    assert server.api.meetings == original, "every meeting the killed run changed had its before-state saved first"
+
+
+async def test_a_rollback_killed_before_its_summary_has_counted_its_requests(server, tmp_path, monkeypatch):
+    """Guards rollback's request counters: committed with the outcomes, not only in the end-of-run summary."""
+    ids = server.add(3, title="orig")
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, "title": "new"} for m in ids])
+    await run_job(config(tmp_path, server, src))
+
+    def killed(*_args, **_kwargs):
+        raise SystemExit("killed")  # as a kill after the last meeting, before the end-of-run summary
+
+    monkeypatch.setattr("batcher.commands.rollback.write_report", killed)
+    with pytest.raises(SystemExit):
+        await rollback_job(config(tmp_path, server, src))
+    store = Store.open(str(tmp_path / "job.state.db"))
+    try:
+        assert rollback_state.stats(store)["requests"] == 6  # a GET and a PUT per meeting
+    finally:
+        store.close()
+
+
+async def test_a_rollback_whose_results_file_cannot_open_releases_the_state(server, tmp_path):
+    """Guards rollback's start-up: a ``--results`` file that cannot open releases the state's lock."""
+    [mid] = server.add(title="orig")
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "title": "new"}])
+    await run_job(config(tmp_path, server, src))
+    with pytest.raises(OSError) as caught:  # its traceback stays alive: no garbage collector's help
+        await rollback_job(config(tmp_path, server, src, results_path=str(tmp_path / "no" / "such" / "dir.jsonl")))
+    Store.open(str(tmp_path / "job.state.db")).close()  # not "in use by another batcher process"
+    assert caught.value is not None

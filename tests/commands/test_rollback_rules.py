@@ -207,3 +207,18 @@ async def test_a_meeting_whose_every_write_failed_is_found_as_before(server, tmp
     # no write of the job may have landed (maybe_landed stays 0): not a change of the job, not even read
     assert result.exit_code == 0 and result.counts == {} and server.api.puts[mid] == 0
     assert result.summary["failed_writes_not_counted"] == 1
+
+
+async def test_rollback_restores_the_original_after_a_landed_write_a_failed_rewrite_and_a_retry(server, tmp_path):
+    """Guards the before-state: the meeting before the job's first write that may have landed, not what a later write's GET showed."""
+    [mid] = server.add(title="orig")
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "title": "new"}])
+    assert (await run_job(config(tmp_path, server, src))).exit_code == 0  # write 1 lands
+    write_jsonl(src, [{"meeting_id": mid, "title": "newer"}])
+    server.api.faults.append({"kind": "status", "status": 400, "method": "PUT", "meeting": mid, "times": 1})
+    assert (await run_job(config(tmp_path, server, src, force=True))).summary["failed"] == 1  # write 2 fails
+    await run_job(config(tmp_path, server, src, force=True, retry_failed=True))  # write 3 lands
+    assert server.doc(mid)["title"] == "newer"
+    result = await rollback_job(config(tmp_path, server, src))
+    assert result.counts == {"succeeded": 1}
+    assert server.doc(mid)["title"] == "orig", "write 3's GET showed write 1's change: not the way back"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -159,3 +160,34 @@ def test_rate_of_status_eta_uses_the_measured_rate_when_the_job_is_slower_than_i
     assert eta_s({**doc, "rate_per_s": 4.0, "current_rate_per_s": 1.0}) == 20.0  # the server is slower
     assert eta_s({**doc, "rate_per_s": None, "current_rate_per_s": None}) is None
     assert parse_rate("1200/300") is not None
+
+
+FR = {"ai_config": {"transcription": {"language": "fr"}}}
+
+
+async def job(server, tmp_path, n=3):
+    ids = server.add(n)
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, **FR} for m in ids])
+    cfg = config(tmp_path, server, src)
+    await run_job(cfg)
+    return cfg, src, ids
+
+
+async def test_status_does_not_call_a_killed_job_running_because_its_pid_was_reused(server, tmp_path):
+    """Guards status' ``running``: it comes from the state's lock, not from a pid that may have been reused."""
+    import orjson
+
+    from batcher.commands.status import read_status
+    from batcher.state.store import Store
+
+    cfg, _, _ = await job(server, tmp_path)
+    with sqlite3.connect(cfg.state_file) as db:  # as kill -9 leaves it; pid 1 is always alive
+        (stats,) = db.execute("SELECT value FROM meta WHERE key = 'run_stats'").fetchone()
+        live = {"pid": 1, "runs_before": orjson.loads(stats)["runs"], "started_at": 0, "updated_at": 0}
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('live', ?)", (orjson.dumps(live).decode(),))
+    assert read_status(cfg.state_file)["running"] is False
+    store = Store.open(cfg.state_file)  # a process holding the state's lock: that one runs
+    try:
+        assert read_status(cfg.state_file)["running"] is True
+    finally:
+        store.close()

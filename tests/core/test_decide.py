@@ -130,3 +130,17 @@ def test_carried_unknown_names_fields_from_get_that_the_row_did_not_set():
 
     body = {"title": "b", "beta_flag": True, "row_extra": 1, "ai_config": {"future": {"x": 1}, "transcription": {}}}
     assert sorted(carried_unknown(body, {"title": "b", "row_extra": 1})) == ["ai_config.future", "beta_flag"]
+
+
+def test_restore_puts_the_before_state_back_over_the_last_write_that_landed():
+    """Guards restore: a meeting showing the job's last landed write (not its failed later one) is restored."""
+    before, landed, failed = {"title": "orig"}, {"title": "new"}, {"title": "newer"}
+    got = restore("earlier", before, failed, {"title": "new"}, Options(), landed)
+    assert isinstance(got, Send) and got.body == before
+
+
+def test_restore_still_refuses_a_meeting_showing_neither_write_of_the_job():
+    """Guards restore: a meeting showing neither of the job's writes is a conflict, even with --force."""
+    before, landed, failed = {"title": "orig"}, {"title": "new"}, {"title": "newer"}
+    got = restore("earlier", before, failed, {"title": "a colleague's"}, Options(force=True), landed)
+    assert isinstance(got, Refuse) and got.error == "conflict"

@@ -230,3 +230,17 @@ def test_the_state_grows_by_a_bounded_amount_per_hour_of_a_busy_job(tmp_path):
     per_hour = [b - a for a, b in itertools.pairwise(sizes)]
     assert per_hour[0] < 400 * 1024  # the first hour: 600 buckets of 1 s, 600 of 5 s
     assert max(per_hour[6:]) < 40 * 1024  # from the sixth hour on: 60 buckets an hour
+
+
+def test_a_year_long_retry_after_adds_one_bucket_not_one_per_future_bucket():
+    """Guards Timeline.pause: a pause far into the future is kept where it begins, not in every future bucket."""
+    clock = FakeClock(T0 + 0.5)
+    timeline = Timeline(clock)
+    timeline.start(1)
+    timeline.pause(31_536_000)  # a year: legal per the contract
+    clock.now += 1
+    timeline.pause(31_536_000)  # overlaps the first: one pause, 1 s longer
+    rows = timeline.statements()
+    assert len(rows) <= 2  # before: one bucket per future bucket (527,050 of them)
+    spans = {args[1] - T0: Bucket.from_json(args[3]).spans for _, args in rows}
+    assert spans == {0: [(T0 + 0.5, 31_536_000.0)], 1: [(T0 + 0.5 + 31_536_000, 1.0)]}

@@ -56,3 +56,32 @@ def test_a_long_job_probes_upward_slowly_and_rarely_hits_the_limit():
         share, ok, throttled = drive(limit=limit, seconds=300)
         assert throttled / (ok + throttled) < 0.005, limit
         assert share >= 0.8, limit
+
+
+def test_adaptive_rate_cuts_on_429_once_per_cooldown_and_climbs_back():
+    t = FakeTime()
+    rate = AdaptiveRate(RateSpec(100, 1.0, is_auto=True), t.clock)
+    rate.on_throttled()
+    rate.on_throttled()  # same news from a request already in flight: no second cut
+    assert rate.rate_per_s == 85
+    t.now += 1
+    rate.on_success()
+    assert abs(rate.rate_per_s - 95) < 1e-9, "additive: fast back toward the rate that hit the limit"
+    t.now += 5
+    rate.on_success()
+    assert abs(rate.rate_per_s - 96) < 1e-9, "then slowly (0.2% of it a second) to probe above"
+
+
+def test_adaptive_rate_eases_off_before_the_budget_runs_out():
+    t = FakeTime()
+    rate = AdaptiveRate(RateSpec(100, 1.0, is_auto=True), t.clock)
+    rate.on_success((50, 1.0))
+    assert rate.rate_per_s == 100
+    rate.on_success((3, 1.0))
+    assert rate.rate_per_s == 90
+
+
+def test_adaptive_rate_takes_an_announced_policy_as_its_ceiling():
+    rate = AdaptiveRate(RateSpec(100, 1.0, is_auto=True), FakeTime().clock)
+    rate.on_policy(1200, 300.0)
+    assert rate.rate_per_s == rate.ceiling_per_s == 0.98 * 4.0

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 from batcher.core.config import RateSpec
-from batcher.http.budget import Budget, default_budget_path
+from batcher.http.budget import BUSY_RETRY_S, Budget, default_budget_path
 from batcher.http.pacer import Pacer
 
 from ..fake_time import FakeTime, OverlappingTime, worst_window
@@ -96,3 +97,58 @@ async def test_each_start_spends_one_of_the_budget_the_server_announced():
     assert t.now == 0.0, "3 left, one already spent by the second: two more may start"
     await pacer.acquire()
     assert t.now >= 10.0, "the third waits for the server's reset"
+
+
+def test_a_budget_file_being_created_by_another_process_is_waited_for_not_an_error(tmp_path):
+    """Guards the budget file's set-up: two processes starting together both set it up; the second waits for the first, no error."""
+    import sqlite3
+    import threading
+    import time
+
+    from batcher.http.budget import Budget
+
+    path = tmp_path / "budget.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA journal_mode=WAL")
+    holder.execute("BEGIN EXCLUSIVE")  # another process in the middle of its set-up
+    holder.execute("CREATE TABLE IF NOT EXISTS other_setup (x)")
+    opened: list[object] = []
+    opener = threading.Thread(target=lambda: opened.append(Budget(path)))
+    opener.start()
+    time.sleep(0.2)  # the scenario: the lock is held ten times longer than a grant may wait
+    holder.execute("COMMIT")
+    opener.join(10)
+    holder.close()
+    assert len(opened) == 1 and isinstance(opened[0], Budget)
+
+
+async def test_two_processes_on_one_token_share_the_servers_remaining_budget(tmp_path):
+    """Guards the shared budget: the server's remaining count for a token, heard by one process, holds the other."""
+    t = FakeTime()
+    path = tmp_path / "budget.db"
+    one, other = (Pacer(RateSpec(100, 1.0), t.clock, t.sleep, budget=Budget(path, t.clock)) for _ in range(2))
+    ticket = await one.acquire()
+    one.on_response(200, (3, 30.0), None, ticket)  # the server: 3 more starts for this token in 30 s
+    for _ in range(3):
+        await other.acquire()
+    assert t.now == 0.0
+    await other.acquire()  # the fourth waits for the server's reset, although `other` never heard from it
+    assert t.now >= 30.0
+
+
+async def test_a_busy_budget_file_makes_the_pacer_sleep_instead_of_blocking_the_loop(tmp_path):
+    """Guards the pacer on a busy budget file: it sleeps asynchronously and asks again instead of blocking the event loop."""
+    t = FakeTime()
+    path = tmp_path / "budget.db"
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        holder.execute("COMMIT")  # ... and lets go while this one sleeps
+
+    pacer = Pacer(RateSpec(100, 1.0), t.clock, sleep, budget=Budget(path, t.clock))
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the file
+    await pacer.acquire()
+    holder.close()
+    assert slept == [BUSY_RETRY_S], "asked again after an asynchronous sleep, not a 30 s busy wait"

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from batcher.core.config import RateSpec
+from batcher.http import client as client_module
 from batcher.http.client import Client
 from batcher.http.pacer import Pacer
 
@@ -190,3 +191,14 @@ async def test_rate_none_touches_no_budget_file_and_a_rate_uses_the_per_token_on
         await client.call("GET", client.config.meeting_url(ACCOUNT, mid))
     [budget] = (cache / "batcher").glob("budget-*.db")
     assert TOKEN not in budget.name and TOKEN.encode() not in budget.read_bytes()
+
+
+async def test_a_client_that_cannot_start_releases_its_rate_budget(server, tmp_path, monkeypatch):
+    """Guards the client's start-up: when aiohttp lacks what the client needs, the rate budget is released."""
+    monkeypatch.setattr(client_module, "_RETRY_SWITCH", "_no_such_switch")
+    cfg = config(tmp_path, server, tmp_path / "in.jsonl", rate="10/1", budget_path=str(tmp_path / "budget.db"))
+    pacer = Pacer(cfg.rate)
+    with pytest.raises(RuntimeError, match="aiohttp"):
+        async with Client(cfg, pacer):
+            pass
+    assert pacer.budget is None

@@ -1,13 +1,13 @@
-"""Pacing on a controlled clock: the window promise, the opening burst, the pause gate."""
+"""Pacing on a controlled clock: the window promise, the opening burst, the pause gate, the server's budget."""
 
 from __future__ import annotations
 
 import asyncio
 
-from batcher.core.config import RateSpec, parse_rate
-from batcher.http.adaptive import AdaptiveRate
 from batcher.http.pacer import PauseGate, WindowLimiter
+from batcher.run.engine import run_job
 
+from ..conftest import config, write_jsonl
 from ..fake_time import FakeTime, worst_window
 
 
@@ -37,37 +37,11 @@ async def test_pause_gate_holds_until_deadline_and_can_be_extended():
     assert t.now >= 300
 
 
-def test_adaptive_rate_cuts_on_429_once_per_cooldown_and_climbs_back():
-    t = FakeTime()
-    rate = AdaptiveRate(RateSpec(100, 1.0, is_auto=True), t.clock)
-    rate.on_throttled()
-    rate.on_throttled()  # same news from a request already in flight: no second cut
-    assert rate.rate_per_s == 85
-    t.now += 1
-    rate.on_success()
-    assert abs(rate.rate_per_s - 95) < 1e-9, "additive: fast back toward the rate that hit the limit"
-    t.now += 5
-    rate.on_success()
-    assert abs(rate.rate_per_s - 96) < 1e-9, "then slowly (0.2% of it a second) to probe above"
-
-
-def test_adaptive_rate_eases_off_before_the_budget_runs_out():
-    t = FakeTime()
-    rate = AdaptiveRate(RateSpec(100, 1.0, is_auto=True), t.clock)
-    rate.on_success((50, 1.0))
-    assert rate.rate_per_s == 100
-    rate.on_success((3, 1.0))
-    assert rate.rate_per_s == 90
-
-
-def test_adaptive_rate_takes_an_announced_policy_as_its_ceiling():
-    rate = AdaptiveRate(RateSpec(100, 1.0, is_auto=True), FakeTime().clock)
-    rate.on_policy(1200, 300.0)
-    assert rate.rate_per_s == rate.ceiling_per_s == 0.98 * 4.0
-
-
-def test_parse_rate():
-    assert parse_rate("1200/300") == RateSpec(1200, 300.0)
-    assert parse_rate("5/0.5") == RateSpec(5, 0.5)
-    assert parse_rate("none") is None
-    assert parse_rate("auto").is_auto
+async def test_with_no_rate_of_its_own_batcher_starts_nothing_the_servers_headers_have_no_budget_for(server, tmp_path):
+    """Guards the pacer's server budget: with no rate of its own, the Ratelimit headers alone keep every start within the budget."""
+    server.api.rate_limit = (10, 1.0)  # the fake then answers with Ratelimit headers, and 429 beyond
+    ids = server.add(15)
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, "title": "h"} for m in ids])
+    result = await run_job(config(tmp_path, server, src, rate=None, concurrency=8))
+    assert result.exit_code == 0
+    assert server.api.statuses.get(429, 0) == 0, "every start after the first answer kept within the server's r"

@@ -1,4 +1,4 @@
-"""``--set PATH=VALUE`` constants, ``status`` in patch mode, and the estimate printed before sending."""
+"""``--set PATH=VALUE`` constants: typed like CSV cells, applied to every row, part of the job's identity."""
 
 from __future__ import annotations
 
@@ -6,21 +6,15 @@ import argparse
 import io
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
 from batcher.cli.tools import parse_set
 from batcher.commands.plan import plan_job
-from batcher.core.config import parse_rate
-from batcher.core.estimate import estimate, estimate_text
 from batcher.errors import StateMismatchError, UsageError, ValidationFailed
-from batcher.report.console import Console, Progress
-from batcher.run.announce import say_estimate
 from batcher.run.engine import run_job
 
-from ..conftest import ACCOUNT, config, read_jsonl, write_csv, write_jsonl
+from ..conftest import ACCOUNT, cli, config, read_jsonl, write_csv, write_jsonl
 
 FR = ("ai_config.transcription.language", "fr")
 
@@ -130,48 +124,6 @@ async def test_plan_shows_the_set_change(server, tmp_path):
     assert line["changes"] == [{"path": "ai_config.transcription.language", "before": "en-US", "after": "fr"}]
 
 
-async def test_status_is_sent_by_patch_in_patch_mode(server, tmp_path):
-    a, b = server.add(2)
-    src = write_csv(tmp_path / "in.csv", ["meeting_id", "status"], [[a, "INACTIVE"], [b, ""]])
-    result = await run_job(config(tmp_path, server, src, mode="patch", set_values=[("persist_chat", True)]))
-    assert result.exit_code == 0
-    assert server.api.meta[(ACCOUNT, a)]["status"] == "INACTIVE" and server.api.meta[(ACCOUNT, b)]["status"] == "ACTIVE"
-    assert server.doc(a)["persist_chat"] is True
-
-
-@pytest.mark.parametrize("mode", ["merge", "replace"])
-async def test_status_outside_patch_mode_is_an_invalid_row_naming_the_mode(server, tmp_path, mode):
-    [mid] = server.add()
-    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "status": "INACTIVE"}])
-    errors = []
-    with pytest.raises(ValidationFailed):
-        await run_job(config(tmp_path, server, src, mode=mode), on_invalid=errors.append)
-    [err] = errors
-    assert err.errors[0].field == "status" and f"this job's mode is {mode}" in err.message
-    assert server.api.requests == {}
-
-
-def test_estimate_counts_requests_per_mode_and_time_at_the_rate():
-    rate = parse_rate("1200/300")
-    assert estimate("merge", 100_000, rate) == (200_000, 50_000.0)
-    assert estimate("merge", 10, rate, unchanged=4) == (16, 4.0)
-    assert estimate("patch", 10, rate) == (10, 2.5)
-    assert estimate("replace", 10, None) == (10, None)
-    assert estimate_text("merge", 100_000, rate) == "≈ 200,000 requests: 13 h 53 min at 1200/300"
-
-
-async def test_run_and_plan_print_the_estimate_before_sending(server, tmp_path):
-    ids = server.add(3)
-    src = write_jsonl(tmp_path / "ids.jsonl", [{"meeting_id": m} for m in ids])
-    stream = io.StringIO()
-    cfg = config(tmp_path, server, src, set_values=[FR], rate="1200/300")
-    await plan_job(cfg, str(tmp_path / "plan.jsonl"), console=Console(stream))
-    assert "3 rows to plan, ≈ 3 requests: 1 s at 1200/300" in stream.getvalue()
-    stream = io.StringIO()
-    await run_job(cfg, console=Console(stream))
-    assert "3 rows to send, ≈ 6 requests: 2 s at 1200/300" in stream.getvalue()
-
-
 def test_validate_checks_rows_with_set_and_mode_offline(tmp_path):
     mid = "0b7e2a9c-4f1d-4a57-9a3e-1c2d3e4f5a6b"
     src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "status": "INACTIVE"}])
@@ -187,14 +139,22 @@ def test_validate_checks_rows_with_set_and_mode_offline(tmp_path):
     assert bad.returncode == 2 and "did you mean 'title'" in bad.stderr
 
 
-def test_progress_eta_is_never_faster_than_the_rate_promise():
-    # the first window's burst shows a row rate the promise cannot sustain
-    progress = Progress(1000, console=Console(io.StringIO()))
-    progress.done = 100
-    progress._started = time.monotonic() - 10  # 10 rows/s so far
-    assert "ETA 00:01:30" in progress.line()
-    say_estimate(
-        Console(io.StringIO()), config(Path("."), None, "-", state_path="s.db", rate="1200/300"), 0, progress=progress
+async def test_a_credential_inside_an_object_given_to_set_is_refused_before_it_is_kept(server, tmp_path):
+    """Guards ``--set``: a credential inside an object value is refused before the state could keep it."""
+    ids = server.add(1)
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m} for m in ids])
+    value = '{"type": "aws", "bucket": "b", "access_key": "AKIA-CANARY", "secret": "SECRET-CANARY"}'
+    state = tmp_path / "job.state.db"
+    done = cli(
+        "run",
+        str(src),
+        "--state",
+        str(state),
+        "--base-url",
+        server.base_url,
+        "--set",
+        f"recording_config.storage_config={value}",
     )
-    assert progress.max_rows_per_s == 2.0  # merge: 2 requests a row at 4 requests/s
-    assert "ETA 00:07:30" in progress.line()
+    assert done.returncode == 2 and "give each credential as its own --set" in done.stderr
+    assert "CANARY" not in done.stderr + done.stdout and not state.exists()
+    assert sum(server.api.requests.values()) == 0

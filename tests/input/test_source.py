@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 
 import pytest
 
@@ -173,6 +175,18 @@ def test_format_detection():
     )
     with pytest.raises(InputError, match="--format"):
         detect_format("x.txt")
+
+
+def test_an_excel_row_of_empty_cells_is_skipped_like_a_blank_line(tmp_path):
+    """Guards the CSV reader: a row of empty cells (as Excel writes them) is a blank line, not an invalid row."""
+    src = tmp_path / "x.csv"
+    src.write_bytes(
+        b"\xef\xbb\xbfmeeting_id,title,record_on_start,,\r\n0b7e2a9c-4f1d-4a57-9a3e-1c2d3e4f5a6b,Excel,TRUE,,\r\n,,,,\r\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "batcher", "validate", str(src)], capture_output=True, text=True, env={"PATH": "/bin"}
+    )
+    assert proc.returncode == 0 and "1 rows: 1 valid, 0 invalid" in proc.stderr, proc.stderr
 
 
 # -- properties --------------------------------------------------------------

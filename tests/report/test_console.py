@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 import signal
+import time
+from pathlib import Path
 
 from batcher.report.console import Console, Progress
+from batcher.run.announce import say_estimate
 from batcher.run.engine import run_job
 
 from ..conftest import config, start_cli, when_requests_reach, write_jsonl
@@ -109,3 +112,16 @@ async def test_the_first_ctrl_c_says_requests_drain_and_a_second_stops_at_once(s
     assert proc.returncode == 130, text
     assert "waiting for the requests in flight to finish" in text
     assert "Press Ctrl-C again to stop at once" in text
+
+
+def test_progress_eta_is_never_faster_than_the_rate_promise():
+    # the first window's burst shows a row rate the promise cannot sustain
+    progress = Progress(1000, console=Console(io.StringIO()))
+    progress.done = 100
+    progress._started = time.monotonic() - 10  # 10 rows/s so far
+    assert "ETA 00:01:30" in progress.line()
+    say_estimate(
+        Console(io.StringIO()), config(Path("."), None, "-", state_path="s.db", rate="1200/300"), 0, progress=progress
+    )
+    assert progress.max_rows_per_s == 2.0  # merge: 2 requests a row at 4 requests/s
+    assert "ETA 00:07:30" in progress.line()

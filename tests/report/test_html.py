@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 from batcher.commands.rollback import rollback_job
+from batcher.commands.status import read_status
 from batcher.core.timings import Bucket
 from batcher.report.data import read_report
 from batcher.report.html import write_html_report
@@ -239,3 +240,55 @@ async def test_a_report_of_a_running_job_says_running(server, tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         await proc.communicate()
+
+
+def execute(state: str, query: str, *args: object) -> list[tuple]:
+    with sqlite3.connect(state) as db:
+        return db.execute(query, *args).fetchall()
+
+
+def cards(text: str) -> dict[str, str]:
+    return {name: value for value, name in re.findall(r"<b>([^<]*)</b><span>([^<]*)</span>", text)}
+
+
+async def test_pending_rows_are_shown_as_pending_not_skipped_as_status_json_counts_them(server, tmp_path):
+    """Guards the report's cards and per-account table: pending rows count as pending, as status counts them."""
+    cfg, _ = await busy_job(server, tmp_path)
+    # as a killed or running job leaves them: 4 rows not done yet, 2 skipped
+    execute(cfg.state_file, "UPDATE rows SET outcome = 'pending' WHERE row IN (1, 2, 3, 16)")
+    execute(cfg.state_file, "UPDATE rows SET outcome = 'skipped' WHERE row IN (4, 5)")
+    status = read_status(cfg.state_file)
+    assert (status["pending"], status["skipped"]) == (4, 2)
+    html = tmp_path / "r.html"
+    write_html_report(cfg.state_file, str(html))
+    text = html.read_text(encoding="utf-8")
+    shown = cards(text)
+    for key in ("succeeded", "unchanged", "failed", "skipped", "pending"):
+        assert shown[key] == f"{status[key]:,}", key
+    assert shown["rows"] == f"{status['total']:,}"
+    # the per-account table: a pending column, its sums the state's
+    header = re.search(r"<h3>Per account</h3><table><thead><tr>(.*?)</tr>", text).group(1)
+    assert re.findall(r"<th>([^<]*)</th>", header)[-2:] == ["skipped", "pending"]
+    body = re.search(r"<h3>Per account</h3><table>.*?<tbody>(.*?)</tbody>", text).group(1)
+    cells = [re.findall(r"<td[^>]*>([^<]*)</td>", tr) for tr in re.findall(r"<tr>(.*?)</tr>", body)]
+    assert sum(int(c[6]) for c in cells) == 2 and sum(int(c[7]) for c in cells) == 4
+    assert ">pending<" in text  # the outcome chart's own bar
+
+
+def test_report_of_another_programs_sqlite_file_says_it_is_not_a_batcher_state(tmp_path):
+    """Guards the report command: another program's SQLite file is named as not a batcher state; no report is written."""
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE songs (title TEXT)")
+    done = cli("report", "--state", str(other), "--html", str(tmp_path / "r.html"))
+    assert done.returncode == 2
+    assert "not a batcher state file" in done.stderr and "holds no job yet" not in done.stderr
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_the_runs_options_column_wraps_inside_the_page():
+    """Guards the report's style: the runs table's options column wraps inside the page."""
+    from batcher.report.html import STYLE
+
+    assert "white-space: nowrap; display: inline-block" not in STYLE  # an option could not break
+    assert re.search(r"td:last-child \{[^}]*overflow-wrap: anywhere", STYLE)

@@ -1,7 +1,8 @@
-"""run_job against the real fake API: modes, guard, unchanged rows, halts, outputs."""
+"""run_job against the real fake API: modes, guard, unknown fields, unchanged rows, halts, cancellation, outputs."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 
 import orjson
@@ -280,3 +281,154 @@ async def test_a_forced_rebuild_that_fails_validation_leaves_the_old_state_intac
     again = await run_job(cfg)
     assert again.exit_code == 0 and again.summary["succeeded"] == 2
     assert (server.api.puts[a], server.api.puts[b]) == (1, 1), "the old outcomes survived: nothing resent"
+
+
+STORED_S3 = {
+    "type": "aws",
+    "bucket": "b",
+    "region": "us-east-1",
+    "access_key": "OLD-AK-CANARY",
+    "secret": "OLD-S-CANARY",
+}
+
+
+NEW_S3_KEYS = {"access_key": "NEW-AK-CANARY", "secret": "NEW-S-CANARY"}
+
+
+def snapshot(tmp_path):
+    store = Store.open(str(tmp_path / "job.state.db"))
+    try:
+        [(_a, _m, _r, before, after)] = list(store.snapshots())
+        (state,) = store.db.execute("SELECT write_state FROM snapshots").fetchone()
+    finally:
+        store.close()
+    return before, after, state
+
+
+async def test_merge_carries_fields_the_schema_does_not_know(server, tmp_path):
+    server.api.extra_fields = {"beta_flag", "ai_config.future"}
+    server.api.learns_extra_fields = False
+    [mid] = server.add(title="old", beta_flag=True, ai_config={"future": {"x": 3}})
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "title": "new"}])
+    result = await run_job(config(tmp_path, server, src))
+    assert result.exit_code == 0, result.message
+    doc = server.doc(mid)
+    assert (doc["title"], doc["beta_flag"], doc["ai_config"]["future"]) == ("new", True, {"x": 3})
+    before, _after, state = snapshot(tmp_path)
+    assert before["beta_flag"] is True and before["ai_config"]["future"] == {"x": 3} and state == "landed"
+    assert "id" not in before and "status" not in before, "read-only fields are not part of the way back"
+
+
+async def test_a_carried_field_the_server_rejects_fails_the_row_naming_it(server, tmp_path):
+    server.api.learns_extra_fields = False  # GET shows it; this server's PUT does not accept it
+    [mid] = server.add(title="old", beta_flag=True)
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "title": "new"}])
+    result = await run_job(config(tmp_path, server, src))
+    assert result.exit_code == 1
+    [entry] = read_jsonl(tmp_path / "failures.jsonl")
+    assert entry["status"] == 400 and "beta_flag" in entry["message"] and "carried from the meeting" in entry["message"]
+    assert server.doc(mid)["title"] == "old"
+
+
+async def test_force_alone_does_not_retry_failed_rows(server, tmp_path):
+    a, b, c = server.add(3)
+    server.api.faults.append({"kind": "status", "status": 400, "meeting": b, "method": "PUT"})
+    rows = [{"meeting_id": m, "title": "x"} for m in (a, b)]
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
+    assert (await run_job(config(tmp_path, server, src))).exit_code == 1
+    write_jsonl(src, [*rows, {"meeting_id": c, "title": "x"}])  # a changed input needs --force
+    forced = await run_job(config(tmp_path, server, src, force=True))
+    assert forced.summary["failed"] == 1 and forced.summary["succeeded"] == 2
+    assert (server.api.puts[b], server.api.puts[c]) == (0, 1), "the failed row waits for --retry-failed"
+    retried = await run_job(config(tmp_path, server, src, retry_failed=True))
+    assert retried.exit_code == 0 and server.api.puts[b] == 1
+
+
+async def test_key_rotation_in_merge_mode_need_not_repeat_the_storage_type(server, tmp_path):
+    [has, hasnt] = [*server.add(recording_config={"storage_config": STORED_S3}), *server.add()]
+    rows = [{"meeting_id": m, "recording_config": {"storage_config": NEW_S3_KEYS}} for m in (has, hasnt)]
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
+    result = await run_job(config(tmp_path, server, src))
+    assert result.summary["succeeded"] == 1 and result.summary["failed"] == 1
+    assert server.doc(has)["recording_config"]["storage_config"] == {**STORED_S3, **NEW_S3_KEYS}
+    [entry] = read_jsonl(tmp_path / "failures.jsonl")
+    assert (entry["row"], entry["error"]) == (2, "invalid_merged")  # the meeting lacks it: --retry-failed retries
+    assert "recording_config.storage_config.type" in entry["message"] and server.api.requests["PUT"] == 1
+
+
+async def test_cancelling_run_job_stops_the_workers_and_saves_the_state(server, tmp_path):
+    ids = server.add(40)
+    server.api.latency_s = 0.05
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, "title": "x"} for m in ids])
+    reached = asyncio.Event()
+    server.api.on_request = lambda total: reached.set() if total >= 6 else None
+    job = asyncio.ensure_future(run_job(config(tmp_path, server, src, concurrency=2)))
+    await reached.wait()
+    job.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    assert not [t for t in asyncio.all_tasks() if t.get_coro().__qualname__.endswith("worker")], (
+        "no worker left running"
+    )
+    store = Store.open(str(tmp_path / "job.state.db"))
+    counts = store.counts()
+    (pending,) = store.db.execute("SELECT COUNT(*) FROM rows WHERE outcome = 'pending'").fetchone()
+    stats = store.run_stats()
+    store.close()
+    assert pending == 0 and counts["skipped"] > 0 and counts["total"] == 40
+    assert stats["requests"] >= 6, "the cancelled run's requests still count"
+    server.api.latency_s = 0
+    again = await run_job(config(tmp_path, server, src))
+    assert again.exit_code == 0 and all(server.api.puts[m] == 1 for m in ids)
+
+
+async def test_status_is_sent_by_patch_in_patch_mode(server, tmp_path):
+    a, b = server.add(2)
+    src = write_csv(tmp_path / "in.csv", ["meeting_id", "status"], [[a, "INACTIVE"], [b, ""]])
+    result = await run_job(config(tmp_path, server, src, mode="patch", set_values=[("persist_chat", True)]))
+    assert result.exit_code == 0
+    assert server.api.meta[(ACCOUNT, a)]["status"] == "INACTIVE" and server.api.meta[(ACCOUNT, b)]["status"] == "ACTIVE"
+    assert server.doc(a)["persist_chat"] is True
+
+
+@pytest.mark.parametrize("mode", ["merge", "replace"])
+async def test_status_outside_patch_mode_is_an_invalid_row_naming_the_mode(server, tmp_path, mode):
+    [mid] = server.add()
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "status": "INACTIVE"}])
+    errors = []
+    with pytest.raises(ValidationFailed):
+        await run_job(config(tmp_path, server, src, mode=mode), on_invalid=errors.append)
+    [err] = errors
+    assert err.errors[0].field == "status" and f"this job's mode is {mode}" in err.message
+    assert server.api.requests == {}
+
+
+async def test_replace_mode_will_not_erase_stored_credentials_without_allow_credential_reset(server, tmp_path):
+    """Guards the credential guard in replace mode: a PUT that would erase the stored keys is refused unless allowed."""
+    stored = {"type": "aws", "bucket": "b", "access_key": "OLDKEY", "secret": "OLDSECRET"}
+    [mid] = server.add(recording_config={"storage_config": stored})
+    row = {"meeting_id": mid, "recording_config": {"storage_config": {"type": "aws", "bucket": "b"}}}
+    src = write_jsonl(tmp_path / "in.jsonl", [row])
+    result = await run_job(config(tmp_path, server, src, mode="replace"))
+    assert result.exit_code == 1 and server.api.requests["PUT"] == 0
+    assert server.doc(mid)["recording_config"]["storage_config"]["secret"] == "OLDSECRET"
+    [entry] = read_jsonl(tmp_path / "failures.jsonl")
+    assert entry["error"] == "credential_guard"
+
+
+S3_WITHOUT_KEYS = {"type": "aws", "bucket": "b", "region": "us-east-1"}
+
+
+PLAIN_KEYS = {"access_key": "AK", "secret": "S"}
+
+
+async def test_a_row_refused_for_what_the_meeting_lacks_is_retried_by_retry_failed(server, tmp_path):
+    """Guards ``invalid_merged``: a row refused for what the meeting lacks is a failure that --retry-failed retries."""
+    [mid] = server.add()
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "recording_config": {"storage_config": PLAIN_KEYS}}])
+    await run_job(config(tmp_path, server, src))
+    [entry] = read_jsonl(tmp_path / "failures.jsonl")
+    assert entry["error"] == "invalid_merged"
+    server.doc(mid)["recording_config"]["storage_config"] = dict(S3_WITHOUT_KEYS)  # the meeting gets its storage type
+    result = await run_job(config(tmp_path, server, src, retry_failed=True))
+    assert result.summary["succeeded"] == 1 and server.doc(mid)["recording_config"]["storage_config"]["secret"] == "S"

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections import deque
 
+import orjson
 import pytest
 
+from batcher.commands.rollback import rollback_job
 from batcher.core.config import RateSpec, Secret
 from batcher.http.adaptive import AdaptiveRate
 from batcher.http.client import Client, error_message
 from batcher.http.pacer import Pacer
 from batcher.run.engine import run_job
+from batcher.state.store import Store
 
 from ..conftest import config, read_jsonl, write_jsonl
 from ..fake_time import FakeTime, OverlappingTime, VirtualTime
@@ -190,3 +194,153 @@ def test_aimd_without_headers_settles_under_an_unknown_limit_on_a_fake_clock():
             rate.on_success(None)
     assert throttled / (ok + throttled) < 0.05, "the saw-tooth hits the limit rarely"
     assert ok / 120 >= 0.6 * 20, "and uses most of it"
+
+
+STORED_S3 = {
+    "type": "aws",
+    "bucket": "b",
+    "region": "us-east-1",
+    "access_key": "OLD-AK-CANARY",
+    "secret": "OLD-S-CANARY",
+}
+
+
+NEW_S3_KEYS = {"access_key": "NEW-AK-CANARY", "secret": "NEW-S-CANARY"}
+
+
+def snapshot(tmp_path):
+    store = Store.open(str(tmp_path / "job.state.db"))
+    try:
+        [(_a, _m, _r, before, after)] = list(store.snapshots())
+        (state,) = store.db.execute("SELECT write_state FROM snapshots").fetchone()
+    finally:
+        store.close()
+    return before, after, state
+
+
+async def test_rotating_keys_over_a_dropped_put_sends_it_again_instead_of_trusting_get(server, tmp_path):
+    [mid] = server.add(recording_config={"storage_config": STORED_S3})
+    server.api.faults.append({"kind": "drop", "method": "PUT"})  # dropped before it was applied
+    row = {"meeting_id": mid, "recording_config": {"storage_config": {"type": "aws", **NEW_S3_KEYS}}}
+    src = write_jsonl(tmp_path / "in.jsonl", [row])
+    result = await run_job(config(tmp_path, server, src), control=VirtualTime().control())
+    assert result.exit_code == 0
+    stored = server.doc(mid)["recording_config"]["storage_config"]
+    assert (stored["access_key"], stored["secret"]) == ("NEW-AK-CANARY", "NEW-S-CANARY"), "GET cannot see keys"
+    assert server.api.requests["PUT"] == 2
+
+
+async def test_a_secret_write_whose_outcome_stays_unknown_is_failed_unknown_outcome(server, tmp_path):
+    [mid] = server.add(recording_config={"storage_config": STORED_S3})
+    server.api.faults.append({"kind": "apply_then_drop", "method": "PUT", "times": 2})
+    row = {"meeting_id": mid, "recording_config": {"storage_config": {"type": "aws", **NEW_S3_KEYS}}}
+    src = write_jsonl(tmp_path / "in.jsonl", [row])
+    result = await run_job(config(tmp_path, server, src, max_attempts=2), control=VirtualTime().control())
+    assert result.exit_code == 1
+    [entry] = read_jsonl(tmp_path / "failures.jsonl")
+    assert entry["error"] == "unknown_outcome" and "may have been applied" in entry["message"]
+    assert "CANARY" not in orjson.dumps(entry).decode()
+    assert snapshot(tmp_path)[2] == "unknown"
+
+
+async def test_a_write_that_failed_for_sure_marks_its_snapshot_failed(server, tmp_path):
+    [mid] = server.add(title="old")
+    server.api.faults.append({"kind": "status", "status": 400, "method": "PUT"})
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "title": "new"}])
+    assert (await run_job(config(tmp_path, server, src))).exit_code == 1
+    assert snapshot(tmp_path)[2] == "failed"
+
+
+async def test_a_patch_setting_status_that_landed_before_a_drop_is_confirmed_by_get(server, tmp_path):
+    """Guards the confirmation of a PATCH: GET shows the meeting's status, so a status write that landed before a drop is confirmed."""
+    [mid] = server.add(title="orig")
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "status": "INACTIVE"}])
+    server.api.faults.extend(
+        [
+            {"kind": "apply_then_drop", "method": "PATCH", "times": 1},
+            {"kind": "status", "status": 502, "method": "PATCH", "times": 5},
+        ]
+    )
+    result = await run_job(config(tmp_path, server, src, mode="patch", app_id="app1", max_attempts=3))
+    assert server.api.meta[("acct-1", mid)]["status"] == "INACTIVE"
+    assert result.exit_code == 0, "GET shows the status the PATCH set: the row succeeded"
+    assert read_jsonl(tmp_path / "failures.jsonl") == []
+
+
+async def test_a_write_that_timed_out_stays_unknown_though_later_attempts_are_answered_and_get_shows_nothing(
+    server, tmp_path
+):
+    """Guards the unknown outcome: a timed-out write may still land, so quick 503s and a GET showing nothing do not make it certain."""
+    from ..fake_time import VirtualTime
+
+    [mid] = server.add(title="orig")
+    server.api.faults.extend(
+        [
+            {"kind": "hang", "seconds": 1.5, "method": "PUT", "times": 1},  # may still land at the origin later
+            {"status": 503, "method": "PUT", "times": 5},  # quick answers from the edge prove nothing about it
+        ]
+    )
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "title": "new"}])
+    cfg = config(tmp_path, server, src, timeout_s=0.3, max_attempts=3)
+    result = await run_job(cfg, control=VirtualTime().control())
+    assert result.exit_code == 1
+    [entry] = read_jsonl(tmp_path / "failures.jsonl")
+    assert entry["error"] == "unknown_outcome", entry
+
+
+def _snapshot(tmp_path) -> tuple[str, int, int]:
+    with sqlite3.connect(tmp_path / "job.state.db") as db:
+        return db.execute("SELECT write_state, maybe_landed, seq FROM snapshots").fetchone()
+
+
+async def test_an_unknown_write_stays_unknown_when_its_resend_is_refused(server, tmp_path):
+    """Guards the unknown outcome: a refused re-send (409) does not make a write that may have landed certain; rollback restores it."""
+    [mid] = server.add(title="orig")
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "title": "new"}])
+    server.api.faults.extend(
+        [
+            {"kind": "headers", "headers": {}, "method": "GET", "times": 1},  # the merge GET: normal
+            {"kind": "apply_then_drop", "method": "PUT", "times": 1},  # lands, answer lost
+            {"kind": "status", "status": 503, "method": "GET", "times": 2},  # the confirming GET fails
+            {"kind": "status", "status": 409, "method": "PUT", "times": 1},  # the re-send is refused
+        ]
+    )
+    await run_job(config(tmp_path, server, src, max_attempts=2))
+    [entry] = read_jsonl(tmp_path / "failures.jsonl")
+    assert entry["error"] == "unknown_outcome" and entry["status"] == 409
+    assert _snapshot(tmp_path)[0] == "unknown"
+    await rollback_job(config(tmp_path, server, src))
+    assert server.doc(mid)["title"] == "orig"
+
+
+async def test_a_timed_out_write_that_a_get_shows_not_landed_stays_unknown(server, tmp_path):
+    """Guards the unknown outcome after a timeout: the write may still be queued, so a GET not showing it proves nothing."""
+    [mid] = server.add(title="orig")
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "title": "new"}])
+    # the PUT times out (it may still be queued on the server), the GET says "not yet", the re-send is refused
+    server.api.faults.extend(
+        [
+            {"kind": "hang", "seconds": 1.0, "method": "PUT", "times": 1},
+            {"kind": "status", "status": 409, "method": "PUT", "times": 1},
+        ]
+    )
+    await run_job(config(tmp_path, server, src, max_attempts=3, timeout_s=0.2))
+    [entry] = read_jsonl(tmp_path / "failures.jsonl")
+    assert entry["error"] == "unknown_outcome"
+
+
+async def test_a_bad_token_after_an_unknown_write_halts_and_keeps_the_write_unknown(server, tmp_path):
+    """Guards the unknown outcome when the job halts: a 401 on the re-send stops the job and the write stays unknown."""
+    [mid] = server.add(title="orig")
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "title": "new"}])
+    server.api.faults.extend(
+        [
+            {"kind": "headers", "headers": {}, "method": "GET", "times": 1},
+            {"kind": "apply_then_drop", "method": "PUT", "times": 1},
+            {"kind": "status", "status": 503, "method": "GET", "times": 2},
+            {"kind": "status", "status": 401, "method": "PUT", "times": 1},
+        ]
+    )
+    result = await run_job(config(tmp_path, server, src, max_attempts=2))
+    assert result.exit_code == 3
+    assert _snapshot(tmp_path)[0] == "unknown"

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from ..conftest import cli, outcomes, run_cli
+from batcher.run.engine import run_job
+
+from ..conftest import TOKEN, cli, config, outcomes, run_cli, write_jsonl
 
 CSV_TEXT = "meeting_id,title\n{mid},new title\n"
 
@@ -278,3 +282,101 @@ def test_an_unexpected_error_is_one_sentence_exit_2_and_a_traceback_with_v(tmp_p
     assert "-v shows the traceback" in line
     loud = cli("rollback", "--state", str(state), "--base-url", "http://127.0.0.1:9", "-v")
     assert loud.returncode == 2 and "Traceback" in loud.stderr
+
+
+FR = {"ai_config": {"transcription": {"language": "fr"}}}
+
+
+async def job(server, tmp_path, n=3):
+    ids = server.add(n)
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, **FR} for m in ids])
+    cfg = config(tmp_path, server, src)
+    await run_job(cfg)
+    return cfg, src, ids
+
+
+async def test_report_refuses_to_write_over_the_states_wal_file(server, tmp_path):
+    """Guards the output checks: the state's ``-wal`` journal is part of the state, so no output may be it."""
+    cfg, _, _ = await job(server, tmp_path)
+    wal = cfg.state_file + "-wal"
+    with sqlite3.connect(cfg.state_file) as db:  # as after kill -9: the job's last commits are in the -wal
+        db.execute("PRAGMA wal_autocheckpoint = 0")
+        db.execute("UPDATE meta SET value = value WHERE key = 'fingerprint'")
+        kept = Path(wal).read_bytes() if Path(wal).exists() else None
+        done = cli("report", "--state", cfg.state_file, "--html", wal)
+        assert done.returncode == 2 and "part of it" in done.stderr, done.stderr
+        assert (Path(wal).read_bytes() if Path(wal).exists() else None) == kept
+
+
+async def test_report_and_rollback_refuse_an_html_output_that_is_the_jobs_input(server, tmp_path):
+    """Guards the output checks of report and rollback: ``--html`` may not name the job's recorded input."""
+    cfg, src, ids = await job(server, tmp_path)
+    before = src.read_bytes()
+    done = cli("report", "--state", cfg.state_file, "--html", str(src))
+    assert done.returncode == 2 and "the job's input" in done.stderr, done.stderr
+    done = cli("rollback", "--state", cfg.state_file, "--html", str(src), "--base-url", server.base_url)
+    assert done.returncode == 2 and "the job's input" in done.stderr, done.stderr
+    assert src.read_bytes() == before
+    assert all(server.doc(m)["ai_config"]["transcription"]["language"] == "fr" for m in ids)
+
+
+def test_an_output_is_never_the_journal_of_a_state_named_through_a_symlink_or_of_a_later_output(tmp_path):
+    """Guards check_outputs: a journal is found through a symlink, whatever order the outputs are listed in."""
+    from batcher.cli.preflight import check_outputs
+    from batcher.errors import UsageError
+
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "x.db").write_bytes(b"")
+    link = tmp_path / "s.db"
+    link.symlink_to(real / "x.db")
+    with pytest.raises(UsageError, match="part of it"):
+        check_outputs(None, [("--html", str(real / "x.db-wal"))], [("--state", str(link))])
+    budget = tmp_path / "budget.db"
+    with pytest.raises(UsageError, match="part of it"):  # the report listed before the budget file
+        check_outputs(None, [("--report", f"{budget}-wal"), ("--budget-file", str(budget))])
+
+
+def test_a_budget_file_naming_another_output_is_refused_before_anything_is_opened(tmp_path):
+    """Guards the output checks: ``--budget-file`` is checked with the other outputs, before any file is opened."""
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": "0b7e2a9c-4f1d-4a57-9a3e-1c2d3e4f5a6b", "title": "x"}])
+    out = tmp_path / "out.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "batcher", "run", str(src), "--account-id", "a", "--base-url", "http://127.0.0.1:9",
+         "--budget-file", str(out), "--summary-json", str(out)],
+        capture_output=True, text=True, env={"CLOUDFLARE_API_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "--budget-file" in proc.stderr and not out.exists()
+    assert not (tmp_path / "in.jsonl.state.db").exists(), "no half-made state"
+
+
+def test_a_hard_link_to_the_input_is_the_input_and_a_base_url_with_a_password_is_refused_unechoed(tmp_path):
+    """Guards the output and ``--base-url`` checks: a hard link to the input is the input; a URL with a password is refused unechoed."""
+    src = tmp_path / "o.csv"
+    src.write_text("meeting_id,title\n0b7e2a9c-4f1d-4a57-9a3e-1c2d3e4f5a6b,C\n")
+    (tmp_path / "hard.csv").hardlink_to(src)
+    env = {"CLOUDFLARE_API_TOKEN": TOKEN, "PATH": "/bin", "XDG_CACHE_HOME": str(tmp_path)}
+    base = [sys.executable, "-m", "batcher", "run", str(src), "--account-id", "a", "--rate", "none"]
+    linked = subprocess.run([*base, "--base-url", "http://127.0.0.1:9", "--report", str(tmp_path / "hard.csv")],
+                            capture_output=True, text=True, env=env)  # fmt: skip
+    assert linked.returncode == 2 and "same file as the input" in linked.stderr, linked.stderr
+    assert src.read_text().startswith("meeting_id,title")
+    secret = subprocess.run([*base, "--base-url", "http://user:pw-CANARY@127.0.0.1:9"],
+                            capture_output=True, text=True, env=env)  # fmt: skip
+    assert secret.returncode == 2 and "user name or password" in secret.stderr, secret.stderr
+    assert "CANARY" not in secret.stderr and not (tmp_path / "o.csv.state.db").exists()
+
+
+@pytest.mark.parametrize("password", ["p@ss-CANARY", "se/cret-CANARY", "pw-CANARY"])
+def test_a_base_url_password_is_never_echoed_whatever_it_holds(tmp_path, password):
+    """Guards ``--base-url``: a password is refused and never echoed, whatever characters it holds."""
+    src = tmp_path / "o.csv"
+    src.write_text("meeting_id,title\n0b7e2a9c-4f1d-4a57-9a3e-1c2d3e4f5a6b,C\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "batcher", "run", str(src), "--account-id", "a", "--rate", "none",
+         "--base-url", f"https://user:{password}@api.example.com/client/v4"],
+        capture_output=True, text=True, env={"CLOUDFLARE_API_TOKEN": TOKEN, "PATH": "/bin", "XDG_CACHE_HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "CANARY" not in proc.stderr and "user name or password" in proc.stderr, proc.stderr
