@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 from batcher.commands.plan import plan_job
 from batcher.run.engine import run_job
 
 from ..conftest import config, read_jsonl, write_csv, write_jsonl
 
-INPUTS = Path(__file__).resolve().parents[2] / "inputs"
 KEYS = {"type": "aws", "bucket": "b", "access_key": "AK-CANARY", "secret": "SECRET-CANARY"}
 
 
