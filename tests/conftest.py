@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sqlite3
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -113,3 +117,73 @@ def write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Read a JSONL file."""
     return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+# -- the CLI as a real subprocess (kills driven by the server's request counter, never by sleeping) --
+
+ENV = {**os.environ, "CLOUDFLARE_API_TOKEN": TOKEN, "CLOUDFLARE_ACCOUNT_ID": ACCOUNT, "PYTHONUNBUFFERED": "1"}
+
+
+def cli(*args: str, env: dict[str, str] | None = None, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    """Run batcher synchronously (for commands that need no server)."""
+    return subprocess.run(
+        [sys.executable, "-m", "batcher", *args],
+        capture_output=True,
+        text=True,
+        env=env or ENV,
+        input=stdin.decode() if stdin else None,
+        timeout=120,
+    )
+
+
+async def start_cli(*args: str, base_url: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "batcher", *args, "--base-url", base_url,
+        env=env or ENV, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def run_cli(*args: str, base_url: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    proc = await start_cli(*args, base_url=base_url, env=env)
+    out, err = await proc.communicate()
+    return proc.returncode, out.decode(), err.decode()
+
+
+def when_requests_reach(server, count: int) -> asyncio.Event:
+    """An event set once the fake API has seen ``count`` API requests in total."""
+    reached = asyncio.Event()
+    server.api.on_request = lambda total: reached.set() if total >= count else None
+    return reached
+
+
+async def kill_at(server, args: tuple[str, ...], thresholds: tuple[int, ...]) -> int:
+    """Run the CLI once per threshold, ``kill -9`` it when the server has seen that many requests
+    (unless it finished first); returns how many kills there were."""
+    kills = 0
+    for threshold in thresholds:
+        reached = when_requests_reach(server, threshold)
+        proc = await start_cli(*args, base_url=server.base_url)
+        done = asyncio.ensure_future(proc.wait())
+        await asyncio.wait({done, asyncio.ensure_future(reached.wait())}, return_when=asyncio.FIRST_COMPLETED)
+        if not done.done():
+            proc.kill()
+            kills += 1
+        await done
+    server.api.on_request = None
+    return kills
+
+
+def outcomes(state: Path) -> dict[str, int]:
+    with sqlite3.connect(state) as db:
+        return dict(db.execute("SELECT outcome, COUNT(*) FROM rows GROUP BY outcome").fetchall())
+
+
+# -- canaries: secrets that must never reach a file, a stream or a repr --
+
+CANARIES = (TOKEN, "AKIA-CANARY-ACCESS", "CANARY-SECRET-VALUE", "CANARY-SFTP-PASSWORD", "CANARY-PRIVATE-KEY")
+
+
+def assert_no_canary(text: str | bytes, where: str) -> None:
+    data = text.encode() if isinstance(text, str) else text
+    for canary in CANARIES:
+        assert canary.encode() not in data, f"{canary} leaked into {where}"

@@ -1,4 +1,5 @@
-"""``runs.recording``: a run's start is written on entry and its end exactly once, on every way out."""
+"""Runs in the state: ``runs.recording`` writes a run's start on entry and its end exactly once, on
+every way out; bucket widths follow the job's age."""
 
 from __future__ import annotations
 
@@ -62,3 +63,24 @@ def test_the_buckets_of_a_run_are_committed_with_its_end(tmp_path):
     assert (start, bucket.rows) == (T0, {"succeeded": 4})
     assert run_id == runs.read_runs(store.db)[0].id
     store.close()
+
+
+def test_a_run_of_a_job_begun_hours_ago_starts_with_wide_buckets(tmp_path):
+    """Guards ``runs.open_run``: a run's bucket widths follow the job's age, not the run's."""
+    from batcher.core.timings import Timeline
+    from batcher.state import runs
+    from batcher.state.store import Store
+
+    now = [1_800_000_000.0]
+    store = Store.open(str(tmp_path / "job.state.db"))
+    try:
+        first = Timeline(lambda: now[0])
+        runs.open_run(store, first, "run", {})
+        runs.close_run(store, first, 130)
+        now[0] += 7 * 3600  # resumed seven hours later
+        second = Timeline(lambda: now[0])
+        runs.open_run(store, second, "run", {})
+        assert second.span(now[0])[1] == 60, "a resumed run began again with 1-s buckets"
+        assert first.span(1_800_000_000.0)[1] == 1
+    finally:
+        store.close()
