@@ -132,9 +132,6 @@ def add_job_options(p: argparse.ArgumentParser, *, with_input: bool = True) -> N
     )
 
 
-# --- moved from config (imports: FIXUP) ---
-
-
 def read_token(token_file: str | None, environ: Mapping[str, str] | None = None) -> tuple[Secret, list[str]]:
     """The API token from ``--token-file`` or ``CLOUDFLARE_API_TOKEN``, plus warnings.
 

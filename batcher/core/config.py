@@ -232,9 +232,6 @@ def _segment(value: str) -> str:
     return quote(value, safe="").replace(".", "%2E")
 
 
-# --- moved from preflight (imports: FIXUP) ---
-
-
 def check_base_url(url: str, flag: str = "--base-url (or BATCHER_BASE_URL)") -> None:
     """Refuse a base URL that could not reach an API: it must be ``http(s)://host[:port][/path]``."""
     why = None

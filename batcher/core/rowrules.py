@@ -88,9 +88,6 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-# --- moved from model (imports: FIXUP) ---
-
-
 @dataclass(frozen=True, slots=True)
 class FieldError:
     """One problem with one field of one row."""
