@@ -12,7 +12,7 @@
     └── Interrupted              SIGINT/SIGTERM; state saved, resumable (exit 130)
 
 Row-level problems are *not* exceptions: a bad row is a ``RowError`` value
-(see ``model.py``; the schema in ``schema.py``) and a failed request is a ``CallResult`` (see ``client.py``),
+(see ``core/rows.py``; the schema in ``core/schema.py``) and a failed request is a ``CallResult`` (see ``http/client.py``),
 because one bad row must never stop a million good ones.
 
 Messages never contain secrets: the token and storage credentials are redacted

@@ -18,7 +18,6 @@ from hypothesis import HealthCheck, settings
 
 from batcher.core.config import JobConfig, Secret, parse_rate
 from batcher.fake.server import FakeApi, start
-from batcher.http.budget import default_budget_path
 
 # One profile everywhere (CI and laptops): no deadline and no "too slow" check, because the
 # first @given test pays Hypothesis' start-up on a loaded 2-core machine; derandomized, so a
@@ -59,14 +58,15 @@ def _private_cache(
     """Rate budget files (budget.py) go to a fresh cache per test, never the user's ~/.cache.
 
     One budget per token is the point of that file, so tests (which share a
-    token) would otherwise pace each other; a module's ``ENV`` dict for
-    subprocesses gets the same cache, and ``config()`` names the budget file in
-    it as the command line would (the library reads no environment variable).
+    token) would otherwise pace each other. The subprocesses' environment
+    (``ENV`` here, which ``cli``/``run_cli``/``start_cli`` use, and a test
+    module's own ``ENV`` dict) gets the same cache.
     """
     cache = str(tmp_path_factory.mktemp("cache"))
     monkeypatch.setenv("XDG_CACHE_HOME", cache)
+    monkeypatch.setitem(ENV, "XDG_CACHE_HOME", cache)
     env = getattr(request.module, "ENV", None)
-    if isinstance(env, dict):
+    if isinstance(env, dict) and env is not ENV:
         monkeypatch.setitem(env, "XDG_CACHE_HOME", cache)
 
 
@@ -96,8 +96,6 @@ def config(tmp_path: Path, server: Server | None, input_path: Path | str, **over
     if "rate" in overrides and isinstance(overrides["rate"], str):
         overrides["rate"] = parse_rate(overrides["rate"])
     values.update(overrides)
-    if values.get("budget_path") is None:  # the command line's default, in this test's private cache
-        values["budget_path"] = str(default_budget_path(values["token"].reveal(), os.environ))
     return JobConfig(**values)
 
 

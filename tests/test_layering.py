@@ -3,8 +3,8 @@
     errors, _version  <-  core  <-  { input | state | http | fake }  <-  report  <-  run  <-  commands  <-  cli
 
 ``input``, ``state`` and ``http`` are siblings (none imports another); ``fake`` imports only
-``core``; ``report`` never imports ``http``; ``core`` imports no asyncio, aiohttp, sqlite3 or file
-I/O. Every import is counted, those inside functions and under ``TYPE_CHECKING`` too: a cycle
+``core``; ``report`` never imports ``http``; ``core`` imports no asyncio, aiohttp, sqlite3, file I/O,
+environment or clock; only ``state`` (and http's own budget file) runs SQL. Every import is counted, those inside functions and under ``TYPE_CHECKING`` too: a cycle
 hidden in a function is still a cycle. See docs/design/architecture.md.
 """
 
@@ -23,6 +23,10 @@ SIBLINGS = {"input", "state", "http", "fake"}
 ALLOWED_EXTRA = {"fake": {"core", "errors", "_version"}}  # a package that may import only these
 FORBIDDEN = {"report": {"http", "run"}}
 CORE_BANNED_MODULES = {"asyncio", "aiohttp", "sqlite3", "fcntl", "socket", "subprocess", "tempfile", "shutil"}
+CORE_BANNED_MODULES |= {"os", "io", "pathlib", "time", "importlib"}  # files, the environment, a clock of its own
+SQL_CALLS = {"execute", "executemany", "executescript"}
+# the packages whose modules may run SQL: the state file's, and http's own budget file (budget.py)
+SQL_ALLOWED = {"batcher/state/", "batcher/http/budget.py"}
 CORE_BANNED_CALLS = {"open"}
 
 
@@ -140,6 +144,29 @@ def core_impurities(root: Path = PACKAGE) -> list[str]:
     return bad
 
 
+def sql_outside_state(root: Path = PACKAGE) -> list[str]:
+    """Calls of ``execute``/``executemany``/``executescript`` outside the state package (and the budget)."""
+    bad = []
+    for path in sorted(root.rglob("*.py")):
+        where = path.relative_to(root.parent).as_posix()
+        if any(where.startswith(allowed) for allowed in SQL_ALLOWED):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in SQL_CALLS:
+                bad.append(f"{where}:{node.lineno}: .{node.func.attr}()")
+    return bad
+
+
+def test_only_the_state_package_runs_sql() -> None:
+    assert sql_outside_state() == []
+
+
+def test_sql_run_outside_the_state_on_purpose_is_caught(tmp_path: Path) -> None:
+    (tmp_path / "batcher" / "report").mkdir(parents=True)
+    (tmp_path / "batcher" / "report" / "bad.py").write_text("def f(db):\n    return db.execute('SELECT 1')\n")
+    assert sql_outside_state(tmp_path / "batcher") == ["batcher/report/bad.py:2: .execute()"]
+
+
 def test_every_import_runs_one_way_and_no_modules_import_each_other() -> None:
     assert violations() == []
 
@@ -180,5 +207,11 @@ def test_a_wrong_import_added_on_purpose_is_caught(tmp_path: Path, where: str, l
 
 def test_core_doing_io_on_purpose_is_caught(tmp_path: Path) -> None:
     (tmp_path / "core").mkdir()
-    (tmp_path / "core" / "bad.py").write_text("import sqlite3\n\ndef f(p):\n    return open(p)\n")
-    assert core_impurities(tmp_path) == ["bad.py:1: imports sqlite3", "bad.py:4: calls open()"]
+    (tmp_path / "core" / "bad.py").write_text(
+        "import sqlite3\nfrom time import time\n\ndef f(p):\n    return open(p)\n"
+    )
+    assert core_impurities(tmp_path) == [
+        "bad.py:1: imports sqlite3",
+        "bad.py:2: imports time",
+        "bad.py:5: calls open()",
+    ]

@@ -1,4 +1,4 @@
-"""``batcher fake-api``: the command that serves the local RealtimeKit-compatible API (fake_api.py)."""
+"""``batcher fake-api``: the command that serves the local RealtimeKit-compatible API (fake/server.py)."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from ..core.rows import Row, RowError, missing_required
 from ..core.schema import masked_set_argument
 from ..errors import BatcherError, UsageError, describe_exception
 from ..report.console import Console
-from . import tools as commands
+from . import tools
 from .environment import Environment
 from .fake import add_fake_api_parser, cmd_fake_api
 from .options import add_job_options, read_token
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="apply every row of INPUT", epilog=EXAMPLES["run"], formatter_class=fmt)
     add_job_options(run)
     add_set_option(run)
-    commands.add_html_option(run)
+    tools.add_html_option(run)
 
     plan = sub.add_parser(
         "plan", help="show what run would change, without any PUT", epilog=EXAMPLES["run"], formatter_class=fmt
@@ -101,12 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # None = not given: rollback then uses the job's recorded server (an explicit one must match it)
     rollback.set_defaults(base_url=None, app_id=None, account_id=None)
-    commands.add_html_option(rollback)
+    tools.add_html_option(rollback)
 
     add_fake_api_parser(sub, fmt)
     add_export_parser(sub, fmt)
     add_status_parser(sub, fmt)
-    commands.add_report_parser(sub, fmt)
+    tools.add_report_parser(sub, fmt)
     # no abbreviations: `--se PATH=SECRET` would be --set, unmasked in the printed resume line
     for each in (parser, *sub.choices.values()):
         each.allow_abbrev = False
@@ -217,7 +217,7 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             console=console,
         )
         console.say("summary", result.message, **result.summary)
-        commands.write_run_report(config.state_file, args.html_path, console.say)
+        tools.write_run_report(config.state_file, args.html_path, console.say)
         if result.exit_code == 130:
             why = "stdout was closed by its reader" if control.output_closed else "interrupted"
             _say_resume(console, argv, f"batcher: {why}; state saved.")
@@ -341,7 +341,7 @@ def cmd_rollback(args: argparse.Namespace, argv: Sequence[str]) -> int:
         install_signals(control, lambda: os._exit(130), lambda: console.say("interrupt", DRAINING))
         result = await rollback_job(config, control=control, console=console, given=given)
         console.say("summary", result.message, **result.summary)
-        commands.write_run_report(config.state_file, args.html_path, console.say)
+        tools.write_run_report(config.state_file, args.html_path, console.say)
         if result.exit_code == 130:
             _say_resume(console, argv, "batcher: interrupted; state saved.")
         elif result.exit_code == 3:
@@ -380,7 +380,7 @@ def _main(argv: list[str]) -> int:
         if args.command == "status":
             return cmd_status(args)
         if args.command == "report":
-            return commands.cmd_report(args)
+            return tools.cmd_report(args)
         return cmd_fake_api(args)
     except BatcherError as exc:
         if getattr(args, "verbose", False):

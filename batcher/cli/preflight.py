@@ -19,9 +19,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import UsageError
-from ..state.readonly import foreign_tables, recorded_fingerprint
+from ..state.readonly import foreign_tables, is_sqlite, recorded_fingerprint
 
-SQLITE_HEADER = b"SQLite format 3\x00"
 STDIO = "-"
 
 
@@ -34,17 +33,6 @@ def finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, not {text!r}")
     return value
-
-
-def is_sqlite(path: str) -> bool:
-    """True when ``path`` is an SQLite database, or empty (SQLite makes an empty file a database).
-
-    Only the 16-byte header is read: nothing is written, so a mistyped
-    ``--state french.csv`` is left exactly as it was.
-    """
-    with open(path, "rb") as fh:
-        head = fh.read(len(SQLITE_HEADER))
-    return head in (b"", SQLITE_HEADER)
 
 
 def _is_special(path: str) -> bool:

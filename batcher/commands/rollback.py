@@ -86,12 +86,11 @@ from ..http.pacer import Pacer
 from ..report.console import Console, Progress
 from ..report.outputs import ResultsStream, write_report
 from ..run.pool import Control, pump, show_pause
-from ..state import rollback_log as rollback_state
-from ..state import runs
+from ..state import rollback_log, runs
 from ..state.rollback_log import SnapshotRecord
 from ..state.store import Store
 
-# Snapshot classes a rollback judges (see rollback_state.tally): the job's latest write landed; its
+# Snapshot classes a rollback judges (see rollback_log.tally): the job's latest write landed; its
 # outcome is unknown (or was never recorded); it failed after an earlier write that may have landed.
 GROUPS = ("landed", "unknown", "earlier")
 TARGET_FIELDS = {"base_url": "base URL", "app_id": "app id", "account_id": "account"}
@@ -171,7 +170,8 @@ class Rollback:
         timeline: Timeline | None = None,
     ) -> None:
         self.config = config
-        self.timeline = timeline or Timeline()  # timings and outcomes in buckets, for the HTML report
+        # timings and outcomes in buckets, for the HTML report
+        self.timeline = timeline or Timeline(wall_clock_from(control.clock))
         self.store = store
         self.control = control
         self.progress = progress
@@ -195,7 +195,7 @@ class Rollback:
         stats, now = self.client.stats, time.monotonic()
         self._counted = (stats.requests, stats.retries, now)
         # the counters ride on the outcome's commit: a killed rollback's requests are not forgotten
-        rollback_state.record(
+        rollback_log.record(
             self.store,
             snap,
             outcome,
@@ -247,12 +247,12 @@ class Rollback:
             status = got.status if decision.error == "conflict" else None
             return self.record(snap, "failed", decision.error, status, decision.message, got.attempts)
         # Kept before the PUT: a rollback killed after it landed knows, when resumed, that it restored the meeting.
-        rollback_state.record(self.store, snap, "restoring", None, None, "", 0)
+        rollback_log.record(self.store, snap, "restoring", None, None, "", 0)
         put = await self.client.call(decision.method, url, decision.body)
         attempts = got.attempts + put.attempts
         if put.is_ok:
             return self.record(snap, "succeeded", status=put.status, attempts=attempts)
-        # a restore that may have landed stays "restoring" for the next rollback (see rollback_state.todo)
+        # a restore that may have landed stays "restoring" for the next rollback (see rollback_log.todo)
         error = "unknown_outcome" if put.is_unknown else put.error
         self.record(snap, "failed", error, put.status, put.message, attempts)
         if put.error == "auth":
@@ -286,10 +286,10 @@ async def rollback_job(
         for difference in differences:
             console.say("warning", f"batcher: warning: --force: {difference}")
         config = dataclasses.replace(config, **target)
-        tally = rollback_state.tally(store.db)
+        tally = rollback_log.tally(store.db)
         if why := no_way_back(fingerprint, sum(t["meetings"] for t in tally.values())):
             raise UsageError(why)
-        results.catch_up(lambda written: rollback_state.finished(store.db, written))
+        results.catch_up(lambda written: rollback_log.finished(store.db, written))
         progress = console.progress(sum(tally[g]["meetings"] for g in GROUPS), label="meetings")
         judged = sum(tally[g]["succeeded"] + tally[g]["unchanged"] for g in GROUPS)
         progress.done = progress.initial = judged
@@ -299,10 +299,10 @@ async def rollback_job(
             async with Client(config.http, pacer, control.sleep, on_retry=console.debug, timeline=timeline) as client:
                 rollback = Rollback(config, store, control, progress, client, results, timeline)
                 tick = lambda: show_pause(progress, pacer, control)  # noqa: E731
-                await pump(rollback_state.todo(store.db), rollback.handle, config.concurrency, control, tick)
+                await pump(rollback_log.todo(store.db), rollback.handle, config.concurrency, control, tick)
             progress.close()
             report_path = config.report_path or f"{config.state_file}.rollback.failures.jsonl"
-            failed = write_report(rollback_state.failures(store.db), report_path)
+            failed = write_report(rollback_log.failures(store.db), report_path)
             doc = _summary(store, *rollback.uncounted())
             if config.summary_path:
                 Path(config.summary_path).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
@@ -321,9 +321,9 @@ async def rollback_job(
 
 def _summary(store: Store, requests: int, retries: int, elapsed_s: float) -> dict[str, Any]:
     """The ``--summary-json`` document: run's keys (meetings instead of rows) plus the split by write outcome."""
-    rollback_state.add_stats(store, (requests, retries, elapsed_s))
-    stats = rollback_state.stats(store.db)
-    tally = rollback_state.tally(store.db)
+    rollback_log.add_stats(store, (requests, retries, elapsed_s))
+    stats = rollback_log.stats(store.db)
+    tally = rollback_log.tally(store.db)
     by_write = {}
     for group in GROUPS:
         t = tally[group]

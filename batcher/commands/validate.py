@@ -24,7 +24,7 @@ def validate_input(
 
     ``defer_required`` (merge mode): required-if fields the row leaves out are
     not errors here, as in ``run``: the meeting may supply them (see
-    ``model.missing_required`` for what the caller can still point out).
+    ``core.rows.missing_required`` for what the caller can still point out).
 
     For a file, duplicates are found after the last row: a duplicate row is
     yielded first as a ``Row`` and again at the end as a ``RowError`` with

@@ -152,7 +152,7 @@ class JobConfig:
     results_path: str | None = None
     summary_path: str | None = None
     insecure: bool = False
-    budget_path: str | None = None  # the shared rate budget file (budget.py); None: per-token default
+    budget_path: str | None = None  # the shared rate budget file (http/budget.py); None: per-token default
     # --set PATH=VALUE, typed: merged into every row's patch; part of the job's identity
     set_values: tuple[tuple[str, Any], ...] = ()
 

@@ -37,7 +37,6 @@ import math
 import random
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from time import time as _wall
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 FATAL_STATUSES = frozenset({401, 403})
@@ -169,7 +168,9 @@ def parse_retry_after(value: str | None, now_s: float | None = None) -> float | 
         when = parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return max(0.0, when - (_wall() if now_s is None else now_s))
+    if now_s is None:  # core keeps no clock: an HTTP date means nothing without the caller's now
+        return None
+    return max(0.0, when - now_s)
 
 
 def _params(value: str | None, first: str, second: str) -> tuple[int, float] | None:
@@ -219,5 +220,6 @@ def parse_x_ratelimit(remaining: str | None, reset: str | None, now_s: float | N
         return None
     reset_s = parse_retry_after(reset, now_s)
     if reset_s is not None and reset_s > _EPOCH_CUTOFF_S:
-        reset_s = max(0.0, reset_s - (_wall() if now_s is None else now_s))
+        # a Unix time: without the caller's now it says nothing (the one-second guess below)
+        reset_s = None if now_s is None else max(0.0, reset_s - now_s)
     return left, 1.0 if reset_s is None else reset_s

@@ -1,8 +1,8 @@
 """Rules a job adds to every row: ``--set`` constants, and ``status`` only in patch mode.
 
-Pure functions over plain values (no schema import, so ``model`` can use them
-without a cycle). ``--set PATH=VALUE`` values arrive already typed (see
-``setopt.parse_set``); merging them is done where rows are decoded, so the
+Pure functions over plain values (no schema import, so ``core.rows`` can use them
+without a cycle; ``FieldError`` lives here for the same reason). ``--set PATH=VALUE`` values
+arrive already typed (see ``cli.tools.parse_set``); merging them is done where rows are decoded, so the
 validate-before-send pass and the send pass see the same patch, and its hash
 in the state covers them.
 """

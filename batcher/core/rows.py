@@ -1,6 +1,6 @@
 """Input rows: the row model, ``parse_row`` and the error messages that name the field and the fix.
 
-The body schema and its field paths are in ``schema.py``; a row's patch is
+The body schema and its field paths are in ``core/schema.py``; a row's patch is
 validated against it here.
 """
 

@@ -12,7 +12,7 @@ first run of the same kind: 1 s for its first 10 minutes, 5 s to the first
 hour, 30 s to the sixth, then 60 s. A two-minute job gets a chart with a point
 a second; a week-long job writes 60 rows an hour, however often it is resumed.
 Each width starts on a multiple of itself, so buckets never overlap and a
-display interval that is a multiple of every width (report_data) merges them
+display interval that is a multiple of every width (report/data.py) merges them
 exactly.
 
 The histogram's bins grow by a constant ratio (``BIN_RATIO`` = 2**(1/8)), so
@@ -36,7 +36,6 @@ Time comes from an injected wall clock: tests drive a fake one.
 from __future__ import annotations
 
 import math
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -159,7 +158,8 @@ class Timeline:
     never started).
     """
 
-    def __init__(self, clock: Clock = time.time) -> None:
+    def __init__(self, clock: Clock) -> None:
+        """``clock``: wall-clock seconds (the caller's: core keeps no clock of its own)."""
         self.clock = clock
         self.run_id: int | None = None
         self._bands = _bands(clock())

@@ -310,7 +310,7 @@ class FakeApi:
         self.meta[key]["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
 
     async def list_meetings(self, request: web.Request) -> web.Response:
-        """GET the list endpoint: paged and filtered as ``self.listing`` says (see ``fake_listing``)."""
+        """GET the list endpoint: paged and filtered as ``self.listing`` says (see ``fake/listing.py``)."""
         account = request.match_info["account"]
         if check_account_id(account):
             return service_error(400, "invalid account id")

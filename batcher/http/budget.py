@@ -46,6 +46,7 @@ benchmark's setting) never calls it.
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 import time
 from collections.abc import Mapping
@@ -76,11 +77,14 @@ _GRANT_META = "SELECT key, value FROM meta WHERE key IN ('paused_until', 'server
 def default_budget_path(token: str, environ: Mapping[str, str] | None = None) -> Path:
     """``$XDG_CACHE_HOME/batcher/budget-<blake2b(token)[:16]>.db`` (``~/.cache`` by default).
 
-    ``environ`` is the environment as the command line read it (``cli.environment``: this
-    module never reads the process's own); None, as for a library job that names no
-    ``budget_path``, is an empty one: ``~/.cache``.
+    ``environ`` is the environment as the command line read it (``cli.environment``). None, as
+    for a library job that names no ``budget_path``, reads ``XDG_CACHE_HOME`` here: it is the
+    platform's cache directory, not a setting of batcher's, and a library job and a command-line
+    job on one token must find the same budget file, or the rate promise across processes breaks.
+    This is the one variable read outside ``cli.environment`` (its test names this exception).
     """
-    cache = (environ or {}).get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    env = os.environ if environ is None else environ
+    cache = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     digest = hashlib.blake2b(token.encode(), digest_size=8).hexdigest()
     return Path(cache) / "batcher" / f"budget-{digest}.db"
 

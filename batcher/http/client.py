@@ -141,7 +141,7 @@ class Client:
         timeline: Timeline | None = None,
     ):
         self.config = config
-        self.timeline = timeline  # per-request timings for the HTML report (timeline.py)
+        self.timeline = timeline  # per-request timings for the HTML report (core/timings.py)
         self.pacer = pacer
         self.stats = Stats()
         self._sleep = sleep
@@ -326,7 +326,7 @@ class Client:
             policy = parse_ratelimit_policy(headers.get("Ratelimit-Policy"))
             self.pacer.on_response(status, parse_ratelimit(ratelimit_text), policy, ticket)
         elif (remaining := headers.get("X-RateLimit-Remaining")) is not None:
-            ratelimit = parse_x_ratelimit(remaining, headers.get("X-RateLimit-Reset"))
+            ratelimit = parse_x_ratelimit(remaining, headers.get("X-RateLimit-Reset"), now_s=time.time())
             self.pacer.on_response(status, ratelimit, None, ticket)
         elif self.pacer.adaptive is not None:
             self.pacer.on_response(status, None, None, ticket)
@@ -346,5 +346,5 @@ class Client:
             return CallResult(status, error="redirect", message=message), None
         message = self._error_text(status, body, sent)
         return CallResult(status, error=_error_kind(status), message=message), parse_retry_after(
-            headers.get("Retry-After")
+            headers.get("Retry-After"), now_s=time.time()
         )

@@ -153,11 +153,6 @@ class ServerBudget:
         self._others_spend = False  # another client spends the token's budget (auto under a policy)
         self._unanswered: dict[int, float] = {}  # with a policy: ticket -> start, until its answer comes
 
-    @property
-    def has_policy(self) -> bool:
-        """True once the server announced its window: our own starts then matter."""
-        return self._window_s is not None
-
     def wait_s(self, now: float) -> float:
         """0 while the server's budget (as we count it) has a start left, else until it has one."""
         if self.left == 0 or self._last_slot_is_stale(now):

@@ -1,6 +1,6 @@
 """The report's charts: Vega-Lite specifications rendered offline to inline SVG by vl-convert.
 
-Specs are plain dicts (Vega-Lite's JSON grammar), built from ``report_data``
+Specs are plain dicts (Vega-Lite's JSON grammar), built from ``report.data``
 values; ``render`` turns one into an ``<svg>`` string. vl-convert carries the
 Vega-Lite compiler and renderer (in Rust, with an embedded JavaScript engine),
 so no browser, network or font download is needed, and it is imported only

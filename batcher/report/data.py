@@ -7,7 +7,7 @@ Nothing here shows a token or a patch: messages come from the rows and
 rollback tables, which hold them already scrubbed of the token and of the
 row's storage credentials (engine.finish_call, client.scrub).
 
-Timeline buckets (timeline.py: 1 s to 60 s wide) are merged into display
+Timeline buckets (core/timings.py: 1 s to 60 s wide) are merged into display
 intervals of a "nice" width, a multiple of every bucket width, so that a chart
 has at most ``MAX_POINTS`` of them however long the job ran; the percentiles of
 an interval come from its merged histogram.
@@ -26,8 +26,7 @@ from typing import Any
 
 from ..core.timings import Bucket, percentile
 from ..errors import UsageError
-from ..state import readers
-from ..state import rollback_log as rollback_state
+from ..state import readers, rollback_log
 from ..state.readers import AccountOutcome
 from ..state.readonly import foreign_tables, is_locked, open_read_only
 from ..state.runs import RunRecord, read_runs, read_timeline
@@ -278,7 +277,7 @@ def _job_outcomes(db: sqlite3.Connection, app_id: str | None) -> Outcomes:
 
 def _rollback_outcomes(db: sqlite3.Connection, app_id: str | None) -> Outcomes:
     """Meetings judged by rollbacks, for the job's current writes (as rollback's own summary counts them)."""
-    tally = rollback_state.tally(db)
+    tally = rollback_log.tally(db)
     counts = dict.fromkeys(OUTCOME_ORDER, 0)
     for group in ("landed", "unknown", "earlier"):
         for key, n in tally[group].items():
@@ -286,8 +285,8 @@ def _rollback_outcomes(db: sqlite3.Connection, app_id: str | None) -> Outcomes:
                 continue
             outcome = key if key in ("succeeded", "unchanged") else "pending" if key == "pending" else "failed"
             counts[outcome] += n
-    failures = _failure_groups(failure[:6] for failure in rollback_state.failures(db))
-    accounts = _per_account(rollback_state.accounts(db, TOP_ACCOUNTS), app_id)
+    failures = _failure_groups(failure[:6] for failure in rollback_log.failures(db))
+    accounts = _per_account(rollback_log.accounts(db, TOP_ACCOUNTS), app_id)
     return Outcomes(counts, _by_kind(counts, failures), failures, accounts)
 
 
@@ -328,7 +327,7 @@ def read_report(path: str, now: float | None = None) -> ReportData:
         for run_id, start, width, bucket in read_timeline(db):
             buckets[kind_of.get(run_id, "run")].append((run_id, start, width, bucket))
         outcomes = _job_outcomes(db, job.get("app_id"))
-        has_rollback = any(r.kind == "rollback" for r in runs) or rollback_state.has_outcomes(db)
+        has_rollback = any(r.kind == "rollback" for r in runs) or rollback_log.has_outcomes(db)
         rollback = _rollback_outcomes(db, job.get("app_id")) if has_rollback else None
     finally:
         db.close()

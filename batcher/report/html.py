@@ -3,7 +3,7 @@
 One file, nothing outside it: inline CSS, charts as inline SVG (charts.py), no
 script, no font, image or link to fetch; a Content-Security-Policy that forbids
 every fetch says so to the browser too. It opens from a mail attachment years
-later. Everything shown comes from the state file (report_data.py): the job,
+later. Everything shown comes from the state file (report/data.py): the job,
 its runs, throughput, retries and pauses, latency, outcomes, failures and
 accounts; rollback runs of the job get the same sections. Every text is
 HTML-escaped; no token, patch or credential is in the state to show.

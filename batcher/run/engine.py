@@ -15,7 +15,7 @@ Choices made here (the README repeats them):
 
 - What to send is ``decide.decide``'s answer; the engine only carries it out,
   keeping the I/O order: the way back (snapshot) is durable before the PUT
-  (the snapshots of rows ready together share one commit: snapcommit.py).
+  (the snapshots of rows ready together share one commit: run/snapshot_commits.py).
 - A write whose outcome stays unknown (no 2xx, and no GET could show that it
   landed: its body sets a write-only credential, or the confirming GETs
   failed) ends ``failed`` with error ``unknown_outcome``; its message says it
@@ -91,7 +91,8 @@ class Job:
         timeline: Timeline | None = None,
     ) -> None:
         self.config = config
-        self.timeline = timeline or Timeline()  # timings and outcomes in buckets, for the HTML report
+        # timings and outcomes in buckets, for the HTML report
+        self.timeline = timeline or Timeline(wall_clock_from(control.clock))
         self.store = store
         self.client = client
         self.pacer = pacer
@@ -318,18 +319,18 @@ class Job:
 
     def wrap_up(self, started: float) -> JobResult:
         """Mark what was not reached, write the report and summary, choose the exit code."""
-        cfg, store = self.config, self.store
+        paths, store = self.config.paths, self.store
         elapsed = time.monotonic() - started
         if self.control.stopping:
             self.timeline.row("skipped", count=store.mark_unfinished_skipped())
         self.count_requests()
         totals = store.end_run()
-        write_failure_report(store, cfg.report_file)
+        write_failure_report(store, paths.report_file)
         doc = summary(store, totals)
-        if cfg.summary_path:
-            Path(cfg.summary_path).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+        if paths.summary_path:
+            Path(paths.summary_path).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
         this_run = f"this run: {self.client.stats.requests} requests in {elapsed:.1f} s"
-        text = human_summary(doc, store, cfg.report_file, this_run)
+        text = human_summary(doc, store, paths.report_file, this_run)
         if self.control.halt is not None:
             return JobResult(self.control.halt.exit_code, doc, f"{text}\n{self.control.halt}")
         if self.control.interrupted:

@@ -5,7 +5,8 @@ read-only while a job may be writing it (``readonly.open_read_only``) are read b
 code, as sqlite-utils' ``Database`` takes a connection. Nothing here writes to the file: the
 one temporary table (``unwritten_results``) lives in the connection's temporary database.
 
-Readers accept a version-0 file (``tables``) as it is: a read-only reader cannot migrate it.
+Readers read a version-0 file (``tables``) as it is, as long as its snapshots have ``maybe_landed``
+(``open_read_only`` refuses one that lacks it): a read-only reader cannot migrate a file.
 """
 
 from __future__ import annotations

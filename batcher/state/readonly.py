@@ -51,6 +51,20 @@ def recorded_fingerprint(path: str) -> dict[str, Any] | None:
     return fingerprint if isinstance(fingerprint, dict) else None
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def is_sqlite(path: str) -> bool:
+    """True when ``path`` is an SQLite database, or empty (SQLite makes an empty file a database).
+
+    Only the 16-byte header is read: nothing is written, so a mistyped
+    ``--state french.csv`` is left exactly as it was.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(len(SQLITE_HEADER))
+    return head in (b"", SQLITE_HEADER)
+
+
 def open_read_only(path: str) -> sqlite3.Connection:
     """Open a state file for reading while a job may be writing it (status and report share this)."""
     if not os.path.exists(path):
@@ -63,7 +77,12 @@ def open_read_only(path: str) -> sqlite3.Connection:
         db = sqlite3.connect(uri, uri=True, timeout=1.0)
         try:
             db.execute("SELECT 1 FROM meta LIMIT 1")
-            tables.version_of(db, path)  # a newer batcher's state is not half understood
+            if tables.version_of(db, path) == 0 and not tables.has_readable_snapshots(db):
+                raise UsageError(
+                    f"{path} was written by a batcher too old for this one to read without migrating it (its "
+                    "snapshots lack maybe_landed): resume it once (the same `batcher run` command) or run "
+                    "`batcher rollback` on it with this batcher, which brings it up to date"
+                )
         except BaseException:
             db.close()
             raise

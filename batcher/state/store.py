@@ -70,7 +70,7 @@ class Store(SnapshotsMixin):
         self._pending: list[tuple[Any, ...]] = []
         self._pending_writes: list[tuple[str, str, str]] = []
         self._stats_delta = [0, 0, 0.0]  # requests, retries, elapsed_s not yet committed
-        # more statements for every commit, e.g. the timeline's buckets (timeline.py): they ride on each one
+        # more statements for every commit, e.g. the timeline's buckets (core/timings.py): they ride on each one
         self.flush_extras: list[Callable[[], list[tuple[str, tuple[Any, ...]]]]] = []
         self._unsaved_extras: list[tuple[str, tuple[Any, ...]]] = []  # flush_extras statements of a failed flush
         self.keys = KeySet(db)

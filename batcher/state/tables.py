@@ -11,7 +11,8 @@ meetings.
 Version 0 is a file written before the schema was numbered (user_version never set): its tables
 are today's, except that a file from before ``maybe_landed`` lacks two snapshot columns, and one
 from before runs were kept lacks ``runs`` and ``timeline``. Readers that open a file read-only
-(``status``, the report) cannot migrate it, so they still accept a version-0 file as it is.
+(``status``, the report) cannot migrate it: they read a version-0 file as it is when it has
+``maybe_landed`` (``has_readable_snapshots``), and refuse one that lacks it, saying how to migrate it.
 
 To change the schema: bump ``SCHEMA_VERSION``, change the statements below to the new schema (a
 new file gets them), and append a step that brings the previous version there. A step must not
@@ -104,6 +105,13 @@ def version_of(db: sqlite3.Connection, name: str = "this state file") -> int:
             f"{SCHEMA_VERSION}); upgrade batcher to use it"
         )
     return int(version)
+
+
+def has_readable_snapshots(db: sqlite3.Connection) -> bool:
+    """Whether a version-0 file's snapshots have what the read-only readers use (``maybe_landed``,
+    added before versions were numbered): a reader cannot migrate a file, so it refuses one that lacks it."""
+    columns = {name for _cid, name, *_ in db.execute("PRAGMA table_info(snapshots)")}
+    return not columns or "maybe_landed" in columns
 
 
 def migrate(db: sqlite3.Connection, from_version: int | None = None) -> int:

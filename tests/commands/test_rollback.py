@@ -16,7 +16,7 @@ from batcher.commands.rollback import no_way_back, resolve_target, rollback_job
 from batcher.errors import UsageError
 from batcher.run.engine import run_job
 from batcher.run.pool import Control
-from batcher.state import rollback_log as rollback_state
+from batcher.state import rollback_log
 from batcher.state.store import Store
 
 from ..conftest import ACCOUNT, ENV, config, read_jsonl, run_cli, start_cli, when_requests_reach, write_jsonl
@@ -278,7 +278,7 @@ async def test_a_rollback_killed_before_its_summary_has_counted_its_requests(ser
         await rollback_job(config(tmp_path, server, src))
     store = Store.open(str(tmp_path / "job.state.db"))
     try:
-        assert rollback_state.stats(store.db)["requests"] == 6  # a GET and a PUT per meeting
+        assert rollback_log.stats(store.db)["requests"] == 6  # a GET and a PUT per meeting
     finally:
         store.close()
 

@@ -14,7 +14,7 @@ import pytest
 from batcher.commands.rollback import rollback_job
 from batcher.core.decide import Options, Refuse, Send, Unchanged, restore
 from batcher.run.engine import run_job
-from batcher.state import rollback_log as rollback_state
+from batcher.state import rollback_log
 from batcher.state.store import Store
 
 from ..conftest import config, write_jsonl
@@ -176,7 +176,7 @@ async def test_todo_pages_through_snapshots_that_share_a_row_number(server, tmp_
         db.execute("UPDATE snapshots SET row = 1")
     store = Store.open(str(tmp_path / "job.state.db"))
     try:
-        assert sorted(snap.meeting_id for snap in rollback_state.todo(store.db, chunk=2)) == sorted(ids)
+        assert sorted(snap.meeting_id for snap in rollback_log.todo(store.db, chunk=2)) == sorted(ids)
     finally:
         store.close()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from batcher.state import rollback_log as rollback_state
+from batcher.state import rollback_log
 from batcher.state.store import Store
 
 
@@ -14,7 +14,7 @@ def test_a_snapshot_is_found_whatever_case_the_meeting_id_is_spelled_in(tmp_path
         store.mark_write("acct", "abcdef00-0000-4000-8000-00000000000a", "landed")
         store.save_snapshot("acct", "ABCDEF00-0000-4000-8000-00000000000A", 1, {"title": "new"}, {"title": "newer"})
         store.flush()
-        [(before, seq)] = [(b, s.seq) for s in rollback_state.todo(store.db) for b in [s.before]]
+        [(before, seq)] = [(b, s.seq) for s in rollback_log.todo(store.db) for b in [s.before]]
         assert (before, seq) == ({"title": "orig"}, 2)
     finally:
         store.close()

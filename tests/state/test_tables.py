@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from batcher.errors import StateMismatchError
+from batcher.commands.status import read_status
+from batcher.errors import StateMismatchError, UsageError
 from batcher.state import tables
 from batcher.state.readonly import is_locked, open_read_only
 from batcher.state.store import Store
@@ -117,3 +118,22 @@ def test_status_and_the_report_refuse_a_state_from_a_newer_batcher_too(tmp_path)
         open_read_only(str(path))
 
     assert path.read_bytes() == made
+
+
+def test_a_state_too_old_to_read_without_migrating_is_refused_by_status_with_the_way_to_migrate_it(tmp_path):
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    for statement in (tables.ROWS, tables.META, tables.KEYS, tables.ROLLBACK):
+        db.execute(statement)
+    db.execute(  # the snapshots table of a batcher from before maybe_landed
+        "CREATE TABLE snapshots (account_id TEXT NOT NULL, meeting_id TEXT NOT NULL, row INTEGER, before BLOB NOT NULL,"
+        " after BLOB NOT NULL, write_state TEXT NOT NULL DEFAULT 'pending', seq INTEGER NOT NULL DEFAULT 0,"
+        " PRIMARY KEY (account_id, meeting_id))"
+    )
+    db.execute("INSERT INTO meta (key, value) VALUES ('fingerprint', '{}')")
+    db.close()
+    before = path.read_bytes()
+
+    with pytest.raises(UsageError, match="resume it once"):
+        read_status(str(path))
+    assert path.read_bytes() == before
