@@ -54,13 +54,11 @@ def merge_constants(
     return out, clashes
 
 
-def with_constants(
-    decode: Callable[[Any], tuple[dict[str, Any], list[Any]]], constants: Sequence[tuple[str, Any]]
-) -> Any:
+def with_constants(decode: Decode, constants: Sequence[tuple[str, Any]]) -> Decode:
     """``decode`` (a ``Source``'s) that also merges ``--set`` constants into every row; a clash is a
     problem of that row (a ``FieldError`` naming the path)."""
 
-    def decode_with_constants(raw: Any) -> tuple[dict[str, Any], list[Any]]:
+    def decode_with_constants(raw: Any) -> tuple[dict[str, Any], list[FieldError]]:
         data, problems = decode(raw)
         if any(p.field == "(row)" for p in problems):
             return data, problems
@@ -97,3 +95,7 @@ class FieldError:
 
     def __str__(self) -> str:
         return f"{self.field}: {self.reason}"
+
+
+# A record's decoder (a ``Source``'s ``decode``): one raw record -> (nested data, problems found decoding it).
+Decode = Callable[[Any], tuple[dict[str, Any], list[FieldError]]]

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from .config import ACCOUNT_RE
 from .rowrules import FieldError, status_problem
@@ -77,7 +78,7 @@ def show_value(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _describe(err: dict[str, Any], path: str) -> str:
+def _describe(err: ErrorDetails, path: str) -> str:
     """Turn one pydantic error into a sentence that says how to fix it."""
     kind, ctx, given = err["type"], err.get("ctx") or {}, err.get("input")
     spec = FIELDS.get(path)
@@ -99,7 +100,7 @@ def _describe(err: dict[str, Any], path: str) -> str:
         return f"must be {low}{got}"
     if kind == "string_pattern_mismatch":
         return f"must be a URI (scheme://host/...){got}"
-    expected = {
+    wanted = {
         "bool": "true or false",
         "int": "a whole number",
         "number": "a number",
@@ -108,7 +109,7 @@ def _describe(err: dict[str, Any], path: str) -> str:
         "object": "an object",
     }
     if (spec is not None and kind.endswith("_type")) or kind in ("model_type", "model_attributes_type"):
-        want = expected.get(spec.kind if spec else "object", "a valid value")
+        want = wanted.get(spec.kind if spec else "object", "a valid value")
         return f"must be {want}{got}"
     return err["msg"] + got
 
@@ -119,7 +120,8 @@ def _bounds(path: str) -> str:
     for name in parents:
         model, _ = unwrap_annotation(model.model_fields[name].annotation)
     info = model.model_fields[leaf]
-    low = high = None
+    low: float | None = None
+    high: float | None = None
     for meta in info.metadata:
         low = getattr(meta, "ge", low)
         high = getattr(meta, "le", high)
@@ -128,7 +130,7 @@ def _bounds(path: str) -> str:
     return f"at least {_num(low)}" if low is not None else f"at most {_num(high)}"
 
 
-def _num(bound: float) -> str:
+def _num(bound: float | None) -> str:
     return str(bound) if isinstance(bound, int) else f"{bound:g}"
 
 
@@ -190,7 +192,9 @@ def parse_row(
     errors.extend(masked_credentials(patch))
     if status is not _NO_STATUS:
         patch["status"] = status  # PATCH sends it; the schema of the body never had it
-    if errors:  # ids that are not valid never leave this function: they must not reach a URL
+    if errors or not isinstance(
+        meeting_id, str
+    ):  # ids that are not valid never leave this function: they must not reach a URL
         shown_id = meeting_id if isinstance(meeting_id, str) and UUID_RE.fullmatch(meeting_id) else None
         shown_account = account_id if isinstance(account_id, str) and ACCOUNT_RE.fullmatch(account_id) else None
         return RowError(number, shown_id, shown_account, errors, patch)

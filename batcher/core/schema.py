@@ -48,6 +48,13 @@ Region = Literal["ap-south-1", "eu-central-1", "ap-southeast-1", "us-east-1"]
 StorageType = Literal["gcs", "sftp", "aws", "azure", "digitalocean"]
 
 
+# The default of a field a body may leave out but may not send as null. pydantic never validates a
+# default, so an absent field stays absent while ``null`` is still checked against the annotation, which
+# has no ``| None`` (``FIELDS`` reads nullability off it). No annotation says "absent, never null": the
+# default is typed Any, once here, instead of each field's annotation lying about None.
+_ABSENT: Any = None
+
+
 class _Model(BaseModel):
     # strict: "true" is not a boolean and 1.0 is not an integer; forbid: a typo
     # must be an error, not a field the API silently ignores.
@@ -55,30 +62,30 @@ class _Model(BaseModel):
 
 
 class Transcription(_Model):
-    keywords: list[str] = None  # type: ignore[assignment]
-    profanity_filter: bool = None  # type: ignore[assignment]
-    language: Language = None  # type: ignore[assignment]
+    keywords: list[str] = _ABSENT
+    profanity_filter: bool = _ABSENT
+    language: Language = _ABSENT
 
 
 class Summarization(_Model):
-    summary_type: SummaryType = None  # type: ignore[assignment]
-    text_format: Literal["plain_text", "markdown"] = None  # type: ignore[assignment]
-    word_limit: typing.Annotated[int, Field(ge=150, le=1000)] = None  # type: ignore[assignment]
+    summary_type: SummaryType = _ABSENT
+    text_format: Literal["plain_text", "markdown"] = _ABSENT
+    word_limit: typing.Annotated[int, Field(ge=150, le=1000)] = _ABSENT
 
 
 class AiConfig(_Model):
-    transcription: Transcription = None  # type: ignore[assignment]
-    summarization: Summarization = None  # type: ignore[assignment]
+    transcription: Transcription = _ABSENT
+    summarization: Summarization = _ABSENT
 
 
 class LiveStreamingConfig(_Model):
-    rtmp_url: Uri = None  # type: ignore[assignment]
+    rtmp_url: Uri = _ABSENT
 
 
 class AudioConfig(_Model):
-    export_file: bool = None  # type: ignore[assignment]
-    channel: Literal["stereo", "mono"] = None  # type: ignore[assignment]
-    codec: Literal["MP3", "AAC"] = None  # type: ignore[assignment]
+    export_file: bool = _ABSENT
+    channel: Literal["stereo", "mono"] = _ABSENT
+    codec: Literal["MP3", "AAC"] = _ABSENT
 
 
 class RealtimekitBucketConfig(_Model):
@@ -87,61 +94,61 @@ class RealtimekitBucketConfig(_Model):
 
 class StorageConfig(_Model):
     type: StorageType
-    private_key: str = None  # type: ignore[assignment]
-    region: str = None  # type: ignore[assignment]
-    port: typing.Annotated[int, Field(ge=1, le=65535)] = None  # type: ignore[assignment]
-    username: str = None  # type: ignore[assignment]
-    bucket: str = None  # type: ignore[assignment]
-    auth_method: Literal["PASSWORD", "KEY"] = None  # type: ignore[assignment]
-    password: str = None  # type: ignore[assignment]
-    access_key: str = None  # type: ignore[assignment]
-    host: str = None  # type: ignore[assignment]
-    path: str = None  # type: ignore[assignment]
-    secret: str = None  # type: ignore[assignment]
+    private_key: str = _ABSENT
+    region: str = _ABSENT
+    port: typing.Annotated[int, Field(ge=1, le=65535)] = _ABSENT
+    username: str = _ABSENT
+    bucket: str = _ABSENT
+    auth_method: Literal["PASSWORD", "KEY"] = _ABSENT
+    password: str = _ABSENT
+    access_key: str = _ABSENT
+    host: str = _ABSENT
+    path: str = _ABSENT
+    secret: str = _ABSENT
 
 
 class WatermarkSize(_Model):
-    height: typing.Annotated[int, Field(ge=1, le=MAX_JSON_INT)] = None  # type: ignore[assignment]
-    width: typing.Annotated[int, Field(ge=1, le=MAX_JSON_INT)] = None  # type: ignore[assignment]
+    height: typing.Annotated[int, Field(ge=1, le=MAX_JSON_INT)] = _ABSENT
+    width: typing.Annotated[int, Field(ge=1, le=MAX_JSON_INT)] = _ABSENT
 
 
 class Watermark(_Model):
-    size: WatermarkSize = None  # type: ignore[assignment]
-    url: Uri = None  # type: ignore[assignment]
-    position: Literal["right bottom", "right top", "left bottom", "left top"] = None  # type: ignore[assignment]
+    size: WatermarkSize = _ABSENT
+    url: Uri = _ABSENT
+    position: Literal["right bottom", "right top", "left bottom", "left top"] = _ABSENT
 
 
 class VideoConfig(_Model):
-    export_file: bool = None  # type: ignore[assignment]
-    height: typing.Annotated[int, Field(ge=1, le=1920)] = None  # type: ignore[assignment]
-    width: typing.Annotated[int, Field(ge=1, le=1920)] = None  # type: ignore[assignment]
-    codec: Literal["VP8", "H264", "VP9"] = None  # type: ignore[assignment]
-    watermark: Watermark = None  # type: ignore[assignment]
+    export_file: bool = _ABSENT
+    height: typing.Annotated[int, Field(ge=1, le=1920)] = _ABSENT
+    width: typing.Annotated[int, Field(ge=1, le=1920)] = _ABSENT
+    codec: Literal["VP8", "H264", "VP9"] = _ABSENT
+    watermark: Watermark = _ABSENT
 
 
 class RecordingConfig(_Model):
-    live_streaming_config: LiveStreamingConfig = None  # type: ignore[assignment]
-    audio_config: AudioConfig = None  # type: ignore[assignment]
-    realtimekit_bucket_config: RealtimekitBucketConfig = None  # type: ignore[assignment]
+    live_streaming_config: LiveStreamingConfig = _ABSENT
+    audio_config: AudioConfig = _ABSENT
+    realtimekit_bucket_config: RealtimekitBucketConfig = _ABSENT
     storage_config: StorageConfig | None = None
-    video_config: VideoConfig = None  # type: ignore[assignment]
-    file_name_prefix: str = None  # type: ignore[assignment]
-    max_seconds: typing.Annotated[Number, Field(ge=60, le=86400)] = None  # type: ignore[assignment]
+    video_config: VideoConfig = _ABSENT
+    file_name_prefix: str = _ABSENT
+    max_seconds: typing.Annotated[Number, Field(ge=60, le=86400)] = _ABSENT
 
 
 class MeetingBody(_Model):
     """The body of ``PUT /meetings/{id}`` (and of a patch: the same fields)."""
 
-    persist_chat: bool = None  # type: ignore[assignment]
-    session_keep_alive_time_in_secs: typing.Annotated[Number, Field(ge=60, le=600)] = None  # type: ignore[assignment]
-    ai_config: AiConfig = None  # type: ignore[assignment]
+    persist_chat: bool = _ABSENT
+    session_keep_alive_time_in_secs: typing.Annotated[Number, Field(ge=60, le=600)] = _ABSENT
+    ai_config: AiConfig = _ABSENT
     live_stream_on_start: bool | None = None
     record_on_start: bool | None = None
     title: str | None = None
-    summarize_on_end: bool = None  # type: ignore[assignment]
-    transcribe_on_end: bool = None  # type: ignore[assignment]
+    summarize_on_end: bool = _ABSENT
+    transcribe_on_end: bool = _ABSENT
     preferred_region: Region | None = None
-    recording_config: RecordingConfig = None  # type: ignore[assignment]
+    recording_config: RecordingConfig = _ABSENT
 
 
 # What a meeting looks like when a PUT names nothing: the spec's defaults.

@@ -66,7 +66,7 @@ def bin_of(latency_s: float) -> int:
 
 def bin_value(index: int) -> float:
     """The latency a bin stands for: its geometric middle (seconds)."""
-    return MIN_LATENCY_S * BIN_RATIO ** (index + 0.5)
+    return MIN_LATENCY_S * math.pow(BIN_RATIO, index + 0.5)  # math.pow: a float, where ** may give a complex
 
 
 def percentile(histogram: Mapping[int, int], q: float) -> float | None:

@@ -140,7 +140,7 @@ class Budget:
             now = self.clock()  # read under the lock: starts are logged in order
             if self._pause_due:
                 self._write_pause(self._pause_due)
-            meta = dict(db.execute(_GRANT_META).fetchall())  # one look-up for the three
+            meta: dict[str, float] = dict(db.execute(_GRANT_META).fetchall())  # one look-up for the three
             paused_until = meta.get("paused_until", 0.0)
             if paused_until > now:
                 return paused_until - now
@@ -160,6 +160,7 @@ class Budget:
             (count,) = db.execute("SELECT count(*) FROM starts WHERE t > ?", (since,)).fetchone()
             if count >= max_requests:
                 # the window frees up when the (count - N + 1)-th oldest start in it expires
+                oldest: float
                 (oldest,) = db.execute(
                     "SELECT t FROM starts WHERE t > ? ORDER BY t LIMIT 1 OFFSET ?", (since, count - max_requests)
                 ).fetchone()

@@ -31,8 +31,9 @@ from ..core.config import HttpConfig
 from ..core.redaction import scrub, secret_values
 from ..core.retry import parse_ratelimit, parse_ratelimit_policy, parse_retry_after, parse_x_ratelimit
 from ..core.timings import Timeline
+from .adaptive import Sleep
 from .budget import Budget, Clock, default_budget_path
-from .pacer import Pacer, Sleep
+from .pacer import Pacer
 
 _TAGS = re.compile(r"<[^>]+>")
 _SPACE = re.compile(r"\s+")

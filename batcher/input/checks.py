@@ -161,4 +161,4 @@ def _dedup(results: list[Row | RowError], keys: KeyIndex) -> Iterator[Row | RowE
     firsts = iter(keys.first_rows([(meeting_key(r.account_id, r.meeting_id), r.number) for r in rows]))
     for result in results:
         first = next(firsts) if isinstance(result, Row) else None
-        yield _duplicate(result, first, is_late=False) if first else result
+        yield _duplicate(result, first, is_late=False) if isinstance(result, Row) and first else result

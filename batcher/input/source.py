@@ -33,7 +33,7 @@ from typing import IO, Any
 
 import orjson
 
-from ..core.rowrules import FieldError, with_constants
+from ..core.rowrules import Decode, FieldError, with_constants
 from ..core.rows import show_value
 from ..core.schema import FIELDS, MAX_JSON_INT, ROW_KEYS, closest_path
 from ..errors import InputError
@@ -339,6 +339,11 @@ class Source:
     ``(data, problems)``. Use as a context manager.
     """
 
+    # Set by ``__enter__`` for the file's format: ``CsvDecoder.decode`` or ``decode_json_line``, wrapped by
+    # the ``--set`` constants: an attribute the format picks when the file opens, so a row costs one call.
+    decode: Decode
+    _records: Iterator[tuple[int, Any]]  # set by ``__enter__``
+
     def __init__(
         self, path: str, fmt: str | None = None, stdin: IO[bytes] | None = None, constants: Sequence[Any] = ()
     ) -> None:
@@ -363,12 +368,12 @@ class Source:
             text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape", newline="")
             header, self._records = _scan_csv(text)
             self._decoder = CsvDecoder(header)
-            self.decode = self._decoder.decode  # type: ignore[method-assign]
+            self.decode = self._decoder.decode
         else:
             self._records = _scan_jsonl(binary)
-            self.decode = decode_json_line  # type: ignore[method-assign]
+            self.decode = decode_json_line
         if self.constants:
-            self.decode = with_constants(self.decode, self.constants)  # type: ignore[method-assign]
+            self.decode = with_constants(self.decode, self.constants)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -378,7 +383,3 @@ class Source:
     def records(self) -> Iterator[tuple[int, Any]]:
         """Raw records with their row numbers, in input order."""
         return self._records
-
-    def decode(self, raw: Any) -> tuple[dict[str, Any], list[FieldError]]:  # replaced in __enter__
-        """Decode one raw record into (nested data, problems)."""
-        raise NotImplementedError

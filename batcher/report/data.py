@@ -192,14 +192,14 @@ def _pauses(buckets: Buckets, until: float) -> list[tuple[float, float]]:
         else:  # it began in this bucket and lasts to its end (or ends inside it)
             legacy.append((start + width - bucket.paused_s, start + width))
     out: list[tuple[float, float]] = []
-    for start, end in sorted(found + legacy):
+    for begin, end in sorted(found + legacy):
         end = min(end, until)
-        if end <= start:
+        if end <= begin:
             continue
-        if out and start <= out[-1][1] + 1e-6:
+        if out and begin <= out[-1][1] + 1e-6:
             out[-1] = (out[-1][0], max(out[-1][1], end))
         else:
-            out.append((start, end))
+            out.append((begin, end))
     return out
 
 

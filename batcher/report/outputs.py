@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import orjson
 
-from ..state.readers import ResultRecord
+from ..state.readers import ResultRecord, RunStats
 from ..state.store import Store
 
 # The state's finished rows (or meetings) that the results file has no line for: given the
@@ -215,7 +215,7 @@ def _result_line(
     return orjson.dumps(doc) + b"\n"
 
 
-def summary(store: Store, totals: dict[str, float]) -> dict[str, Any]:
+def summary(store: Store, totals: RunStats) -> dict[str, Any]:
     """The ``--summary-json`` document: counts over the whole job plus request totals."""
     counts = store.counts()
     return {
@@ -238,8 +238,8 @@ def human_summary(doc: dict[str, Any], store: Store, report_path: str, this_run:
         f"  {doc['requests']} requests ({doc['retries']} retries) over the whole job; {this_run}",
     ]
     if doc["failed"]:
-        kinds: Counter[str] = Counter()
-        messages: dict[str, Counter[str]] = {}
+        kinds: Counter[str | None] = Counter()
+        messages: dict[str | None, Counter[str]] = {}
         for failure in store.failures():
             kinds[failure.error] += 1
             messages.setdefault(failure.error, Counter())[(failure.message or "")[:200]] += 1

@@ -112,7 +112,9 @@ def _as_recorded(number: int, data: dict[str, Any], default_account: str | None,
     proves unchanged. A row whose content differs in any way takes the full check."""
     meeting_id = data.get("meeting_id")
     account_id = data.get("account_id") or default_account
-    if meeting_id != record.meeting_id or account_id != record.account_id or record.patch_hash is None:
+    if not isinstance(meeting_id, str) or meeting_id != record.meeting_id or account_id != record.account_id:
+        return None
+    if record.patch_hash is None:
         return None
     patch = {k: v for k, v in data.items() if k not in ROW_KEYS}
     if patch_hash(patch) != record.patch_hash:
@@ -267,7 +269,7 @@ class Intake:
                     yield TICK
                 continue
             data, problems = source.decode(raw)
-            result = None if problems else _as_recorded(number, data, cfg.account_id, next_row)
+            result: Row | RowError | None = None if problems else _as_recorded(number, data, cfg.account_id, next_row)
             if result is None:  # not what pre-flight validated: check it whole, for the message
                 result = check_row(
                     number, data, problems, cfg.account_id, True, defer_required=self.defer, mode=cfg.mode

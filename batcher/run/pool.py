@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from ..errors import HaltError, Interrupted
-from ..http.pacer import Pacer, Sleep
+from ..http.adaptive import Sleep
+from ..http.pacer import Pacer
 from ..report.console import Progress
 
 HEARTBEAT_S = 0.25

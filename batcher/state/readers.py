@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Iterator
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NotRequired, TypedDict
 
 import orjson
 
@@ -35,6 +35,16 @@ class Failure(NamedTuple):
     patch: str | None  # redacted JSON
 
 
+class RunStats(TypedDict):
+    """A job's request counters over every run (``run_stats``) or every rollback, as the meta table keeps them."""
+
+    requests: int
+    retries: int
+    elapsed_s: float
+    runs: NotRequired[int]  # runs that reached their end (``run_stats`` only)
+    last_run_at: NotRequired[str]  # when the last of them ended, ISO 8601 UTC (``run_stats`` only)
+
+
 class ResultRecord(NamedTuple):
     """One finished row (or meeting, for rollback) as a ``--results`` line shows it."""
 
@@ -53,7 +63,7 @@ class AccountOutcome(NamedTuple):
     account_id: str | None  # None when ``is_top`` is False: every other account
     is_top: bool
     outcome: str
-    count: int
+    n: int  # not ``count``: a NamedTuple field must not hide ``tuple.count``
 
 
 def has_table(db: sqlite3.Connection, name: str) -> bool:

@@ -15,7 +15,15 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
-from .readers import AccountOutcome, Failure, ResultRecord, accounts_by_outcome, meta_value, unwritten_results
+from .readers import (
+    AccountOutcome,
+    Failure,
+    ResultRecord,
+    RunStats,
+    accounts_by_outcome,
+    meta_value,
+    unwritten_results,
+)
 from .snapshots import _unpack
 from .store import Store
 
@@ -111,9 +119,10 @@ def record(
     store.db.execute("COMMIT")
 
 
-def stats(db: sqlite3.Connection) -> dict[str, Any]:
+def stats(db: sqlite3.Connection) -> RunStats:
     """Requests, retries and elapsed seconds over every rollback of the job (killed ones included)."""
-    return meta_value(db, _STATS_KEY, {"requests": 0, "retries": 0, "elapsed_s": 0.0})
+    found: RunStats = meta_value(db, _STATS_KEY, {"requests": 0, "retries": 0, "elapsed_s": 0.0})
+    return found
 
 
 def add_stats(store: Store, counters: tuple[int, int, float]) -> None:
@@ -176,7 +185,7 @@ def failures(db: sqlite3.Connection) -> Iterator[Failure]:
         " FROM rollback r JOIN snapshots s USING (account_id, meeting_id)"
         f" WHERE r.outcome = 'failed' AND r.seq = s.seq AND {JUDGED} ORDER BY s.row"
     ):
-        yield Failure(*entry, None)
+        yield Failure._make((*entry, None))
 
 
 def finished(db: sqlite3.Connection, written: Iterable[tuple[Any, Any, Any]] = ()) -> Iterator[ResultRecord]:

@@ -83,7 +83,8 @@ def open_run(store: Store, timeline: Timeline, kind: str, options: dict[str, Any
         "INSERT INTO runs (kind, started, pid, options) VALUES (?, ?, ?, ?)",
         (kind, timeline.now(), os.getpid(), orjson.dumps(options).decode()),
     )
-    run_id: int = cur.lastrowid  # type: ignore[assignment]
+    run_id = cur.lastrowid
+    assert run_id is not None  # set by every INSERT
     (first,) = db.execute("SELECT MIN(started) FROM runs WHERE kind = ?", (kind,)).fetchone()
     timeline.start(run_id, first)  # bucket widths follow the job's age, not this run's
     store.flush_extras.append(lambda: [(_SAVE_BUCKET, bucket) for bucket in timeline.changed()])

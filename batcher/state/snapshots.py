@@ -26,7 +26,8 @@ def _pack(document: dict[str, Any]) -> bytes:
 
 
 def _unpack(blob: bytes) -> dict[str, Any]:
-    return orjson.loads(zlib.decompress(blob))
+    document: dict[str, Any] = orjson.loads(zlib.decompress(blob))
+    return document
 
 
 # The job's writes of one meeting: ids compare ignoring case (as duplicates in the input do),

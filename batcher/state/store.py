@@ -32,7 +32,7 @@ import orjson
 from ..errors import StateLockedError, StateMismatchError
 from . import readers, tables
 from .keyset import KeySet
-from .readers import OUTCOMES, Failure, ResultRecord
+from .readers import OUTCOMES, Failure, ResultRecord, RunStats
 from .snapshots import _MARK_WRITE, SnapshotsMixin
 
 __all__ = ["OUTCOMES", "Failure", "RowRecord", "Store"]
@@ -69,7 +69,7 @@ class Store(SnapshotsMixin):
         self._lock = lock
         self._pending: list[tuple[Any, ...]] = []
         self._pending_writes: list[tuple[str, str, str]] = []
-        self._stats_delta = [0, 0, 0.0]  # requests, retries, elapsed_s not yet committed
+        self._stats_delta: tuple[int, int, float] = (0, 0, 0.0)  # requests, retries, elapsed_s not yet committed
         # more statements for every commit, e.g. the timeline's buckets (core/timings.py): they ride on each one
         self.flush_extras: list[Callable[[], list[tuple[str, tuple[Any, ...]]]]] = []
         self._unsaved_extras: list[tuple[str, tuple[Any, ...]]] = []  # flush_extras statements of a failed flush
@@ -207,7 +207,8 @@ class Store(SnapshotsMixin):
 
     def count_todo(self, retry_failed: bool) -> int:
         """How many rows a run would send."""
-        return self.db.execute(f"SELECT COUNT(*) FROM rows WHERE {_todo_where(retry_failed)}").fetchone()[0]
+        count: int = self.db.execute(f"SELECT COUNT(*) FROM rows WHERE {_todo_where(retry_failed)}").fetchone()[0]
+        return count
 
     def todo_rows(self, retry_failed: bool, chunk: int = 4096) -> Iterator[RowRecord]:
         """Rows still to send, ascending, read in chunks (memory stays flat).
@@ -249,10 +250,8 @@ class Store(SnapshotsMixin):
         So a killed run's requests are not forgotten: after ``kill -9`` the
         totals miss only what happened since the last group commit.
         """
-        delta = self._stats_delta
-        delta[0] += requests
-        delta[1] += retries
-        delta[2] += elapsed_s
+        old_requests, old_retries, old_elapsed_s = self._stats_delta
+        self._stats_delta = (old_requests + requests, old_retries + retries, old_elapsed_s + elapsed_s)
 
     def flush(self, *also: tuple[str, tuple[Any, ...]]) -> None:
         """Commit buffered outcomes, counters (and ``also``, more statements) in one transaction.
@@ -272,7 +271,7 @@ class Store(SnapshotsMixin):
         self.db.execute("BEGIN")  # before the buffers are taken: if it fails, they are all still there
         pending, self._pending = self._pending, []
         writes, self._pending_writes = self._pending_writes, []
-        delta, self._stats_delta = self._stats_delta, [0, 0, 0.0]
+        delta, self._stats_delta = self._stats_delta, (0, 0, 0.0)
         self._unsaved_extras = []
         try:
             if any(delta):
@@ -293,7 +292,8 @@ class Store(SnapshotsMixin):
                 self.db.execute("ROLLBACK")
             self._pending = pending + self._pending
             self._pending_writes = writes + self._pending_writes
-            self._stats_delta = [a + b for a, b in zip(delta, self._stats_delta, strict=True)]
+            since, self._stats_delta = self._stats_delta, delta
+            self.count_requests(*since)
             self._unsaved_extras = extras
             raise
 
@@ -319,11 +319,12 @@ class Store(SnapshotsMixin):
         )
         return readers.unwritten_results(self.db, finished, written)
 
-    def run_stats(self) -> dict[str, Any]:
+    def run_stats(self) -> RunStats:
         """The job's committed request counters over every run (killed ones included)."""
-        return self.get_meta(_STATS_KEY, {"requests": 0, "retries": 0, "elapsed_s": 0.0})
+        stats: RunStats = self.get_meta(_STATS_KEY, {"requests": 0, "retries": 0, "elapsed_s": 0.0})
+        return stats
 
-    def end_run(self) -> dict[str, Any]:
+    def end_run(self) -> RunStats:
         """Commit the last counters and count one finished run; returns the totals."""
         self.flush()
         total = self.run_stats()
