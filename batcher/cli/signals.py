@@ -11,12 +11,19 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
-from typing import Any
+from collections.abc import Callable, Coroutine
+from types import FrameType
+from typing import Any, TypeVar
 
+from ..run.pool import Control
 from .environment import Environment
 
+_T = TypeVar("_T")
 
-def install_signals(control: Any, on_second: Any, on_first: Any = None) -> None:
+
+def install_signals(
+    control: Control, on_second: Callable[[], None], on_first: Callable[[], None] | None = None
+) -> None:
     """SIGINT and SIGTERM go to ``control.interrupt`` (first: stop cleanly; second: ``on_second``)."""
     loop = asyncio.get_running_loop()
     control.on_second_interrupt = on_second
@@ -25,11 +32,11 @@ def install_signals(control: Any, on_second: Any, on_first: Any = None) -> None:
         loop.add_signal_handler(sig, control.interrupt)
 
 
-def _interrupted(signum: int, frame: Any) -> None:
+def _interrupted(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def run_async(coro: Any) -> Any:
+def run_async(coro: Coroutine[Any, Any, _T]) -> _T:
     """Run a command's coroutine. Signals are handled in every phase of the process:
     before the loop a SIGTERM, like a SIGINT, ends it as interrupted (exit 130, nothing
     sent yet); inside it the command's own handlers stop the job cleanly; once the loop
@@ -38,7 +45,7 @@ def run_async(coro: Any) -> Any:
     if is_main:
         signal.signal(signal.SIGTERM, _interrupted)
 
-    async def then_ignore_signals() -> Any:
+    async def then_ignore_signals() -> _T:
         try:
             return await coro
         finally:

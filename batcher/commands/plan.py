@@ -52,6 +52,8 @@ class PlanResult:
 class Planner:
     """Computes and writes one plan line per row."""
 
+    client: Client  # set by plan_job's ``async with``, for the rows' GETs
+
     def __init__(self, config: JobConfig, out: IO[bytes], control: Control, progress: Progress) -> None:
         self.config = config
         self.out = out
@@ -64,7 +66,7 @@ class Planner:
         """Emit one plan line and count it."""
         # counted by action, and errors by kind: not_found and credential_guard get their own lines
         key = (
-            line.get("error")
+            line["error"]
             if line["action"] == "error" and line.get("error") in ("credential_guard", "not_found")
             else line["action"]
         )

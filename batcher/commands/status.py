@@ -69,14 +69,15 @@ def read_status(path: str, now: float | None = None) -> dict[str, Any]:
         db.close()
     fingerprint = meta.get("fingerprint") or {}
     stats = meta.get("run_stats") or {"requests": 0, "retries": 0, "elapsed_s": 0.0, "runs": 0}
-    live = meta.get(LIVE_KEY)
+    live: dict[str, Any] | None = meta.get(LIVE_KEY)
     # a live record of a run that has not ended: the job runs, or was killed before its summary
     is_unfolded = live is not None and live.get("runs_before") == stats.get("runs", 0)
     # and its process holds the state's lock: a pid alone may have been reused since a kill -9
-    is_running = is_unfolded and is_alive(live["pid"]) and is_locked(path)
+    running = live if live is not None and is_unfolded and is_alive(live["pid"]) and is_locked(path) else None
+    is_running = running is not None
     # run_stats already holds the running job's counters: the engine commits them with each group commit
     requests, retries, elapsed = stats["requests"], stats["retries"], stats["elapsed_s"]
-    paused = live.get("paused_until") if is_running else None
+    paused = running.get("paused_until") if running is not None else None
     doc: dict[str, Any] = {
         "total": sum(counts.values()),
         "succeeded": counts.get("succeeded", 0),
@@ -91,11 +92,11 @@ def read_status(path: str, now: float | None = None) -> dict[str, Any]:
         "failures_by_error": {str(k): v for k, v in by_error.items()},
         "resume": resume_command(fingerprint, path, live.get("rate") if live else None),
         "running": is_running,
-        "pid": live["pid"] if is_running else None,
+        "pid": running["pid"] if running is not None else None,
         "mode": fingerprint.get("mode", "merge"),
         "rate": live.get("rate") if live else None,
         "rate_per_s": live.get("rate_per_s") if live else None,
-        "current_rate_per_s": live.get("current_rate_per_s") if is_running else None,
+        "current_rate_per_s": running.get("current_rate_per_s") if running is not None else None,
         "top_messages": top,
     }
     pause_left = paused - now if paused and paused > now else 0.0

@@ -237,7 +237,7 @@ def check_base_url(url: str, flag: str = "--base-url (or BATCHER_BASE_URL)") -> 
     why = None
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+        _ = parts.port  # raises ValueError on a port that is not a number
     except ValueError as exc:
         why = str(exc)
     else:

@@ -9,7 +9,7 @@ truncated or non-JSON body, extra headers or a redirect.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableSequence
 from typing import Any
 
 import orjson
@@ -49,7 +49,7 @@ def drop(request: web.Request) -> web.StreamResponse:
     return web.Response(status=599)  # never reaches the client
 
 
-def next_fault(faults: list[dict[str, Any]], request: web.Request) -> dict[str, Any] | None:
+def next_fault(faults: MutableSequence[dict[str, Any]], request: web.Request) -> dict[str, Any] | None:
     """The first scripted fault matching the request (used up after its ``times``), or None."""
     for fault in faults:
         if fault.get("method") in (None, request.method) and fault.get("meeting") in (
@@ -81,7 +81,9 @@ async def apply_fault(route: Route, request: web.Request, fault: dict[str, Any])
         resp = web.StreamResponse(status=200, headers={"Content-Type": JSON, "Content-Length": "500"})
         await resp.prepare(request)
         await resp.write(b'{"success": true, "data": {')
-        request.transport.close()  # type: ignore[union-attr]
+        transport = request.transport
+        assert transport is not None  # None only once the connection is gone
+        transport.close()
         return resp
     if kind == "headers":  # answer normally, with extra headers (X-RateLimit-*, Ratelimit, ...)
         response = await route(request)

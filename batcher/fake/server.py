@@ -39,6 +39,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from ..core.documents import deep_merge, strip_secrets
 from ..core.rows import check_account_id, check_meeting_id, validate_body
@@ -54,7 +55,8 @@ APPLIED = web.RequestKey("applied", bool)
 
 def _fresh(doc: dict[str, Any]) -> dict[str, Any]:
     """A deep copy: merged documents share nested objects with DEFAULT_DOCUMENT."""
-    return orjson.loads(orjson.dumps(doc))
+    copy: dict[str, Any] = orjson.loads(orjson.dumps(doc))
+    return copy
 
 
 class FakeApi:
@@ -151,8 +153,9 @@ class FakeApi:
             app.router.add_route("PATCH", prefix, self.patch_meeting)
         app.router.add_get("/accounts/{account}/realtime/kit/{app_id}/meetings", self.list_meetings)
         # Every API route also under /client/v4, so a base URL copied from Cloudflare's docs works here.
-        for route in [r for r in app.router.routes() if r.resource and r.resource.canonical.startswith("/accounts/")]:
-            app.router.add_route(route.method, API_PREFIX + route.resource.canonical, route.handler)
+        for route in list(app.router.routes()):
+            if route.resource is not None and route.resource.canonical.startswith("/accounts/"):
+                app.router.add_route(route.method, API_PREFIX + route.resource.canonical, route.handler)
         app.router.add_get("/__stats", self.stats)
         app.router.add_get("/__meetings", self.dump)
         app.router.add_get("/__arrivals", self.take_arrivals)
@@ -164,7 +167,7 @@ class FakeApi:
         return request.path.startswith(("/accounts/", API_PREFIX + "/accounts/"))
 
     @web.middleware
-    async def _gate(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _gate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if not self._is_api(request):
             return await handler(request)
         self.requests[request.method] += 1
@@ -232,8 +235,9 @@ class FakeApi:
         if fault is not None:
             return await apply_fault(self.route, request, fault)
         if self.fail_rate and self.rng.random() < self.fail_rate:
-            choice = self.rng.choice([500, 502, 503, "drop"])
-            if choice == "drop":
+            failures: list[int | str] = [500, 502, 503, "drop"]
+            choice = self.rng.choice(failures)
+            if isinstance(choice, str):  # "drop"
                 return drop(request)
             return (
                 service_error(choice, "injected failure")
@@ -251,29 +255,31 @@ class FakeApi:
         handler = {"GET": self.get_meeting, "PUT": self.put_meeting, "PATCH": self.patch_meeting}[request.method]
         return await handler(request)
 
-    def _find(self, request: web.Request) -> tuple[tuple[str, str] | None, web.Response | None]:
+    def _find(self, request: web.Request) -> tuple[str, str] | web.Response:
+        """The stored meeting's key, or the error answer."""
         account, meeting = request.match_info["account"], request.match_info["meeting"]
         if check_account_id(account) or check_meeting_id(meeting):
-            return None, service_error(400, "invalid account or meeting id")
+            return service_error(400, "invalid account or meeting id")
         key = (account, meeting)  # exact match: the id as stored
         if key not in self.meetings:
-            return None, service_error(404, f"Meeting {meeting} not found")
-        return key, None
+            return service_error(404, f"Meeting {meeting} not found")
+        return key
 
-    async def _body(self, request: web.Request) -> tuple[dict[str, Any] | None, web.Response | None]:
+    async def _body(self, request: web.Request) -> dict[str, Any] | web.Response:
+        """The request's JSON object, or the error answer."""
         try:
             body = orjson.loads(await request.read())
         except orjson.JSONDecodeError:
-            return None, service_error(400, "body is not JSON")
+            return service_error(400, "body is not JSON")
         if not isinstance(body, dict):
-            return None, service_error(400, "body must be a JSON object")
-        return body, None
+            return service_error(400, "body must be a JSON object")
+        return body
 
     async def get_meeting(self, request: web.Request) -> web.Response:
         """GET: the meeting without write-only fields."""
-        key, error = self._find(request)
-        if error:
-            return error
+        key = self._find(request)
+        if isinstance(key, web.Response):
+            return key
         return json_response(200, {"success": True, "data": self.public(*key)})
 
     async def put_meeting(self, request: web.Request) -> web.Response:
@@ -285,10 +291,12 @@ class FakeApi:
         return await self._write(request, deep_merge)
 
     async def _write(self, request: web.Request, apply: Any) -> web.Response:
-        key, error = self._find(request)
-        body, body_error = await self._body(request)
-        if error or body_error:
-            return error or body_error  # type: ignore[return-value]
+        key = self._find(request)
+        body = await self._body(request)
+        if isinstance(key, web.Response):
+            return key
+        if isinstance(body, web.Response):
+            return body
         status = body.pop("status", None) if request.method == "PATCH" else None
         if status not in (None, "ACTIVE", "INACTIVE"):
             return service_error(400, "status: must be ACTIVE or INACTIVE")

@@ -135,11 +135,11 @@ async def pump(
             except Exception as exc:
                 control.crashed(exc)
 
-    async def heartbeat() -> None:
+    async def heartbeat(tick: Callable[[], None]) -> None:
         while True:
             await asyncio.sleep(heartbeat_s)
             try:
-                on_tick()  # type: ignore[misc]
+                tick()
             except Exception as exc:  # a failing group commit must not vanish
                 control.crashed(exc)
                 return
@@ -165,7 +165,7 @@ async def pump(
     async with asyncio.TaskGroup() as workers:
         for _ in range(concurrency):
             workers.create_task(worker())
-        beat = asyncio.create_task(heartbeat()) if on_tick is not None else None
+        beat = asyncio.create_task(heartbeat(on_tick)) if on_tick is not None else None
         try:
             await feed()
         except Exception as exc:
