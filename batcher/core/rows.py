@@ -115,7 +115,7 @@ def _describe(err: ErrorDetails, path: str) -> str:
 
 
 def _bounds(path: str) -> str:
-    model: Any = MeetingBody
+    model: type[BaseModel] = MeetingBody
     *parents, leaf = path.split(".")
     for name in parents:
         model, _ = unwrap_annotation(model.model_fields[name].annotation)
