@@ -98,8 +98,8 @@ def _describe(err: ErrorDetails, path: str) -> str:
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
         low = _bounds(path)
         return f"must be {low}{got}"
-    if kind == "string_pattern_mismatch":
-        return f"must be a URI (scheme://host/...){got}"
+    if kind == "value_error":  # our own validators (URIs): their message says what is wrong
+        return f"{err['ctx']['error']}{got}"
     wanted = {
         "bool": "true or false",
         "int": "a whole number",
@@ -190,6 +190,8 @@ def parse_row(
         errors.append(FieldError("status", why))
     errors.extend(validate_body(patch, defer_required=defer_required))
     errors.extend(masked_credentials(patch))
+    if mode == "patch":
+        errors.extend(patch_nulls(patch))
     if status is not _NO_STATUS:
         patch["status"] = status  # PATCH sends it; the schema of the body never had it
     if errors or not isinstance(
@@ -199,6 +201,19 @@ def parse_row(
         shown_account = account_id if isinstance(account_id, str) and ACCOUNT_RE.fullmatch(account_id) else None
         return RowError(number, shown_id, shown_account, errors, patch)
     return Row(number, meeting_id, account_id, patch)  # as the row spells it: servers may compare exactly
+
+
+# Nullable in the PUT body but not in the PATCH body (Cloudflare's schema): null is a PUT-only value there.
+PATCH_NOT_NULLABLE = ("title", "record_on_start", "live_stream_on_start")
+
+
+def patch_nulls(patch: dict[str, Any]) -> list[FieldError]:
+    """Fields a PATCH cannot set to null (``PATCH_NOT_NULLABLE``), which PUT could."""
+    return [
+        FieldError(path, "null is allowed here in a PUT, not in a PATCH: give a value, or use --mode merge to clear it")
+        for path in PATCH_NOT_NULLABLE
+        if path in patch and patch[path] is None
+    ]
 
 
 def masked_credentials(patch: dict[str, Any]) -> list[FieldError]:

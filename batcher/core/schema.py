@@ -14,17 +14,56 @@ elsewhere a field is optional by having a default that is never validated.
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 # -- the PUT body -----------------------------------------------------------
 
-URI_PATTERN = r"^[A-Za-z][A-Za-z0-9+.\-]*://\S+$"
-Uri = typing.Annotated[str, Field(pattern=URI_PATTERN)]
+# RFC 3986 (the schema's ``format: uri``): scheme "://" authority, then only the characters a URI
+# may hold: unreserved, reserved (gen-delims and sub-delims) and "%" starting a two-hex-digit escape.
+# Anything else (a space, '"', "^", "|", "{", "}", "<", ">", "\\", a non-ASCII letter) is refused
+# here, before anything is sent, because the API's validator refuses it there.
+_URI_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
+_URI_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def uri_problem(value: str) -> str | None:
+    """Why ``value`` is not an RFC 3986 URI with a host (``rtmp://host/app``), or None."""
+    scheme, sep, rest = value.partition("://")
+    if not sep or not _URI_SCHEME.fullmatch(scheme):
+        return "must be a URI (scheme://host/...)"
+    host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
+    if not host or host.startswith(":"):
+        return "must be a URI with a host (scheme://host/...)"
+    if not host.isascii():
+        return "the host must be written in its punycode form (xn--...): a URI holds only ASCII"
+    if not _URI_CHARS.fullmatch(rest):
+        bad = next(c for c in rest if not _URI_CHARS.fullmatch(c))
+        return f"holds {bad!r}, which a URI cannot hold: percent-encode it ({_escape(bad)})"
+    if match := _BAD_ESCAPE.search(rest):
+        return f"has a '%' not followed by two hex digits (at {rest[match.start() : match.start() + 3]!r}): write %25 for a literal %"
+    if "[" in rest.split("/", 1)[0].replace(host, "", 1) or ("[" in host) != host.startswith("["):
+        return "brackets belong only around an IPv6 host"
+    return None
+
+
+def _escape(char: str) -> str:
+    return "".join(f"%{b:02X}" for b in char.encode())
+
+
+def _check_uri(value: str) -> str:
+    if problem := uri_problem(value):
+        raise ValueError(problem)
+    return value
+
+
+Uri = typing.Annotated[str, AfterValidator(_check_uri)]
 # "Number" fields accept ints and floats (strict mode still lets int -> float).
 Number = float
 # The largest integer every JSON reader keeps exactly (2^53 - 1: JavaScript's and any float64
