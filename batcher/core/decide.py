@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .documents import deep_merge, missing_credentials, project, same, sets_secret, storage_of, strip_secrets
+from .readings import without_grown
 from .rows import missing_required
 from .schema import DEFAULT_DOCUMENT
 
@@ -198,6 +199,8 @@ def restore(
 
     - as before -> Unchanged; as the job left it (``after`` or
       ``landed_after``) -> PUT ``before``;
+    - a field that none of ``before``, ``after`` and ``landed_after`` has and that holds its
+      default (the API grew it: ``readings.grown_fields``) is left out of every comparison;
     - anything else -> ``conflict``, overwritten only with ``force`` and only
       when the job's write surely landed (else it may be a colleague's edit);
     - the job set write-only credentials over a before-state that had storage:
@@ -207,8 +210,10 @@ def restore(
     """
     if write_state == "failed" or current is None:
         return Unchanged()
-    now, shown_after = project(current), strip_secrets(after)
+    shown_after = strip_secrets(after)
     wrote = [after] if landed_after is None else [after, landed_after]
+    # a field the API grew since (in no document of the job, at its default) is nobody's edit
+    _, now = without_grown(before, project(current), wrote)
     wrote_credentials = any(sets_secret(doc) for doc in wrote) and storage_of(before) is not None
     if same(now, before) and not wrote_credentials:
         return Unchanged()

@@ -226,4 +226,6 @@ def _is_default(path: str, value: Any) -> bool:
         known = known.get(key, _NO_DEFAULT) if isinstance(known, dict) else _NO_DEFAULT
     if known is not _NO_DEFAULT:
         return same(value, known)
-    return value is None or value is False or (value == 0 and not isinstance(value, bool)) or value in ("", [], {})
+    if isinstance(value, dict):  # a grown object: default when everything inside it is
+        return all(_is_default(f"{path}.{key}", sub) for key, sub in value.items())
+    return value is None or value is False or (value == 0 and not isinstance(value, bool)) or value in ("", [])
