@@ -11,7 +11,6 @@ import asyncio
 import os
 import signal
 import sys
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -19,6 +18,7 @@ import orjson
 from ..core.config import DEFAULT_BASE_URL, DEFAULT_CONCURRENCY, DEFAULT_MAX_ATTEMPTS, DEFAULT_RATE, DEFAULT_TIMEOUT_S
 from ..core.rows import MASK, validate_body
 from ..core.schema import FIELDS, STORAGE_PATH, closest_path, is_secret_path
+from ..core.times import list_time
 from ..input.source import _cell, unflatten
 from .environment import Environment
 
@@ -93,12 +93,19 @@ def add_set_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _iso(text: str) -> str:
+def _list_time(text: str, *, is_end: bool = False) -> str:
     try:
-        datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return list_time(text, is_end=is_end)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time such as 2026-01-31T12:00:00Z") from None
-    return text
+
+
+def _since(text: str) -> str:
+    return _list_time(text)
+
+
+def _until(text: str) -> str:
+    return _list_time(text, is_end=True)
 
 
 def add_export_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
@@ -114,8 +121,18 @@ def add_export_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
     p.add_argument("--app-id", default=env.app_id, help="env BATCHER_APP_ID")
     p.add_argument("--search", help="meetings whose id or title contains this")
     p.add_argument("--status", choices=("ACTIVE", "INACTIVE"), help="only meetings with this status")
-    p.add_argument("--since", type=_iso, metavar="ISO", help="created at or after (start_time)")
-    p.add_argument("--until", type=_iso, metavar="ISO", help="created at or before (end_time)")
+    p.add_argument(
+        "--since",
+        type=_since,
+        metavar="ISO",
+        help="created at or after (start_time; UTC unless the time has an offset; a bare date is its first second)",
+    )
+    p.add_argument(
+        "--until",
+        type=_until,
+        metavar="ISO",
+        help="created at or before (end_time; UTC unless the time has an offset; a bare date is its last second)",
+    )
     p.add_argument("--full", action="store_true", help="GET each meeting for its whole document (ai_config, ...)")
     p.add_argument("--fields", metavar="a,b.c", help="only these field paths (plus account_id, meeting_id)")
     p.add_argument(

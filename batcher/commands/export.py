@@ -27,6 +27,7 @@ from yarl import URL
 from ..core.config import JobConfig
 from ..core.paging import PageAnswer, PageRequest, PageWalk, Stop
 from ..core.rows import check_meeting_id
+from ..core.times import list_time
 from ..errors import AuthError, Interrupted, UsageError
 from ..http.client import CallResult, Client
 from ..http.pacer import Pacer
@@ -50,6 +51,12 @@ class ExportOptions:
     fields: tuple[str, ...] = ()
     per_page: int = DEFAULT_PER_PAGE
     out_path: str = "-"
+
+    def __post_init__(self) -> None:
+        # full UTC date-times: the schema refuses a bare date or a time without an offset
+        for name, is_end in (("since", False), ("until", True)):
+            if value := getattr(self, name):
+                object.__setattr__(self, name, list_time(value, is_end=is_end))
 
     def query(self) -> dict[str, str]:
         """The list endpoint's filters."""

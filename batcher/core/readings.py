@@ -17,7 +17,7 @@ Rules that live here, because every command (run, plan, rollback, verify) needs 
   (``Remerge``), or refused (``Conflict``) where that change touches a path the row sets.
 - ``grown_fields(...)``: a field that appears now, was in neither of two documents, and holds its
   default (for a field the schema knows, the spec's default; otherwise false, null, 0, "" or an
-  empty array or object) is a field the API added, not someone's edit.
+  empty array, or an object all of whose fields are so) is a field the API added, not an edit.
 
 Pure: plain values in and out; time is passed in.
 """

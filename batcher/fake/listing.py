@@ -15,6 +15,7 @@ below the base as the first page instead of refusing it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,10 +39,21 @@ class Listing:
             raise ValueError(f"bad Listing: {self}")
 
 
+# RFC 3339 date-time, as the official schema's ``format: date-time`` (what the real API validates)
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
 def parse_time(text: str) -> datetime:
     """An ISO 8601 time (``Z`` or an offset; none means UTC) as an aware datetime."""
     value = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def parse_query_time(name: str, text: str) -> datetime:
+    """A ``start_time``/``end_time`` query value: a full date-time with an offset, as the schema demands."""
+    if not _DATE_TIME.fullmatch(text):
+        raise ValueError(f"{name} must be a date-time such as 2026-01-01T00:00:00Z, not {text!r}")
+    return parse_time(text)
 
 
 def _error(message: str) -> tuple[int, dict[str, Any]]:
@@ -65,8 +77,8 @@ def list_page(meetings: list[dict[str, Any]], query: Mapping[str, str], listing:
     try:
         page_no = int(query.get("page_no", listing.page_base))
         per_page = int(query.get("per_page", DEFAULT_PER_PAGE)) or DEFAULT_PER_PAGE
-        start = parse_time(query["start_time"]) if query.get("start_time") else None
-        end = parse_time(query["end_time"]) if query.get("end_time") else None
+        start = parse_query_time("start_time", query["start_time"]) if query.get("start_time") else None
+        end = parse_query_time("end_time", query["end_time"]) if query.get("end_time") else None
     except ValueError as exc:
         return _error(f"bad query: {exc}")
     if page_no < listing.page_base and listing.quirk == "clamp":
