@@ -11,7 +11,10 @@ paced by the same ``Pacer`` as every request). Output lines are
 ``{"account_id", "meeting_id", ...fields as the API nests them}`` without the
 read-only ``id``, ``created_at``, ``updated_at``, ``status``. With ``--out FILE``
 an interrupted export resumes: ids already in FILE are skipped (append-and-skip),
-so a killed 7-hour ``--full`` export does not start over.
+so a killed 7-hour ``--full`` export does not start over. Only the same export resumes: the
+options that decide what a line holds (server, account, app, filters, ``--full``, ``--fields``)
+are kept in ``FILE.options.json``, and a FILE made with other ones (or whose record is gone) is
+refused, naming each difference, rather than topped up with different lines.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any
 
 import orjson
@@ -57,6 +61,23 @@ class ExportOptions:
         for name, is_end in (("since", False), ("until", True)):
             if value := getattr(self, name):
                 object.__setattr__(self, name, list_time(value, is_end=is_end))
+
+    def identity(self, config: JobConfig) -> dict[str, Any]:
+        """What makes an export this export: where it lists from and what each line holds.
+
+        A resume appends to lines written by an earlier run, so both runs must mean the same
+        lines (``per_page`` and the output path do not change what a line holds)."""
+        return {
+            "base_url": config.base_url.rstrip("/"),
+            "account_id": config.account_id,
+            "app_id": config.app_id,
+            "search": self.search,
+            "status": self.status,
+            "since": self.since,
+            "until": self.until,
+            "full": self.is_full,
+            "fields": list(self.fields),
+        }
 
     def query(self) -> dict[str, str]:
         """The list endpoint's filters."""
@@ -126,6 +147,11 @@ def project_paths(doc: dict[str, Any], paths: tuple[str, ...]) -> dict[str, Any]
     return out
 
 
+def options_path(out_path: str) -> str:
+    """Where an export records the options it was made with, beside its output (``OUT.options.json``)."""
+    return f"{out_path}.options.json"
+
+
 class OutFile:
     """The output, opened for append-and-skip: ids already written are not written again.
 
@@ -133,7 +159,7 @@ class OutFile:
     complete line), so the meeting on it is simply exported again.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, identity: dict[str, Any] | None = None) -> None:
         self.path = path
         self.done: set[str] = set()
         self.is_closed = False  # the reader of stdout went away
@@ -141,9 +167,31 @@ class OutFile:
         if path == "-":
             self._fh = sys.stdout.buffer
             return
-        if os.path.exists(path):
+        if os.path.exists(path) and os.path.getsize(path) > 0:
+            self._check_identity(identity)
             self._load()
+        if identity is not None:
+            Path(options_path(path)).write_bytes(orjson.dumps(identity, option=orjson.OPT_INDENT_2) + b"\n")
         self._fh = open(path, "ab")  # noqa: SIM115 - closed by close()
+
+    def _check_identity(self, identity: dict[str, Any] | None) -> None:
+        """Resume only the same export: refuse one made with other options, naming each difference."""
+        if identity is None:
+            return
+        try:
+            recorded = orjson.loads(Path(options_path(self.path)).read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            raise UsageError(
+                f"--out {self.path} already holds meetings, but {options_path(self.path)} (the record of the options "
+                "that export was made with) is missing or unreadable, so resuming could mix two different exports; "
+                "choose another file, or delete it to start over (it was left as it is)"
+            ) from None
+        differs = [f"{k}: was {recorded.get(k)!r}, now {v!r}" for k, v in identity.items() if recorded.get(k) != v]
+        if differs:
+            raise UsageError(
+                f"--out {self.path} holds a different export ({'; '.join(differs)}): resuming would mix the two. "
+                "Run the same command as before to resume it, or choose another file (it was left as it is)"
+            )
 
     def _load(self) -> None:
         """Resume from an earlier export: its complete lines are kept, a last line cut short by a kill
@@ -293,7 +341,7 @@ async def export_meetings(
     control = control or Control()
     console = console or Console(quiet=True)
     progress = console.progress(label="meetings")
-    out = OutFile(options.out_path)
+    out = OutFile(options.out_path, options.identity(config))
     if out.done:
         console.say("export_resume", f"batcher export: {len(out.done)} meetings already in {out.path}: skipping them")
     pacer = Pacer(config.pacing.rate, control.clock, control.sleep)

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from batcher.commands.export import ExportOptions, export_line, export_meetings, parse_fields
+from batcher.commands.export import ExportOptions, export_line, export_meetings, options_path, parse_fields
 from batcher.errors import AuthError, UsageError
 from batcher.fake.listing import Listing
 from batcher.fake.server import FakeApi, start
@@ -155,6 +155,8 @@ async def test_a_killed_full_export_resumes_without_reading_again_what_it_wrote(
     done = [server.api.public(ACCOUNT, m) for m in ids[:6]]
     written = b"".join(orjson.dumps(export_line(ACCOUNT, d)) + b"\n" for d in done)
     (tmp_path / "out.jsonl").write_bytes(written + b'{"account_id": "acct-1", "meeting_id": "cut sh')  # killed mid-line
+    killed_run = ExportOptions(is_full=True).identity(config(tmp_path, server, "", app_id="app-1"))
+    Path(options_path(str(tmp_path / "out.jsonl"))).write_bytes(orjson.dumps(killed_run))  # as that run left it
     code, lines, err = await export(tmp_path, server, per_page=100, is_full=True)
     assert code == 0, err
     assert sorted(line["meeting_id"] for line in lines) == sorted(ids)  # each once, the cut line gone

@@ -1,4 +1,4 @@
-"""``export --since/--until`` send full UTC date-times, the only form the list schema accepts.
+"""``export``: times sent as the list schema accepts them, and resuming only the same export.
 
 A bare date, a time without an offset and the basic format were sent as given, refused with a
 400, and the refusal was then read as a paging hint. Here each is completed before it is sent,
@@ -14,6 +14,7 @@ import pytest
 
 from batcher.commands.export import ExportOptions, export_meetings
 from batcher.core.times import list_time
+from batcher.errors import UsageError
 from batcher.report.console import Console
 from batcher.run.pool import Control
 
@@ -56,3 +57,34 @@ async def test_export_since_in_any_iso_form_is_answered_by_a_validating_server(
 
     assert (code, listed) == (0, [new])
     assert refused == refused_unfiltered  # the time itself was never refused
+
+
+async def test_an_export_resumes_only_an_export_made_with_the_same_options(server, tmp_path: Path) -> None:
+    server.add(10)
+    cfg = config(tmp_path, server, "", app_id="app-1")
+    out = tmp_path / "backup.jsonl"
+
+    async def export(**options: object) -> int:
+        opts = ExportOptions(out_path=str(out), **options)  # type: ignore[arg-type]
+        return (await export_meetings(cfg, opts, control=Control(), console=Console(io.StringIO()))).exit_code
+
+    assert await export(fields=("title",)) == 0
+    listing = out.read_bytes()
+    with pytest.raises(
+        UsageError, match=r"holds a different export \(full: was False, now True; fields: was \['title'\], now \[\]\)"
+    ):
+        await export(is_full=True)
+    assert out.read_bytes() == listing  # left as it was
+    assert await export(fields=("title",)) == 0  # the same command resumes: nothing new to write
+    assert out.read_bytes() == listing
+
+
+async def test_an_export_whose_record_of_options_is_gone_is_not_resumed(server, tmp_path: Path) -> None:
+    server.add(3)
+    cfg = config(tmp_path, server, "", app_id="app-1")
+    out = tmp_path / "backup.jsonl"
+    opts = ExportOptions(out_path=str(out), is_full=True)
+    assert (await export_meetings(cfg, opts, control=Control(), console=Console(io.StringIO()))).exit_code == 0
+    Path(f"{out}.options.json").unlink()  # a cache cleaner, or a copy of the file alone
+    with pytest.raises(UsageError, match="missing or unreadable"):
+        await export_meetings(cfg, opts, control=Control(), console=Console(io.StringIO()))
