@@ -167,9 +167,8 @@ class OutFile:
         if path == "-":
             self._fh = sys.stdout.buffer
             return
-        if os.path.exists(path) and os.path.getsize(path) > 0:
-            self._check_identity(identity)
-            self._load()
+        if os.path.exists(path):
+            self._load(identity)
         if identity is not None:
             Path(options_path(path)).write_bytes(orjson.dumps(identity, option=orjson.OPT_INDENT_2) + b"\n")
         self._fh = open(path, "ab")  # noqa: SIM115 - closed by close()
@@ -193,7 +192,7 @@ class OutFile:
                 "Run the same command as before to resume it, or choose another file (it was left as it is)"
             )
 
-    def _load(self) -> None:
+    def _load(self, identity: dict[str, Any] | None) -> None:
         """Resume from an earlier export: its complete lines are kept, a last line cut short by a kill
         is dropped. A file that is not an export (a state, an input CSV...) is refused, untouched."""
         with open(self.path, "r+b") as fh:
@@ -209,6 +208,8 @@ class OutFile:
                         "not an export to resume; choose another file (it was left as it is)"
                     ) from None
                 good += len(line)
+            if self.done:  # an export to resume: only the same export (nothing is changed before this)
+                self._check_identity(identity)
             fh.truncate(good)
 
     def write(self, line: dict[str, Any]) -> None:
