@@ -30,6 +30,7 @@ from yarl import URL
 
 from ..core.config import JobConfig
 from ..core.paging import PageAnswer, PageRequest, PageWalk, Stop
+from ..core.readings import Foreign, read
 from ..core.rows import check_meeting_id
 from ..core.times import list_time
 from ..errors import AuthError, Interrupted, UsageError
@@ -313,7 +314,11 @@ class Exporter:
         if not got.is_ok or got.data is None:
             self.fail(f"meeting {meeting_id}: {got.error or 'api_error'}: {got.message or 'no meeting object'}")
             return
-        self.write({**got.data, "id": meeting_id})
+        reading = read(meeting_id, got.data, 0.0)  # another meeting's answer is never written as this one's
+        if isinstance(reading, Foreign):
+            self.fail(f"meeting {meeting_id}: api_error: {reading.message}")
+            return
+        self.write({**reading.document, "id": meeting_id})
 
     def write(self, doc: dict[str, Any]) -> None:
         """One meeting to the output."""

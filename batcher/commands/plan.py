@@ -27,7 +27,7 @@ from ..core.documents import diff, project, redact
 from ..core.redaction import scrub, secret_values
 from ..core.rows import Row, RowError
 from ..errors import AuthError
-from ..http.client import Client
+from ..http.client import CallResult, Client
 from ..http.pacer import Pacer
 from ..input.checks import iter_checked
 from ..input.source import Source
@@ -35,6 +35,7 @@ from ..report.console import Console, Progress
 from ..report.outputs import silence_stdout
 from ..run.announce import count_rows, say_estimate
 from ..run.pool import Control, pump, show_pause
+from ..run.writes import reading_of
 from ..state.keyset import scratch_keyset
 
 PREVIEW_ROWS = 5
@@ -94,7 +95,8 @@ class Planner:
             return self.write({**base, "action": "invalid", "changes": [], "message": item.message})
         url = self.config.meeting_url(item.account_id or "", item.meeting_id)
         got = await self.client.call("GET", url)
-        if not got.is_ok or got.data is None:
+        reading = reading_of(item.meeting_id, got, self.control.clock())  # the meeting asked for, or an error
+        if isinstance(reading, CallResult):
             message = scrub(got.message or "GET returned no meeting", secret_values(item.patch))
             self.write(
                 {
@@ -111,10 +113,11 @@ class Planner:
             return
         mode = self.config.mode
         options = Options(allow_credential_reset=self.config.allow_credential_reset)
-        decision = decide(mode, got.data if mode in READS_FIRST else None, item.patch, options)
+        current = reading.document
+        decision = decide(mode, current if mode in READS_FIRST else None, item.patch, options)
         if isinstance(decision, Unchanged):
             return self.write({**base, "action": "unchanged", "changes": []})
-        changes = diff(redact(project(got.data)), redact(expected_after(mode, got.data, item.patch)))
+        changes = diff(redact(project(current)), redact(expected_after(mode, current, item.patch)))
         line = {**base, "action": "update", "changes": changes}
         if isinstance(decision, Refuse):
             line.update(action="error", error=decision.error, status=None, message=decision.message)

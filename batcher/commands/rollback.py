@@ -78,14 +78,17 @@ from typing import Any
 import orjson
 
 from ..core.config import DEFAULT_BASE_URL, JobConfig
-from ..core.decide import Options, Refuse, Unchanged, restore
+from ..core.decide import Options, Refuse, Send, Unchanged, restore
+from ..core.documents import same
+from ..core.readings import Reading
 from ..core.timings import Timeline
 from ..errors import AuthError, HaltError, UsageError
-from ..http.client import Client, wall_clock_from
+from ..http.client import CallResult, Client, wall_clock_from
 from ..http.pacer import Pacer
 from ..report.console import Console, Progress
 from ..report.outputs import ResultsStream, write_report
 from ..run.pool import Control, pump, show_pause
+from ..run.writes import Pending, Redecide, reading_of, refresher
 from ..state import rollback_log, runs
 from ..state.rollback_log import SnapshotRecord
 from ..state.store import Store
@@ -230,13 +233,14 @@ class Rollback:
         """Judge one meeting and restore it if that is safe."""
         url = self.config.meeting_url(snap.account_id, snap.meeting_id)
         got = await self.client.call("GET", url)
-        if not got.is_ok or got.data is None:
+        reading = reading_of(snap.meeting_id, got, self.control.clock())  # the meeting asked for, or fail
+        if isinstance(reading, CallResult):
             self.record(snap, "failed", got.error or "api_error", got.status, got.message, got.attempts)
             if got.error == "auth":
                 self.control.halt_with(AuthError(f"HTTP {got.status}: {got.message}"))
             return
         options = Options(force=self.config.force, allow_credential_reset=self.config.allow_credential_reset)
-        decision = restore(snap.write_state, snap.before, snap.after, got.data, options, snap.landed_after)
+        decision = restore(snap.write_state, snap.before, snap.after, reading.document, options, snap.landed_after)
         if isinstance(decision, Unchanged):
             if snap.restoring:
                 # This rollback's own PUT, sent by a run stopped before its outcome was kept, landed:
@@ -248,15 +252,37 @@ class Rollback:
             return self.record(snap, "failed", decision.error, status, decision.message, got.attempts)
         # Kept before the PUT: a rollback killed after it landed knows, when resumed, that it restored the meeting.
         rollback_log.record(self.store, snap, "restoring", None, None, "", 0)
-        put = await self.client.call(decision.method, url, decision.body)
+        # after any wait, read again and judge again: a colleague's edit made meanwhile is not overwritten
+        pending = Pending(snap.meeting_id, reading.document, decision.body, decision.confirm)
+        refresh = refresher(self.client, url, pending, self._redecider(snap, options), self.control.clock)
+        put = await self.client.call(decision.method, url, decision.body, None, refresh)
         attempts = got.attempts + put.attempts
         if put.is_ok:
             return self.record(snap, "succeeded", status=put.status, attempts=attempts)
+        failed_read = pending.failed_read
+        if failed_read is not None and failed_read.error == "auth":
+            put.status, put.error, put.message = failed_read.status, "auth", failed_read.message
         # a restore that may have landed stays "restoring" for the next rollback (see rollback_log.todo)
         error = "unknown_outcome" if put.is_unknown else put.error
-        self.record(snap, "failed", error, put.status, put.message, attempts)
+        message = put.message
+        if pending.refused is not None and put.error != "auth":
+            refused = pending.refused  # judged again after a wait: a conflict, a foreign or failed read
+            error = "unknown_outcome" if put.is_unknown and refused.error != "conflict" else refused.error
+            message = f"outcome unknown: {refused.message}" if error == "unknown_outcome" else refused.message
+        self.record(snap, "failed", error, put.status, message, attempts)
         if put.error == "auth":
             self.control.halt_with(AuthError(f"HTTP {put.status}: {put.message}"))
+
+    def _redecider(self, snap: SnapshotRecord, options: Options) -> Redecide:
+        """After a wait: judge the meeting again on what it shows now (``restore``, as the first time)."""
+
+        async def redecide(fresh: Reading, pending: Pending) -> Unchanged | Refuse | Send | None:
+            again = restore(snap.write_state, snap.before, snap.after, fresh.document, options, snap.landed_after)
+            if isinstance(again, Send) and same(again.body, pending.body):
+                return None  # still as the job left it: the same restore goes again
+            return again
+
+        return redecide
 
 
 async def rollback_job(

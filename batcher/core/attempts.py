@@ -7,6 +7,7 @@ As httpx's ``Auth.auth_flow`` yields requests and is sent the responses,
     PauseAll(seconds)   every worker pauses (a lockout)   -> send None
     Wait(seconds, ...)  a retry follows after ``seconds`` -> send None
     Verify()            does a GET show the write landed? -> send True / False / None
+    Refresh()           read again and decide again       -> send a ``Fresh``
     Done(...)           the call is over: stop driving it
 
 ``http.client.Client.call`` only carries the commands out; after each attempt
@@ -24,6 +25,13 @@ lives here, and nowhere else:
   write had not landed - whatever the last attempt got (a 409 or 400 for the
   re-send, even a 401/403, which still halts the job). Without verifying
   (a body with a secret GET cannot show) it always is.
+- A write built from a read (merge mode, rollback's restores) is never re-sent from a read made
+  before a wait: when the caller can refresh, every wait (a backoff, a pause of every worker) and
+  every unknown outcome is followed by ``Refresh``, a new read and a new decision, instead of
+  ``Verify``. Its answer (``Fresh``) says the write landed (the call succeeded), that it did not
+  (send what the caller now holds: the same body, or one merged onto someone else's change),
+  that nothing can tell (a body with a secret: send again, the outcome stays unknown), or to stop
+  (a conflict, a foreign or failed read: the caller records why; nothing more is sent).
 - A *timeout* is stricter: the request may still be queued at the origin, so
   an answer to a later attempt (even a quick 503 from the edge) or a GET
   saying "not landed" proves nothing about it; only a 2xx or a GET showing
@@ -32,6 +40,7 @@ lives here, and nowhere else:
 
 from __future__ import annotations
 
+import enum
 import random
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -91,9 +100,25 @@ class Done:
     is_unknown: bool = False
 
 
-Command = Send | PauseAll | Wait | Verify | Done
-Feed = Outcome | bool | None
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    """Read the meeting again and decide again (answer a ``Fresh``): the next send, if any, is built
+    from that read."""
+
+
+class Fresh(enum.Enum):
+    """What a read made after a wait decided."""
+
+    LANDED = "landed"  # it shows the write: the call succeeded
+    NOT_LANDED = "not_landed"  # it shows the write did not land: send (the caller's body, maybe new)
+    RESEND = "resend"  # it cannot tell (the body sets a secret no read shows): send again, still unknown
+    STOP = "stop"  # a conflict, or no usable read: send nothing more (the caller says why)
+
+
+Command = Send | PauseAll | Wait | Verify | Refresh | Done
+Feed = Outcome | bool | Fresh | None
 _ANSWERED, _UNKNOWN, _CONFIRMED, _VERIFY = Done(), Done(is_unknown=True), Done(is_confirmed=True), Verify()
+_REFRESH = Refresh()
 
 
 class WriteAttempts:
@@ -106,11 +131,14 @@ class WriteAttempts:
         self.max_attempts = max_attempts  # --max-attempts: sends, the first included
         self._rng = rng  # the backoff's jitter (injected for tests)
 
-    def commands(self, *, is_write: bool, can_verify: bool = False) -> Generator[Command, Feed, None]:
+    def commands(
+        self, *, is_write: bool, can_verify: bool = False, can_refresh: bool = False
+    ) -> Generator[Command, Feed, None]:
         """One call's flow: yields commands, is sent each one's answer (see the module docstring).
 
         ``is_write``: PUT / PATCH (/ POST / DELETE), which may have landed unanswered;
-        ``can_verify``: the caller can GET what the write sets.
+        ``can_verify``: the caller can GET what the write sets; ``can_refresh``: the write was built
+        from a read, and the caller reads and decides again after every wait (``Refresh``).
         """
         is_unknown = False  # an unknown-outcome failure no GET has ruled out
         is_timeout_open = False  # an attempt timed out: "not landed" no longer rules anything out
@@ -141,7 +169,17 @@ class WriteAttempts:
                 return
             if decision.action is Action.RETRY:
                 yield Wait(decision.wait_s, decision.pauses_everyone)
-            if decision.is_unknown and can_verify:
+            if can_refresh and (decision.action is Action.RETRY or decision.is_unknown):
+                fresh = yield _REFRESH
+                if fresh is Fresh.LANDED:
+                    yield _CONFIRMED
+                    return
+                if fresh is Fresh.STOP or fresh is None:
+                    yield _UNKNOWN if is_unknown else _ANSWERED
+                    return
+                if fresh is Fresh.NOT_LANDED and not is_timeout_open:
+                    is_unknown = False  # a read showed it did not land: a clean re-send
+            elif decision.is_unknown and can_verify:
                 seen = yield _VERIFY
                 if seen:
                     yield _CONFIRMED

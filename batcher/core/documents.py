@@ -180,6 +180,20 @@ def mask_secrets(document: dict[str, Any]) -> dict[str, Any]:
     return {**document, "recording_config": {**document["recording_config"], "storage_config": masked}}
 
 
+def secret_masks(body: dict[str, Any]) -> dict[str, Any]:
+    """Only the credentials ``body`` sets, each as ``"***"``, nested as the body nests them (or ``{}``).
+
+    What a record of the job's write keeps of them: which it set, never their values. Merged
+    over a server's answer (which never shows them) it gives the answer as the job left it."""
+    storage = storage_of(body)
+    if storage is None:
+        return {}
+    masked = {k: REDACTED for k in SECRET_FIELDS if storage.get(k) is not None}
+    if not masked:
+        return {}
+    return {STORAGE_PATH[0]: {STORAGE_PATH[1]: masked}}
+
+
 def carried_unknown(body: dict[str, Any], patch: dict[str, Any], prefix: str = "") -> list[str]:
     """Dotted paths of ``body`` the schema does not know and ``patch`` did not set: carried from GET."""
     out = []

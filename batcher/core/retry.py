@@ -115,11 +115,18 @@ def decide(
 
     ``status`` is None for a dropped connection or a timeout; ``error`` is the
     client's error kind (``api_error``: a 2xx whose body says it failed, which
-    no retry fixes); ``retry_after_s`` comes from ``parse_retry_after`` (so it
+    no retry fixes; ``bad_answer``: a 2xx whose body is not JSON, which for a
+    write means it may have landed: unknown, confirmed or sent again); ``retry_after_s`` comes from ``parse_retry_after`` (so it
     is finite or None); ``is_write`` is true for PUT and PATCH.
     """
     if error == "api_error":
         return _FAIL
+    if error == "bad_answer":  # a 2xx whose body is not JSON (a proxy's page): a write may have landed
+        if not is_write:
+            return _FAIL
+        if attempt >= max_attempts:
+            return Decision(Action.GIVE_UP, is_unknown=True)
+        return Decision(Action.RETRY, wait_s=backoff_s(attempt, rng), is_unknown=True)
     verdict = classify(status)
     if verdict is Verdict.OK:
         return _DONE

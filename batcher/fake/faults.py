@@ -3,7 +3,8 @@
 ``FakeApi.faults`` (or ``POST /__faults``) holds scripted faults; each entry
 answers the next matching request (``method``, ``meeting``; ``times``) with a
 status, a dropped connection (before or after applying the write), a hang, a
-truncated or non-JSON body, extra headers or a redirect.
+truncated or non-JSON body (``apply_then_page``: a 2xx HTML page after the write was applied),
+extra headers or a redirect.
 """
 
 from __future__ import annotations
@@ -74,6 +75,11 @@ async def apply_fault(route: Route, request: web.Request, fault: dict[str, Any])
     if kind == "apply_then_drop":
         await route(request)
         return drop(request)
+    if kind == "apply_then_page":  # a proxy: the origin applied the write, the client gets its HTML page
+        await route(request)
+        return web.Response(
+            status=fault.get("status", 200), text=fault.get("body", "<html>OK</html>"), content_type="text/html"
+        )
     if kind == "hang":
         await asyncio.sleep(fault.get("seconds", 3600))
         return service_error(504, "hung")

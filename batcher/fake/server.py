@@ -18,6 +18,12 @@ faults at random from a seeded RNG. ``GET /__stats``, ``GET /__meetings``
 write was applied) let a test, or a test driving subprocesses, see what the
 server saw.
 
+Switches for the gaps between this model and the world: ``shows_secrets`` (answers that show
+stored credentials, real or as ``"****"``), ``trims_titles`` (a server that normalises what it
+stores); fault entries may carry ``"edit": {...}`` (a colleague's change, applied to the meeting
+as the fault answers) and ``{"kind": "foreign", "as": ID}`` (a proxy answering with another
+meeting's document).
+
 It answers exactly what its seed says: a meeting is served under its id as
 seeded (exact match, as stored), with the seeded ``status``,
 ``created_at``/``updated_at`` and any fields the schema does not know. A PUT
@@ -43,7 +49,7 @@ from aiohttp.typedefs import Handler
 
 from ..core.documents import deep_merge, strip_secrets
 from ..core.rows import check_account_id, check_meeting_id, validate_body
-from ..core.schema import DEFAULT_DOCUMENT
+from ..core.schema import DEFAULT_DOCUMENT, SECRET_FIELDS
 from .chaos import Chaos, ChaosSpec, is_known_extra, known_part, unknown_paths
 from .faults import DROPPED, apply_fault, drop, gateway_error, json_response, next_fault, service_error
 from .listing import Listing, list_page
@@ -77,6 +83,8 @@ class FakeApi:
         chaos: ChaosSpec | None = None,
         log_requests: bool = True,
         listing: Listing | None = None,
+        shows_secrets: str | None = None,
+        trims_titles: bool = False,
     ) -> None:
         self.token = token
         self.rate_limit = rate_limit
@@ -102,6 +110,12 @@ class FakeApi:
         # wall clock (time.time), so the arrivals of several client processes compare
         self.log: list[dict[str, Any]] | None = [] if log_requests else None
         self.listing = listing or Listing()
+        # Gaps between the model and the world, one switch each:
+        # a GET (and every answer) that shows stored credentials: "real" values or "mask" ("****")
+        if shows_secrets not in (None, "real", "mask"):
+            raise ValueError(f"shows_secrets must be None, 'real' or 'mask', not {shows_secrets!r}")
+        self.shows_secrets = shows_secrets
+        self.trims_titles = trims_titles  # a server that normalises what it stores: titles trimmed
 
     # -- data -----------------------------------------------------------------
 
@@ -136,8 +150,17 @@ class FakeApi:
 
     def public(self, account_id: str, meeting_id: str) -> dict[str, Any]:
         """A meeting as GET shows it: no write-only credentials, plus read-only fields."""
-        doc = strip_secrets(self.meetings[(account_id, meeting_id)])
+        stored = self.meetings[(account_id, meeting_id)]
+        doc = strip_secrets(stored) if self.shows_secrets != "real" else stored
+        if self.shows_secrets == "mask":
+            doc = _masked(stored)
         return {"id": meeting_id, **doc, **self.meta[(account_id, meeting_id)]}
+
+    def edit(self, account_id: str, meeting_id: str, fields: dict[str, Any]) -> None:
+        """Someone else's change (a colleague in the dashboard): merged in, ``updated_at`` moves."""
+        key = (account_id, meeting_id)
+        self.meetings[key] = _fresh(deep_merge(self.meetings[key], fields))
+        self.meta[key]["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
 
     # -- the application ----------------------------------------------------------
 
@@ -233,6 +256,11 @@ class FakeApi:
         if fault is None and self.chaos is not None:
             fault = self.chaos.draw(number)
         if fault is not None:
+            if fault.get("edit") is not None:  # a colleague's edit, made while this request is answered
+                self.edit(request.match_info["account"], request.match_info["meeting"], fault["edit"])
+            if fault.get("kind") == "foreign":  # a caching proxy or router: another meeting's document
+                other = (request.match_info["account"], fault["as"])
+                return json_response(200, {"success": True, "data": self.public(*other)})
             return await apply_fault(self.route, request, fault)
         if self.fail_rate and self.rng.random() < self.fail_rate:
             failures: list[int | str] = [500, 502, 503, "drop"]
@@ -307,6 +335,8 @@ class FakeApi:
         if problems:
             return service_error(400, "; ".join(str(p) for p in problems))
         self.meetings[key] = _fresh(apply(self.meetings[key], body))
+        if self.trims_titles and isinstance(self.meetings[key].get("title"), str):
+            self.meetings[key]["title"] = self.meetings[key]["title"].strip()
         if status:
             self.meta[key]["status"] = status
         self._touch(key)
@@ -374,3 +404,12 @@ async def start(api: FakeApi, host: str = "127.0.0.1", port: int = 0) -> tuple[w
     await site.start()
     bound = runner.addresses[0][1]  # public API (BaseRunner.addresses): (host, port) of each bound socket
     return runner, bound
+
+
+def _masked(document: dict[str, Any]) -> dict[str, Any]:
+    """The document with each stored credential shown as ``"****"`` (a gateway's mask)."""
+    storage = (document.get("recording_config") or {}).get("storage_config")
+    if not isinstance(storage, dict):
+        return document
+    masked = {k: ("****" if k in SECRET_FIELDS and v is not None else v) for k, v in storage.items()}
+    return {**document, "recording_config": {**document["recording_config"], "storage_config": masked}}

@@ -26,7 +26,7 @@ import orjson
 from yarl import URL
 
 from .._version import __version__
-from ..core.attempts import Done, Outcome, PauseAll, Send, Verify, Wait, WriteAttempts
+from ..core.attempts import Done, Fresh, Outcome, PauseAll, Refresh, Send, Verify, Wait, WriteAttempts
 from ..core.config import HttpConfig
 from ..core.redaction import scrub, secret_values
 from ..core.retry import parse_ratelimit, parse_ratelimit_policy, parse_retry_after, parse_x_ratelimit
@@ -116,6 +116,8 @@ _RETRY_SWITCH = "_retry_connection"
 _WRITES = frozenset({"PUT", "PATCH", "POST", "DELETE"})
 # Verify answers: True = GET shows the write landed, False = it did not, None = the GET failed.
 Verifier = Callable[[], Awaitable[bool | None]]
+# After a wait: read again, decide again -> (what was decided, the body to send next or None: the same).
+Refresher = Callable[[], Awaitable[tuple[Fresh, dict[str, Any] | None]]]
 
 
 def wall_clock_from(clock: Clock) -> Clock:
@@ -220,18 +222,25 @@ class Client:
         url: str,
         body: dict[str, Any] | None = None,
         verify: Verifier | None = None,
+        refresh: Refresher | None = None,
     ) -> CallResult:
         """One logical call with retries; never raises for HTTP or network trouble.
 
         ``verify`` is for writes: after a failure that leaves it unknown whether
         the write landed, it is asked (True: a GET shows it landed, False: it did
-        not, None: the GET failed). What to do after each attempt, and when the
-        call's failure is ``is_unknown`` ("may have been applied"), is the
-        ``core.attempts.WriteAttempts`` flow; this loop only carries it out.
+        not, None: the GET failed). ``refresh`` is for writes built from a read:
+        after every wait and every unknown outcome it reads and decides again,
+        and answers a ``Fresh`` with the body to send next (the same one, or one
+        merged onto what the server now holds); it replaces ``verify``. What to
+        do after each attempt, and when the call's failure is ``is_unknown``
+        ("may have been applied"), is the ``core.attempts.WriteAttempts`` flow;
+        this loop only carries it out.
         """
         payload = orjson.dumps(body) if body is not None else None
         target = self.target(url)
-        flow = self._attempts.commands(is_write=method in _WRITES, can_verify=verify is not None)
+        flow = self._attempts.commands(
+            is_write=method in _WRITES, can_verify=verify is not None, can_refresh=refresh is not None
+        )
         command = next(flow)
         result: CallResult  # set by the first command: every flow starts with a Send
         while True:
@@ -254,6 +263,12 @@ class Client:
                 case Verify():
                     assert verify is not None  # the flow asks only when it can
                     command = flow.send(await verify())
+                case Refresh():
+                    assert refresh is not None  # the flow asks only when it can
+                    fresh, rebuilt = await refresh()
+                    if rebuilt is not None and rebuilt is not body:  # merged onto someone else's change
+                        body, payload = rebuilt, orjson.dumps(rebuilt)
+                    command = flow.send(fresh)
                 case Done():
                     if command.is_confirmed:
                         return self._confirmed(result)
@@ -334,8 +349,9 @@ class Client:
         if 200 <= status < 300:
             try:
                 doc = orjson.loads(body) if body else {}
-            except orjson.JSONDecodeError:
-                return CallResult(status, error="api_error", message=self._error_text(status, body, sent)), None
+            except orjson.JSONDecodeError:  # a proxy's page: the origin may have applied a write
+                kind = "bad_answer" if method in _WRITES else "api_error"
+                return CallResult(status, error=kind, message=self._error_text(status, body, sent)), None
             if isinstance(doc, dict) and doc.get("success") is False:
                 return CallResult(status, error="api_error", message=self._error_text(status, body, sent)), None
             data = doc.get("data", doc.get("result")) if isinstance(doc, dict) else None

@@ -41,6 +41,7 @@ from ..core.config import JobConfig
 from ..core.decide import READS_FIRST, Options, Refuse, Send, Unchanged, decide
 from ..core.documents import carried_unknown, mask_secrets, project, shows
 from ..core.earlystop import EarlyStop
+from ..core.readings import Confirmed, Conflict, Reading, SendAgain, after_wait
 from ..core.redaction import redacted_patch_json, scrub, secret_values
 from ..core.rows import Row, RowError
 from ..core.timings import Timeline
@@ -57,6 +58,7 @@ from .intake import Intake, Prepared
 from .live import publish_live
 from .pool import Control, pump, show_pause
 from .snapshot_commits import SnapshotCommitter
+from .writes import Pending, Redecide, after_of, reading_of, refresher
 
 
 @dataclass
@@ -121,11 +123,10 @@ class Job:
         current, attempts, status = None, 0, None
         if cfg.mode in READS_FIRST:
             got = await self.client.call("GET", url)
-            if not got.is_ok or got.data is None:
-                if got.is_ok:
-                    got.error, got.message = "api_error", "GET returned no meeting object"
-                return self.finish_call(row, got)
-            current, attempts, status = got.data, got.attempts, got.status
+            reading = reading_of(row.meeting_id, got, self.control.clock())  # the meeting asked for, or fail
+            if isinstance(reading, CallResult):
+                return self.finish_call(row, reading)
+            current, attempts, status = reading.document, got.attempts, got.status
         decision = decide(cfg.mode, current, row.patch, self.options)
         if isinstance(decision, Unchanged):
             if current is not None:  # a resumed run may see the job's own pending/unknown write: it landed
@@ -138,25 +139,62 @@ class Job:
         await self.send(row, url, decision, current, attempts)
 
     async def send(self, row: Row, url: str, send: Send, current: dict[str, Any] | None, attempts: int) -> None:
-        """Carry out a ``Send``: the way back first (merge mode), then the write."""
+        """Carry out a ``Send``: the way back first (merge mode), then the write (run/writes.py)."""
         account = row.account_id or ""
+        refresh = verify = None
+        pending = Pending(row.meeting_id, current or {}, send.body, send.confirm)
         if current is not None:  # durable before the change is made (a group commit: counters go too)
             self.count_requests()
             await self.snapshots.save(account, row.meeting_id, row.number, project(current), mask_secrets(send.body))
-        verify = self.confirmer(url, send.confirm) if send.confirm is not None else None
-        result = await self.client.call(send.method, url, send.body, verify)
+            refresh = refresher(self.client, url, pending, self.redecider(row), self.control.clock)
+        elif send.confirm is not None:
+            verify = self.confirmer(url, send.confirm)
+        result = await self.client.call(send.method, url, send.body, verify, refresh)
         result.attempts += attempts
         is_unknown = not result.is_ok and result.is_unknown  # the client judged it (see client.call)
         if current is not None:
-            self.store.mark_write(
-                account, row.meeting_id, "landed" if result.is_ok else "unknown" if is_unknown else "failed"
-            )
+            if result.is_ok:
+                after, stamp = after_of(pending, result, self.control.clock())
+                self.store.mark_write(account, row.meeting_id, "landed", after, stamp)
+            else:
+                self.store.mark_write(account, row.meeting_id, "unknown" if is_unknown else "failed")
+        if pending.failed_read is not None and pending.failed_read.error == "auth" and not result.is_ok:
+            result.status, result.error, result.message = (
+                pending.failed_read.status,
+                "auth",
+                pending.failed_read.message,
+            )  # the token was refused while reading again: halt (finish_call), the write stays unknown
+        if pending.refused is not None and not result.is_ok and result.error != "auth":
+            refused = pending.refused  # a fresh read stopped it: a conflict, a foreign or failed read
+            error = "unknown_outcome" if is_unknown and refused.error != "conflict" else refused.error
+            message = f"outcome unknown: {refused.message}" if error == "unknown_outcome" else refused.message
+            return self.finish(row, "failed", error=error, message=message, attempts=result.attempts, patch=row.patch)
         if is_unknown and result.error != "auth":  # a bad token still halts the job (finish_call)
             result.error = "unknown_outcome"
             result.message = f"outcome unknown: {result.message}"
         elif result.status == 400 and current is not None:
-            result.message += _carried_note(send.body, row.patch, result.message)
+            result.message += _carried_note(pending.body, row.patch, result.message)
         self.finish_call(row, result)
+
+    def redecider(self, row: Row) -> Redecide:
+        """After a wait: decide the row again on what the server holds now (``core.readings.after_wait``)."""
+        account = row.account_id or ""
+
+        async def redecide(fresh: Reading, pending: Pending) -> Unchanged | Refuse | Send | None:
+            verdict = after_wait(row.patch, pending.built_from, pending.confirm, fresh.document)
+            if isinstance(verdict, Confirmed):
+                return Unchanged()
+            if isinstance(verdict, SendAgain):
+                return None
+            if isinstance(verdict, Conflict):
+                return Refuse("conflict", verdict.message)
+            decision = decide(self.config.mode, fresh.document, row.patch, self.options)  # merged onto theirs
+            if isinstance(decision, Send):  # its way back, durable before it is sent
+                before = project(fresh.document)
+                await self.snapshots.save(account, row.meeting_id, row.number, before, mask_secrets(decision.body))
+            return decision
+
+        return redecide
 
     def confirmer(self, url: str, expected: dict[str, Any]) -> Callable[[], Awaitable[bool | None]]:
         """For a write whose outcome is unknown: does GET show every value it sets? None: GET failed."""

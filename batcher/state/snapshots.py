@@ -35,10 +35,14 @@ def _unpack(blob: bytes) -> dict[str, Any]:
 # the index on lower(meeting_id) (INDEXED BY): else SQLite may pick the primary key on account_id
 # alone and scan every snapshot of the account on each write.
 _SNAPSHOT_KEY = "account_id = ? AND lower(meeting_id) = lower(?)"
-# mark_write: (state, account, meeting). A write that landed or may have is remembered for good.
+# mark_write: (state, account, meeting, answer, stamp). A write that landed or may have is remembered
+# for good. ``answer`` (a packed document, or NULL): the server's answer to a write that landed, which
+# then replaces the body sent as what the job left there (a server may normalise what it stores).
 _MARK_WRITE = (
     "UPDATE snapshots INDEXED BY snapshots_key SET write_state = ?1, maybe_landed = (maybe_landed OR ?1 != 'failed'),"
-    " landed_after = CASE WHEN ?1 = 'failed' THEN landed_after ELSE after END"
+    " after = COALESCE(?4, after),"
+    " after_updated_at = CASE WHEN ?4 IS NULL THEN after_updated_at ELSE ?5 END,"
+    " landed_after = CASE WHEN ?1 = 'failed' THEN landed_after ELSE COALESCE(?4, after) END"
     " WHERE account_id = ?2 AND lower(meeting_id) = lower(?3)"
 )
 
@@ -47,6 +51,7 @@ _SAVE_UPDATE = (
     "UPDATE snapshots INDEXED BY snapshots_key SET after = ?1, row = ?2,"
     " before = CASE WHEN maybe_landed = 0 AND write_state = 'failed' THEN ?3 ELSE before END,"
     " landed_after = CASE WHEN write_state = 'failed' THEN landed_after ELSE after END,"
+    " after_updated_at = CASE WHEN write_state IN ('landed', 'failed') THEN after_updated_at END,"
     " maybe_landed = (maybe_landed OR write_state != 'failed'),"
     " write_state = 'pending', seq = seq + 1"
     " WHERE account_id = ?4 AND lower(meeting_id) = lower(?5)"
@@ -62,7 +67,7 @@ class SnapshotsMixin:
     """The snapshot methods of ``Store`` (which supplies ``db``, ``flush`` and the write buffer)."""
 
     db: sqlite3.Connection
-    _pending_writes: list[tuple[str, str, str]]
+    _pending_writes: list[tuple[str, str, str, bytes | None, str | None]]
 
     flush: Callable[..., None]  # Store.flush: commits buffered outcomes with extra statements
 
@@ -99,13 +104,24 @@ class SnapshotsMixin:
             )
         self.flush(*statements)
 
-    def mark_write(self, account_id: str, meeting_id: str, state: str) -> None:
+    def mark_write(
+        self,
+        account_id: str,
+        meeting_id: str,
+        state: str,
+        answer: dict[str, Any] | None = None,
+        updated_at: str | None = None,
+    ) -> None:
         """Record whether the job's last write of a meeting landed: landed | unknown | failed.
 
-        Buffered with the row outcomes (committed by the next ``flush``): until
-        then the snapshot says ``pending``, which rollback treats like ``unknown``.
+        ``answer``: for a write that landed, the meeting as the server answered it (read-only
+        fields dropped, the credentials the job set as ``"***"``): what the job left there, kept
+        as ``after`` (and ``landed_after``) in place of the body sent, with its ``updated_at``.
+        Buffered with the row outcomes (committed by the next ``flush``): until then the snapshot
+        says ``pending``, which rollback treats like ``unknown``.
         """
-        self._pending_writes.append((state, account_id, meeting_id))
+        packed = _pack(answer) if answer is not None else None
+        self._pending_writes.append((state, account_id, meeting_id, packed, updated_at))
 
     def confirm_write(self, account_id: str, meeting_id: str, shown: dict[str, Any]) -> bool:
         """A resumed run found the meeting showing the job's pending/unknown write: mark it ``landed``.

@@ -68,7 +68,7 @@ class Store(SnapshotsMixin):
         self.is_new = is_new
         self._lock = lock
         self._pending: list[tuple[Any, ...]] = []
-        self._pending_writes: list[tuple[str, str, str]] = []
+        self._pending_writes: list[tuple[str, str, str, bytes | None, str | None]] = []
         self._stats_delta: tuple[int, int, float] = (0, 0, 0.0)  # requests, retries, elapsed_s not yet committed
         # more statements for every commit, e.g. the timeline's buckets (core/timings.py): they ride on each one
         self.flush_extras: list[Callable[[], list[tuple[str, tuple[Any, ...]]]]] = []

@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 from ..errors import StateMismatchError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 ROWS = """CREATE TABLE IF NOT EXISTS rows (
     row INTEGER PRIMARY KEY,
@@ -45,11 +45,13 @@ KEYS = "CREATE TABLE IF NOT EXISTS keys (key BLOB PRIMARY KEY, row INTEGER NOT N
 SNAPSHOTS = """CREATE TABLE IF NOT EXISTS snapshots (
     account_id TEXT NOT NULL, meeting_id TEXT NOT NULL, row INTEGER,
     before BLOB NOT NULL,            -- the meeting before the job (as GET showed it), zlib'd JSON
-    after BLOB NOT NULL,             -- what the job PUT, credentials as "***", zlib'd JSON
+    after BLOB NOT NULL,             -- what the job left: the server's answer to its write once one came
+                                     -- (else the body sent), credentials it set as "***", zlib'd JSON
     write_state TEXT NOT NULL DEFAULT 'pending',  -- pending | landed | unknown | failed: did the job's last write land?
     seq INTEGER NOT NULL DEFAULT 0,  -- bumped by every save_snapshot: which write of the job this is
     maybe_landed INTEGER NOT NULL DEFAULT 0,  -- sticky: some write of the job landed, or may have
     landed_after BLOB,               -- the last write that landed or may have (zlib'd JSON, credentials "***")
+    after_updated_at TEXT,           -- the updated_at of the server's answer to the job's last landed write (v2)
     PRIMARY KEY (account_id, meeting_id)
 )"""
 SNAPSHOTS_ROW = "CREATE INDEX IF NOT EXISTS snapshots_row ON snapshots (row)"
@@ -158,11 +160,31 @@ def _from_v0(db: sqlite3.Connection) -> int:
         db.execute("ALTER TABLE snapshots ADD COLUMN landed_after BLOB")
         db.execute("UPDATE snapshots SET maybe_landed = 1 WHERE write_state != 'failed' OR seq > 1")
         db.execute("UPDATE snapshots SET landed_after = after WHERE write_state != 'failed'")
-    for statement in (ROWS, META, KEYS, SNAPSHOTS, SNAPSHOTS_ROW, SNAPSHOTS_KEY, ROLLBACK, RUNS, TIMELINE):
+    for statement in (ROWS, META, KEYS, _SNAPSHOTS_V1, SNAPSHOTS_ROW, SNAPSHOTS_KEY, ROLLBACK, RUNS, TIMELINE):
         db.execute(statement)
     return 1
 
 
+def _from_v1(db: sqlite3.Connection) -> int:
+    """1 -> 2: ``snapshots.after_updated_at``, the server's stamp on what the job left (for ``verify``
+    and rollback). Older writes have none: they are judged by their document, as before."""
+    db.execute("ALTER TABLE snapshots ADD COLUMN after_updated_at TEXT")
+    return 2
+
+
+# The snapshots table as version 1 made it (the v0 -> 1 step creates it so in a file that lacks it).
+_SNAPSHOTS_V1 = """CREATE TABLE IF NOT EXISTS snapshots (
+    account_id TEXT NOT NULL, meeting_id TEXT NOT NULL, row INTEGER,
+    before BLOB NOT NULL,            -- the meeting before the job (as GET showed it), zlib'd JSON
+    after BLOB NOT NULL,             -- what the job PUT, credentials as "***", zlib'd JSON
+    write_state TEXT NOT NULL DEFAULT 'pending',  -- pending | landed | unknown | failed: did the job's last write land?
+    seq INTEGER NOT NULL DEFAULT 0,  -- bumped by every save_snapshot: which write of the job this is
+    maybe_landed INTEGER NOT NULL DEFAULT 0,  -- sticky: some write of the job landed, or may have
+    landed_after BLOB,               -- the last write that landed or may have (zlib'd JSON, credentials "***")
+    PRIMARY KEY (account_id, meeting_id)
+)"""
+
+
 # _STEPS[n] brings version n to n + 1 and returns n + 1.
-_STEPS: list[Callable[[sqlite3.Connection], int]] = [_from_v0]
+_STEPS: list[Callable[[sqlite3.Connection], int]] = [_from_v0, _from_v1]
 assert len(_STEPS) == SCHEMA_VERSION

@@ -293,21 +293,22 @@ def _snapshot(tmp_path) -> tuple[str, int, int]:
         return db.execute("SELECT write_state, maybe_landed, seq FROM snapshots").fetchone()
 
 
-async def test_an_unknown_write_stays_unknown_when_its_resend_is_refused(server, tmp_path):
-    """Guards the unknown outcome: a refused re-send (409) does not make a write that may have landed certain; rollback restores it."""
+async def test_an_unknown_write_stays_unknown_when_no_fresh_read_can_judge_it(server, tmp_path):
+    """Guards the unknown outcome: when the read after the wait fails, nothing is re-sent from the read
+    made before it (third round), and the write that may have landed stays unknown; rollback restores it."""
     [mid] = server.add(title="orig")
     src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "title": "new"}])
     server.api.faults.extend(
         [
             {"kind": "headers", "headers": {}, "method": "GET", "times": 1},  # the merge GET: normal
             {"kind": "apply_then_drop", "method": "PUT", "times": 1},  # lands, answer lost
-            {"kind": "status", "status": 503, "method": "GET", "times": 2},  # the confirming GET fails
-            {"kind": "status", "status": 409, "method": "PUT", "times": 1},  # the re-send is refused
+            {"kind": "status", "status": 503, "method": "GET", "times": 2},  # the fresh read fails
         ]
     )
     await run_job(config(tmp_path, server, src, max_attempts=2))
     [entry] = read_jsonl(tmp_path / "failures.jsonl")
-    assert entry["error"] == "unknown_outcome" and entry["status"] == 409
+    assert entry["error"] == "unknown_outcome" and "could not read the meeting again" in entry["message"]
+    assert server.api.requests["PUT"] == 1  # not re-sent from the stale read
     assert _snapshot(tmp_path)[0] == "unknown"
     await rollback_job(config(tmp_path, server, src))
     assert server.doc(mid)["title"] == "orig"
@@ -330,15 +331,15 @@ async def test_a_timed_out_write_that_a_get_shows_not_landed_stays_unknown(serve
 
 
 async def test_a_bad_token_after_an_unknown_write_halts_and_keeps_the_write_unknown(server, tmp_path):
-    """Guards the unknown outcome when the job halts: a 401 on the re-send stops the job and the write stays unknown."""
+    """Guards the unknown outcome when the job halts: a 401 on the read after the wait (which comes before any
+    re-send) stops the job and the write stays unknown."""
     [mid] = server.add(title="orig")
     src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "title": "new"}])
     server.api.faults.extend(
         [
             {"kind": "headers", "headers": {}, "method": "GET", "times": 1},
             {"kind": "apply_then_drop", "method": "PUT", "times": 1},
-            {"kind": "status", "status": 503, "method": "GET", "times": 2},
-            {"kind": "status", "status": 401, "method": "PUT", "times": 1},
+            {"kind": "status", "status": 401, "method": "GET", "times": 1},
         ]
     )
     result = await run_job(config(tmp_path, server, src, max_attempts=2))

@@ -111,7 +111,8 @@ async def test_export_seed_set_status_rollback(tmp_path):
             "pending": 0,
             "paused_until": None,
         }
-        assert after["requests"] == sum(rehearsal.requests.values()) == 12 + PAUSES  # 6 GET + 6 PUT + the 429s
+        # 6 GET + 6 PUT, the 429s, and after each pause a fresh read before the PUT is sent again
+        assert after["requests"] == sum(rehearsal.requests.values()) == 12 + 2 * PAUSES
         for meeting in paris:
             doc = rehearsal.meetings[(ACCOUNT, meeting)]
             assert doc["ai_config"]["transcription"]["language"] == "fr"

@@ -70,14 +70,30 @@ async def test_a_restore_whose_outcome_stayed_unknown_is_counted_restored_when_i
     [mid] = server.add(title="orig")
     src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "title": "new"}])
     await run_job(config(tmp_path, server, src))
-    # the restoring PUT lands, but every answer to it is lost
-    server.api.faults.append({"kind": "apply_then_drop", "method": "PUT", "meeting": mid, "times": 10})
+    # the restoring PUT lands, but every answer to it is lost, and so is every read after it
+    server.api.faults.extend(
+        [
+            {"kind": "headers", "headers": {}, "method": "GET", "meeting": mid, "times": 1},  # the judging GET
+            {"kind": "apply_then_drop", "method": "PUT", "meeting": mid, "times": 10},
+            {"kind": "status", "status": 503, "method": "GET", "meeting": mid, "times": 10},
+        ]
+    )
     first = await rollback_job(config(tmp_path, server, src, max_attempts=3))
     assert (first.summary["succeeded"], first.summary["failed"]) == (0, 1)
     assert server.doc(mid)["title"] == "orig"
     server.api.faults.clear()
     second = await rollback_job(config(tmp_path, server, src))
     assert (second.summary["succeeded"], second.summary["unchanged"]) == (1, 0)
+
+
+async def test_a_restore_whose_answer_is_lost_is_confirmed_by_the_read_after_the_wait(server, tmp_path):
+    [mid] = server.add(title="orig")
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": mid, "title": "new"}])
+    await run_job(config(tmp_path, server, src))
+    server.api.faults.append({"kind": "apply_then_drop", "method": "PUT", "meeting": mid, "times": 10})
+    result = await rollback_job(config(tmp_path, server, src, max_attempts=3))
+    assert (result.summary["succeeded"], result.summary["failed"]) == (1, 0)
+    assert server.doc(mid)["title"] == "orig" and server.api.puts[mid] == 2  # the job's and one restore
 
 
 async def test_request_counters_survive_kill_9(server, tmp_path):

@@ -178,6 +178,15 @@ def draw_episode(
             Row(n, by_id[mid]["account_id"], mid, _patch(rng, by_id[mid], fmt, secrets))
             for n, mid in enumerate(ids, start=1)
         ]
+        if mode == "patch":  # PATCH cannot set these to null (PUT can): such a row is invalid, not a write
+            for row in rows:
+                for field, instead in (
+                    ("title", "Weekly sync"),
+                    ("record_on_start", False),
+                    ("live_stream_on_start", False),
+                ):
+                    if field in row.patch and row.patch[field] is None:
+                        row.patch[field] = instead
         n_int = rng.choices([0, 1, 2, 3], [0.3, 0.35, 0.25, 0.1])[0] * ("interrupts" not in without)
         interrupts = [
             (rng.choice(["KILL", "KILL", "INT", "TERM"]), rng.randint(1, max(1, len(rows) // 2))) for _ in range(n_int)

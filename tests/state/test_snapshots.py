@@ -26,7 +26,9 @@ def test_finding_a_snapshot_by_its_case_insensitive_key_uses_the_index_not_a_sca
 
     store = Store.open(str(tmp_path / "s.db"))
     try:
-        [(*_, plan)] = store.db.execute("EXPLAIN QUERY PLAN " + _MARK_WRITE, ("landed", "a", "m")).fetchall()
+        [(*_, plan)] = store.db.execute(
+            "EXPLAIN QUERY PLAN " + _MARK_WRITE, ("landed", "a", "m", None, None)
+        ).fetchall()
     finally:
         store.close()
     assert "snapshots_key" in plan

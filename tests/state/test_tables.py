@@ -50,7 +50,28 @@ def test_the_state_made_before_versions_migrates_to_the_current_version_and_keep
     Store.open(str(path)).close()
 
     assert _version(path) == tables.SCHEMA_VERSION
-    assert _contents(path) == before
+    after = _contents(path)
+    # later versions only add columns, at the end, empty for rows written before them
+    added = {"snapshots": 1}  # v2: after_updated_at
+    for table, rows in before.items():
+        width = len(rows[0]) if rows else 0
+        assert [row[:width] for row in after[table]] == rows, table
+        assert all(set(row[width:]) <= {None} and len(row) == width + added.get(table, 0) for row in after[table])
+
+
+def test_a_version_1_state_gains_the_stamp_of_what_the_job_left(tmp_path):
+    path = tmp_path / "job.state.db"
+    shutil.copy(FIXTURE / "state.db", path)
+    db = sqlite3.connect(path, isolation_level=None)
+    tables.migrate(db)
+    db.execute("ALTER TABLE snapshots DROP COLUMN after_updated_at")  # as a version-1 file was
+    db.execute("PRAGMA user_version = 1")
+
+    assert tables.migrate(db) == 1
+
+    columns = [name for _cid, name, *_ in db.execute("PRAGMA table_info(snapshots)")]
+    assert columns[-1] == "after_updated_at" and _version(path) == 2
+    db.close()
 
 
 def test_a_version_0_file_from_before_runs_were_kept_gains_the_runs_and_timeline_tables(tmp_path):
