@@ -21,12 +21,13 @@ case, ``null``). A JSON object that names a key twice is an invalid row.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import math
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -38,6 +39,7 @@ from ..core.rows import show_value
 from ..core.schema import FIELDS, MAX_JSON_INT, ROW_KEYS, closest_path
 from ..errors import InputError
 from .duplicate_keys import keys_given_twice
+from .stdin_lines import LinesInThread, looks_utf16
 
 MAX_RECORD_BYTES = 1 << 20  # one meeting's patch is a few KB; 1 MiB is surely a mistake
 csv.field_size_limit(MAX_RECORD_BYTES)
@@ -303,7 +305,7 @@ def decode_json_line(line: bytes | Broken) -> tuple[dict[str, Any], list[FieldEr
 _UTF8_BOM = b"\xef\xbb\xbf"
 
 
-def _scan_jsonl(stream: IO[bytes]) -> Iterator[tuple[int, bytes | Broken]]:
+def _scan_jsonl(stream: Iterable[bytes]) -> Iterator[tuple[int, bytes | Broken]]:
     for number, line in enumerate(stream, 1):
         if number == 1 and line.startswith(_UTF8_BOM):
             line = line[len(_UTF8_BOM) :]  # PowerShell and Notepad write one
@@ -317,19 +319,33 @@ def _scan_jsonl(stream: IO[bytes]) -> Iterator[tuple[int, bytes | Broken]]:
 # -- one entry point --------------------------------------------------------
 
 
+def _refusing_utf16_at_first(
+    lines: LinesInThread, records: Iterator[tuple[int, bytes | Broken]]
+) -> Iterator[tuple[int, bytes | Broken]]:
+    """``records``, after the UTF-16 check of the first bytes the thread read (``_refuse_utf16``
+    cannot peek at a stream whose first bytes may not have come yet)."""
+    for index, record in enumerate(records):
+        if index == 0 and looks_utf16(lines.head):
+            _utf16_error(STDIN)
+        yield record
+    if looks_utf16(lines.head):
+        _utf16_error(STDIN)
+
+
 def _refuse_utf16(binary: IO[bytes], path: str) -> None:
     """UTF-16 (a BOM, or NULs between ASCII letters) is never a CSV/JSONL batcher can read: say so."""
     peek = getattr(binary, "peek", None)
     head = peek(4)[:4] if peek is not None else b""
-    is_utf16 = head[:2] in (b"\xff\xfe", b"\xfe\xff") or (
-        len(head) == 4 and (head[1] == head[3] == 0 or head[0] == head[2] == 0)
+    if looks_utf16(head):
+        _utf16_error(path)
+
+
+def _utf16_error(path: str) -> None:
+    name = "stdin" if path == STDIN else path
+    raise InputError(
+        f"{name} is UTF-16 text (Excel's \"Unicode Text\", PowerShell 5's > redirect); save it as UTF-8: "
+        'Excel "CSV UTF-8 (Comma delimited)", or PowerShell Out-File -Encoding utf8'
     )
-    if is_utf16:
-        name = "stdin" if path == STDIN else path
-        raise InputError(
-            f"{name} is UTF-16 text (Excel's \"Unicode Text\", PowerShell 5's > redirect); save it as UTF-8: "
-            'Excel "CSV UTF-8 (Comma delimited)", or PowerShell Out-File -Encoding utf8'
-        )
 
 
 class Source:
@@ -345,30 +361,50 @@ class Source:
     _records: Iterator[tuple[int, Any]]  # set by ``__enter__``
 
     def __init__(
-        self, path: str, fmt: str | None = None, stdin: IO[bytes] | None = None, constants: Sequence[Any] = ()
+        self,
+        path: str,
+        fmt: str | None = None,
+        stdin: IO[bytes] | None = None,
+        constants: Sequence[Any] = (),
+        *,
+        is_threaded: bool = False,
     ) -> None:
         self.path = path
         self.constants = tuple(constants)  # --set PATH=VALUE pairs, merged into every decoded row
         self.format = detect_format(path, fmt)
         self._stdin = stdin
         self._file: IO[Any] | None = None
+        # stdin read by a thread (stdin_lines.py), so a stalled producer never blocks the event loop:
+        # the feeder awaits ``ready`` before each row
+        self.lines: LinesInThread | None = None
+        self._is_threaded = is_threaded and path == STDIN
+
+    async def ready(self, stop: asyncio.Event) -> bool:
+        """True when the next row can be read without blocking; False when ``stop`` came first."""
+        return True if self.lines is None else await self.lines.ready(stop)
 
     def __enter__(self) -> Source:
         binary: IO[bytes]
         if self.path == STDIN:
             binary = self._stdin or sys.stdin.buffer
+            if self._is_threaded:
+                self.lines = LinesInThread(binary)
         else:
             try:
                 binary = open(self.path, "rb")
             except OSError as exc:
                 raise InputError(f"cannot open {self.path}: {exc.strerror}") from None
             self._file = binary
-        _refuse_utf16(binary, self.path)
-        if self.format == "csv":
+        if self.lines is None:
+            _refuse_utf16(binary, self.path)
+        if self.format == "csv" and self.lines is None:
             text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape", newline="")
             header, self._records = _scan_csv(text)
             self._decoder = CsvDecoder(header)
             self.decode = self._decoder.decode
+        elif self.lines is not None:  # JSONL on stdin (a CSV on stdin is read on the loop, as before)
+            self._records = _refusing_utf16_at_first(self.lines, _scan_jsonl(self.lines))
+            self.decode = decode_json_line
         else:
             self._records = _scan_jsonl(binary)
             self.decode = decode_json_line

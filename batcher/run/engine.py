@@ -334,11 +334,12 @@ class Job:
             run = recorded.enter_context(runs.recording(self.store, self.timeline, "run", runs.describe(cfg)))
             # results of rows committed by an earlier (killed) run, before anything is sent
             self.results.catch_up(lambda written: self.store.finished_rows(cfg.retry_failed, written))
-            with Source(cfg.input, cfg.input_format, self.stdin, cfg.set_values) as source:
+            with Source(cfg.input, cfg.input_format, self.stdin, cfg.set_values, is_threaded=True) as source:
                 if prepared.counts is not None and prepared.to_send is not None:  # a file: counted
                     self.progress.resume(prepared.counts, prepared.to_send)
                     say_estimate(self.console, cfg, prepared.to_send, progress=self.progress)
-                await pump(prepared.rows(source), self.handle, cfg.concurrency, self.control, on_tick=self.heartbeat)
+                rows = prepared.rows(source)
+                await pump(rows, self.handle, cfg.concurrency, self.control, on_tick=self.heartbeat, ready=source.ready)
         except BaseException as exc:
             # Cancelled, an edited input (exit 2), a crash: the job stops here, and its rows,
             # failure report and summary are still written before the error goes on.

@@ -281,8 +281,8 @@ class Intake:
         if next_row is not None:
             raise _changed(next_row.row, "is gone since the job's pre-flight check recorded it")
 
-    def rows_from_stdin(self, source: Source) -> Iterator[Row | RowError]:
-        """Stdin: check and record rows as they stream; skip what an earlier run finished."""
+    def rows_from_stdin(self, source: Source) -> Iterator[Any]:
+        """Stdin: check and record rows as they stream; skip what an earlier run finished (``TICK``)."""
         cfg, store = self.config, self.store
         checked = iter_checked(
             source, cfg.account_id, store.keys, require_account=True, batch=1, defer_required=self.defer, mode=cfg.mode
@@ -294,6 +294,7 @@ class Intake:
                     raise _changed(result.number, "differs from the row an earlier run of this job read")
                 known = None
             if known is not None and isinstance(result, Row) and _is_done(known, cfg.retry_failed):
+                yield TICK  # the feeder waits for the next line off the loop (stdin_lines.py), never here
                 continue
             store.add_rows([record_of(result)])
             yield result

@@ -113,6 +113,7 @@ async def pump(
     control: Control,
     on_tick: Callable[[], None] | None = None,
     heartbeat_s: float = HEARTBEAT_S,
+    ready: Callable[[asyncio.Event], Awaitable[bool]] | None = None,
 ) -> None:
     """Feed ``items`` through a bounded queue to ``concurrency`` workers running ``handle``.
 
@@ -121,6 +122,9 @@ async def pump(
     job too; every one is kept, and raised at the end (an ``ExceptionGroup``
     when several). Cancelling the caller cancels the workers (a TaskGroup):
     the rows they held stay unfinished, to be marked skipped.
+
+    ``ready`` (stdin: ``Source.ready``) is awaited before each row is read, so a
+    blocking read never runs on the loop; it answers False when the job stops.
     """
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=concurrency)
 
@@ -149,7 +153,11 @@ async def pump(
         try:
             # the stop is checked before each row is *read*, not after: a stopping job reads
             # (and re-validates) no more of the input than it was already holding
-            while not control.stopping and (item := next(rows, _END)) is not _END:
+            while not control.stopping:
+                if ready is not None and not await ready(control.stop):
+                    break  # stopping while the producer stalls: read (and send) nothing more
+                if (item := next(rows, _END)) is _END:
+                    break
                 if item is TICK:
                     await asyncio.sleep(0)
                     continue
