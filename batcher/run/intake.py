@@ -296,6 +296,11 @@ class Intake:
             if known is not None and isinstance(result, Row) and _is_done(known, cfg.retry_failed):
                 yield TICK  # the feeder waits for the next line off the loop (stdin_lines.py), never here
                 continue
+            if known is not None and isinstance(result, RowError) and known.outcome == "failed":
+                # an invalid row an earlier run recorded (and reported): the same row, still invalid; its
+                # outcome and its --results line stand, exactly once across resumes
+                yield TICK
+                continue
             store.add_rows([record_of(result)])
             yield result
 

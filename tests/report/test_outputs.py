@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import sqlite3
 from collections import Counter
 
 import orjson
 
 from batcher.report.outputs import ResultsStream
+from batcher.run.engine import run_job
 from batcher.state.readers import unwritten_results
 
-from ..conftest import kill_at, outcomes, run_cli, start_cli, when_requests_reach, write_jsonl
+from ..conftest import config, kill_at, outcomes, run_cli, start_cli, when_requests_reach, write_jsonl
 
 COMMITTED = "SELECT row, meeting_id, account_id, outcome, status, attempts FROM done"
 
@@ -109,3 +111,19 @@ async def test_rollback_results_have_every_meeting_once_after_kill_9_and_resume(
     # a restore that landed just before the kill is found as before on resume: unchanged, still one line
     assert {line["outcome"] for line in _lines(results)} <= {"succeeded", "unchanged"}
     assert all(server.doc(m)["title"] == "orig" for m in ids)
+
+
+async def test_a_stdin_jobs_invalid_row_has_one_results_line_across_resumes(server, tmp_path):
+    """#20 item 15: resumed with the same stream, a stdin job wrote one more ``failed`` line for each
+    invalid row on every run; a file job wrote one. Now both write each row exactly once."""
+    [mid] = server.add()
+    data = b"".join(
+        orjson.dumps(row) + b"\n"
+        for row in ({"meeting_id": mid, "title": "ok"}, {"meeting_id": mid[:8], "title": "bad id"})
+    )
+    results = tmp_path / "results.jsonl"
+    for _ in range(3):
+        cfg = config(tmp_path, server, "-", results_path=str(results), skip_invalid=True)
+        await run_job(cfg, stdin=io.BytesIO(data))
+    per_row = Counter(line["row"] for line in _lines(results))
+    assert per_row == {1: 1, 2: 1}
