@@ -41,7 +41,6 @@ from ..core.config import JobConfig
 from ..core.decide import READS_FIRST, Options, Refuse, Send, Unchanged, decide
 from ..core.documents import carried_unknown, mask_secrets, project, shows
 from ..core.earlystop import EarlyStop
-from ..core.readings import Confirmed, Conflict, Reading, SendAgain, after_wait
 from ..core.redaction import redacted_patch_json, scrub, secret_values
 from ..core.rows import Row, RowError
 from ..core.timings import Timeline
@@ -58,7 +57,7 @@ from .intake import Intake, Prepared
 from .live import publish_live
 from .pool import Control, pump, show_pause
 from .snapshot_commits import SnapshotCommitter
-from .writes import Pending, Redecide, after_of, reading_of, refresher
+from .writes import Pending, Redecide, after_of, merge_redecider, reading_of, refresher
 
 
 @dataclass
@@ -177,24 +176,8 @@ class Job:
         self.finish_call(row, result)
 
     def redecider(self, row: Row) -> Redecide:
-        """After a wait: decide the row again on what the server holds now (``core.readings.after_wait``)."""
-        account = row.account_id or ""
-
-        async def redecide(fresh: Reading, pending: Pending) -> Unchanged | Refuse | Send | None:
-            verdict = after_wait(row.patch, pending.built_from, pending.confirm, fresh.document)
-            if isinstance(verdict, Confirmed):
-                return Unchanged()
-            if isinstance(verdict, SendAgain):
-                return None
-            if isinstance(verdict, Conflict):
-                return Refuse("conflict", verdict.message)
-            decision = decide(self.config.mode, fresh.document, row.patch, self.options)  # merged onto theirs
-            if isinstance(decision, Send):  # its way back, durable before it is sent
-                before = project(fresh.document)
-                await self.snapshots.save(account, row.meeting_id, row.number, before, mask_secrets(decision.body))
-            return decision
-
-        return redecide
+        """After a wait: decide the row again on what the server holds now (``writes.merge_redecider``)."""
+        return merge_redecider(row, self.config.mode, self.options, self.snapshots.save)
 
     def confirmer(self, url: str, expected: dict[str, Any]) -> Callable[[], Awaitable[bool | None]]:
         """For a write whose outcome is unknown: does GET show every value it sets? None: GET failed."""

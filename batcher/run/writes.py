@@ -24,12 +24,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.attempts import Fresh
-from ..core.decide import Refuse, Send, Unchanged
-from ..core.documents import deep_merge, project, secret_masks
-from ..core.readings import Foreign, Reading, read
+from ..core.decide import Options, Refuse, Send, Unchanged, decide
+from ..core.documents import deep_merge, mask_secrets, project, secret_masks
+from ..core.readings import Confirmed, Conflict, Foreign, Reading, SendAgain, after_wait, read
+from ..core.rows import Row
 from ..http.client import CallResult, Client
 
-__all__ = ["Pending", "Redecide", "after_of", "reading_of", "refresher"]
+__all__ = ["Pending", "Redecide", "after_of", "merge_redecider", "reading_of", "refresher"]
 
 
 @dataclass(slots=True)
@@ -48,6 +49,35 @@ class Pending:
 # Decides again on a fresh read: Unchanged (it is as wanted: landed), Refuse, or a Send built from it.
 # ``Pending`` says what the write was; the callee may save a snapshot before returning a new Send.
 Redecide = Callable[[Reading, Pending], Awaitable[Unchanged | Refuse | Send | None]]
+
+
+# Saves a snapshot (account, meeting, row, before, after), durable on return: ``SnapshotCommitter.save``.
+SaveSnapshot = Callable[[str, str, int, dict[str, Any], dict[str, Any]], Awaitable[None]]
+
+
+def merge_redecider(row: Row, mode: str, options: Options, save_snapshot: SaveSnapshot) -> Redecide:
+    """``run``'s decision on a fresh read (``core.readings.after_wait``): the job's own write shows
+    (Unchanged: it landed), the old document (None: the same body), someone else's change to what
+    the row sets (``conflict``), or to something else: the row merged onto it, whose snapshot is
+    durable before it is sent."""
+    account = row.account_id or ""
+
+    async def redecide(fresh: Reading, pending: Pending) -> Unchanged | Refuse | Send | None:
+        verdict = after_wait(row.patch, pending.built_from, pending.confirm, fresh.document)
+        if isinstance(verdict, Confirmed):
+            return Unchanged()
+        if isinstance(verdict, SendAgain):
+            return None
+        if isinstance(verdict, Conflict):
+            return Refuse("conflict", verdict.message)
+        decision = decide(mode, fresh.document, row.patch, options)  # merged onto theirs
+        if isinstance(decision, Send):  # its way back, durable before it is sent
+            await save_snapshot(
+                account, row.meeting_id, row.number, project(fresh.document), mask_secrets(decision.body)
+            )
+        return decision
+
+    return redecide
 
 
 def reading_of(meeting_id: str, got: CallResult, now: float) -> Reading | CallResult:
