@@ -41,15 +41,28 @@ the file busy is kept and written by the next grant. Cost: about 40 us per grant
 1,200 to 3,200 recent starts in the file; 55 us when the window is full);
 at Cloudflare's 4 requests/s that is nothing, and ``--rate none`` (the
 benchmark's setting) never calls it.
+
+A file deleted under a running job (a cache cleaner) would split the token's window in two: the
+running process keeps its handle on the deleted file while the next job creates a fresh one and
+sees an empty window. So each process checks, every ``WATCH_S`` and before its grants, that the
+path still names the file it holds (device and inode); when it does not, it *rejoins*: it opens
+the path (creating it if need be) and copies there the starts and the pause its old file held
+(skipping starts already there), so every process of the token again counts every start. A
+process that creates the file in a folder that already existed (a cleaner deleted it, or another
+token's file lives there) grants nothing for ``REJOIN_GRACE_S``, long enough for the processes
+still holding a deleted file to rejoin first: without that wait its first N starts could fall in
+a window another process had just filled.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sqlite3
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from ..errors import UsageError
@@ -71,7 +84,27 @@ _PRUNE_EVERY = 256
 BUSY_TIMEOUT_S = 0.02
 SETUP_TIMEOUT_S = 10.0  # creating or opening the file, once per process
 BUSY_RETRY_S = 0.005
+# How often a running process checks that the path still names its file, and how long a process
+# that created the file in an existing folder waits before its first grant (see the docstring).
+WATCH_S = 0.25
+REJOIN_GRACE_S = 1.0
 _GRANT_META = "SELECT key, value FROM meta WHERE key IN ('paused_until', 'server_left', 'server_reset_at')"
+
+
+@contextlib.contextmanager
+def _setup_lock(path: Path) -> Iterator[None]:
+    """Hold ``PATH.lock`` (an advisory lock; none where the platform has no ``fcntl``)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(f"{path}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def default_budget_path(token: str, environ: Mapping[str, str] | None = None) -> Path:
@@ -92,32 +125,112 @@ def default_budget_path(token: str, environ: Mapping[str, str] | None = None) ->
 class Budget:
     """The shared log of request starts and pause deadlines for one token."""
 
-    def __init__(self, path: str | Path, clock: Clock = time.time) -> None:
+    def __init__(self, path: str | Path, clock: Clock = time.time, *, watch_s: float | None = WATCH_S) -> None:
         self.path = Path(path)
         self.clock = clock
+        self._db, self._identity, took_over = self._connect()
+        self._lock = threading.Lock()  # the watcher thread and the event loop share the connection
+        self._grants = 0
+        self._pause_due = 0.0  # a pause not yet written: the file was busy
+        self.last_start = 0.0  # wall-clock time of this process's last granted start
+        self._carry: tuple[list[tuple[float]], float] | None = None  # a rejoin's copy not yet made
+        self.rejoined = 0  # times the path was found to name another file (or none) and was rejoined
+        # a file made where a deleted one's journals lay: let the processes holding it rejoin first
+        self._hold_until = clock() + REJOIN_GRACE_S if took_over else 0.0
+        self._closed = threading.Event()
+        if watch_s is not None:
+            threading.Thread(target=self._watch, args=(watch_s,), name="batcher-budget", daemon=True).start()
+
+    def _connect(self) -> tuple[sqlite3.Connection, tuple[int, int], bool]:
+        """Open (or create) the file at ``path``: the connection, the file's identity, and whether a
+        deleted file's journals lay there (a process may still hold that file).
+
+        Those journals belong to a file that is gone: SQLite would read them as this new file's
+        (and the process still writing them would lose its log), so they are removed first, under
+        a lock on ``PATH.lock`` so that two processes never both create the file and remove each
+        other's journals.
+        """
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: we issue BEGIN IMMEDIATE ourselves
-            # Set-up waits as long as it must (once per process, before any request: two processes
-            # starting together both create the file); grants afterwards never wait long.
-            self._db = sqlite3.connect(
-                self.path, timeout=SETUP_TIMEOUT_S, isolation_level=None, check_same_thread=False
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-            self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            with _setup_lock(self.path):
+                took_over = False
+                if not self.path.exists():
+                    for journal in (f"{self.path}-wal", f"{self.path}-shm"):
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(journal)
+                            took_over = True
+                # isolation_level=None: we issue BEGIN IMMEDIATE ourselves
+                # Set-up waits as long as it must (once per process, before any request: two processes
+                # starting together both create the file); grants afterwards never wait long.
+                db = sqlite3.connect(self.path, timeout=SETUP_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.executescript(_SCHEMA)
+                db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+                st = os.stat(self.path)
         except (OSError, sqlite3.Error) as exc:
             raise UsageError(
                 f"cannot open the rate budget file {self.path}: {exc} (choose one with --budget-file)"
             ) from None
-        self._grants = 0
-        self._pause_due = 0.0  # a pause not yet written: the file was busy
-        self.last_start = 0.0  # wall-clock time of this process's last granted start
+        return db, (st.st_dev, st.st_ino), took_over
+
+    def _watch(self, every_s: float) -> None:
+        while not self._closed.wait(every_s):
+            with contextlib.suppress(UsageError):  # the path cannot be opened now: try again next time
+                self.rejoin_if_moved()
+
+    def rejoin_if_moved(self) -> bool:
+        """If the path no longer names the file held (deleted, replaced), rejoin the one it names.
+
+        The starts of the last retention period and the pause the old file held are copied into
+        the file now at the path (creating it if none is there), once: every process holding the
+        deleted file holds the same log, so the first to rejoin copies it and marks the file.
+        Returns True when it rejoined.
+        """
+        try:
+            st = os.stat(self.path)
+            if (st.st_dev, st.st_ino) == self._identity:
+                return False
+        except OSError:
+            pass  # gone: create it again, with what the old file knows
+        with self._lock:
+            if self._closed.is_set():
+                return False
+            if self._carry is None:  # what the old file knows (kept if the new one cannot be opened)
+                since = self.clock() - max(_MIN_RETENTION_S, self._meta("retention_s"))
+                starts = self._db.execute("SELECT t FROM starts WHERE t > ?", (since,)).fetchall()
+                self._carry = (starts, max(self._meta("paused_until"), self._pause_due))
+                self._db.close()  # first: its journals must not be taken for the new file's
+            starts, pause = self._carry
+            gone = self._identity
+            self._db, self._identity, _ = self._connect()  # a UsageError here: the next check tries again
+            self._carry = None
+            # every holder of the deleted file copies the same log: the first one's copy is the copy
+            mark = f"copied {gone[0]}:{gone[1]}"
+            db = self._db
+            db.execute(f"PRAGMA busy_timeout = {int(SETUP_TIMEOUT_S * 1000)}")  # rare: may wait like set-up
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    if db.execute("SELECT 1 FROM meta WHERE key = ?", (mark,)).fetchone() is None:
+                        db.executemany("INSERT INTO starts VALUES (?)", starts)
+                        db.execute("INSERT INTO meta VALUES (?, ?)", (mark, len(starts)))
+                    if pause:
+                        self._write_pause(pause)
+                finally:
+                    db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise UsageError(f"cannot rejoin the rate budget file {self.path}: {exc}") from None
+            finally:
+                db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            self.rejoined += 1
+            return True
 
     def close(self) -> None:
-        """Close the file (the log stays for the next process)."""
-        self._db.close()
+        """Close the file (the log stays for the next process); the watcher stops."""
+        with self._lock:
+            self._closed.set()
+            self._db.close()
 
     def _meta(self, key: str, default: float = 0.0) -> float:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -130,7 +243,15 @@ class Budget:
         leaves budget (``server_left``), and fewer than ``max_requests`` starts
         (of any process) fall within the last ``span_s``. A file busy beyond
         ``BUSY_TIMEOUT_S`` returns ``BUSY_RETRY_S``: ask again after that.
+        A process that has just created the file waits out ``REJOIN_GRACE_S`` first.
         """
+        self.rejoin_if_moved()
+        with self._lock:
+            if self._hold_until and (hold := self._hold_until - self.clock()) > 0:
+                return hold
+            return self._try_start(max_requests, span_s)
+
+    def _try_start(self, max_requests: int, span_s: float) -> float:
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -181,6 +302,10 @@ class Budget:
         one the file already heard from is ignored. A busy file keeps the
         older word (the pacer's own count still applies).
         """
+        with self._lock:
+            self._note_server(remaining, reset_s, started_at)
+
+    def _note_server(self, remaining: int, reset_s: float, started_at: float) -> None:
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -211,6 +336,10 @@ class Budget:
 
         A busy file gets it with this process's next grant (which waits for it anyway).
         """
+        with self._lock:
+            self._pause_until(deadline)
+
+    def _pause_until(self, deadline: float) -> None:
         try:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError:
@@ -224,7 +353,8 @@ class Budget:
     @property
     def paused_until(self) -> float:
         """The wall-clock time until which every process waits (0 or past when none)."""
-        return self._meta("paused_until")
+        with self._lock:
+            return self._meta("paused_until")
 
 
 class SharedWindow:

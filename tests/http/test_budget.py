@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import sqlite3
+import threading
 
 from batcher.core.config import RateSpec
 from batcher.http.budget import BUSY_RETRY_S, Budget, default_budget_path
@@ -152,3 +155,82 @@ async def test_a_busy_budget_file_makes_the_pacer_sleep_instead_of_blocking_the_
     await pacer.acquire()
     holder.close()
     assert slept == [BUSY_RETRY_S], "asked again after an asynchronous sleep, not a 30 s busy wait"
+
+
+async def _three_starts(path, t: FakeTime) -> Pacer:
+    pacer = Pacer(RateSpec(3, 10.0), t.clock, t.sleep, budget=Budget(path, t.clock, watch_s=None))
+    for _ in range(3):
+        await pacer.acquire()
+    return pacer
+
+
+async def test_a_budget_file_deleted_under_a_running_job_is_rejoined_with_its_starts(tmp_path):
+    """A cache cleaner deletes the file (its journals stay, held open by the running job); the next
+    job on the token creates a new file there and waits for the running one to rejoin it."""
+    t = FakeTime()
+    t.now = 1000.0
+    path = tmp_path / "budget.db"
+    running = await _three_starts(path, t)
+    os.unlink(path)
+    assert os.path.exists(f"{path}-wal"), "the running job's journals are still there"
+    newcomer = Pacer(RateSpec(3, 10.0), t.clock, t.sleep, budget=Budget(path, t.clock, watch_s=None))
+    assert running.budget.rejoin_if_moved() and running.budget.rejoined == 1
+    await newcomer.acquire()
+    assert t.now >= 1010.0, "the newcomer counts the running job's three starts: 3 in 10 s, not 6"
+    assert not running.budget.rejoin_if_moved(), "the path names its file again"
+
+
+async def test_a_budget_folder_removed_whole_is_made_again_by_the_running_job_before_its_next_start(tmp_path):
+    t = FakeTime()
+    t.now = 1000.0
+    path = tmp_path / "cache" / "budget.db"
+    running = await _three_starts(path, t)
+    shutil.rmtree(path.parent)
+    assert running.budget.try_start(3, 10.0) > 0, "its own next start still waits for its window"
+    assert running.budget.rejoined == 1 and path.exists(), "the grant found the file gone and made it again"
+    newcomer = Pacer(RateSpec(3, 10.0), t.clock, t.sleep, budget=Budget(path, t.clock, watch_s=None))
+    await newcomer.acquire()
+    assert t.now >= 1010.0, "a job started afterwards finds the running job's starts in the new file"
+
+
+async def test_a_pause_held_in_a_deleted_budget_file_is_carried_into_the_new_one(tmp_path):
+    t = FakeTime()
+    t.now = 1000.0
+    path = tmp_path / "budget.db"
+    running = await _three_starts(path, t)
+    running.pause_for(60.0)  # a Retry-After: 60 that every process of the token must obey
+    for suffix in ("", "-wal", "-shm"):
+        os.unlink(f"{path}{suffix}")
+    assert running.budget.rejoin_if_moved()
+    assert Budget(path, t.clock, watch_s=None).paused_until == 1060.0
+
+
+def test_the_watcher_thread_rejoins_without_a_request(tmp_path):
+    """A job that sends nothing for a while (a stalled producer) still rejoins: its watcher does."""
+    path = tmp_path / "budget.db"
+    budget = Budget(path, watch_s=0.01)
+    try:
+        budget.try_start(5, 10.0)
+        os.unlink(path)
+        for _ in range(500):  # the watcher's own period is 10 ms; give it up to 5 s on a busy machine
+            if budget.rejoined:
+                break
+            threading.Event().wait(0.01)
+        assert budget.rejoined == 1 and path.exists()
+        assert sqlite3.connect(path).execute("SELECT count(*) FROM starts").fetchone() == (1,)
+    finally:
+        budget.close()
+
+
+async def test_two_jobs_holding_one_deleted_budget_file_copy_its_starts_once(tmp_path):
+    t = FakeTime()
+    t.now = 1000.0
+    path = tmp_path / "budget.db"
+    one = Pacer(RateSpec(4, 10.0), t.clock, t.sleep, budget=Budget(path, t.clock, watch_s=None))
+    two = Pacer(RateSpec(4, 10.0), t.clock, t.sleep, budget=Budget(path, t.clock, watch_s=None))
+    await one.acquire()
+    await two.acquire()
+    for suffix in ("", "-wal", "-shm"):
+        os.unlink(f"{path}{suffix}")
+    assert one.budget.rejoin_if_moved() and two.budget.rejoin_if_moved()
+    assert sqlite3.connect(path).execute("SELECT count(*) FROM starts").fetchone() == (2,), "each start once"
