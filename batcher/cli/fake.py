@@ -55,6 +55,12 @@ def add_fake_api_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
         help="comma-separated unknown field paths a PUT may carry (default: every unknown path in --seed)",
     )
     fake.add_argument(
+        "--ignores-fields",
+        metavar="PATHS",
+        help="comma-separated field paths a write is answered 200 for but that keep their old value "
+        "(a field the account does not support: what run --canary finds)",
+    )
+    fake.add_argument(
         "--x-ratelimit-headers", action="store_true", help="also send the older X-RateLimit-Limit/-Remaining/-Reset"
     )
 
@@ -79,6 +85,7 @@ def cmd_fake_api(args: argparse.Namespace) -> int:
         seed=args.chaos_seed,
         chaos=parse_chaos(args.chaos) if args.chaos else None,
         extra_fields=[f for f in args.extra_fields.split(",") if f] if args.extra_fields is not None else None,
+        ignores_fields=[f for f in (args.ignores_fields or "").split(",") if f],
     )
     if args.seed:
         with open(args.seed, "rb") as fh:

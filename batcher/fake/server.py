@@ -20,7 +20,8 @@ server saw.
 
 Switches for the gaps between this model and the world: ``shows_secrets`` (answers that show
 stored credentials, real or as ``"****"``), ``trims_titles`` (a server that normalises what it
-stores); fault entries may carry ``"edit": {...}`` (a colleague's change, applied to the meeting
+stores), ``ignores_fields`` (paths a write is answered 200 for and that keep their old value);
+``updated_at`` moves to the millisecond, always forward; fault entries may carry ``"edit": {...}`` (a colleague's change, applied to the meeting
 as the fault answers) and ``{"kind": "foreign", "as": ID}`` (a proxy answering with another
 meeting's document).
 
@@ -35,6 +36,7 @@ it.
 from __future__ import annotations
 
 import asyncio
+import calendar
 import random
 import time
 import uuid
@@ -85,6 +87,7 @@ class FakeApi:
         listing: Listing | None = None,
         shows_secrets: str | None = None,
         trims_titles: bool = False,
+        ignores_fields: Iterable[str] = (),
     ) -> None:
         self.token = token
         self.rate_limit = rate_limit
@@ -116,6 +119,9 @@ class FakeApi:
             raise ValueError(f"shows_secrets must be None, 'real' or 'mask', not {shows_secrets!r}")
         self.shows_secrets = shows_secrets
         self.trims_titles = trims_titles  # a server that normalises what it stores: titles trimmed
+        # dotted paths a write is answered 200 for and that keep their old value (a field this account
+        # does not support): the gap the canary (run --canary) exists to find
+        self.ignores_fields = tuple(ignores_fields)
 
     # -- data -----------------------------------------------------------------
 
@@ -123,7 +129,7 @@ class FakeApi:
         """Create a meeting from body fields (defaults for the rest); returns its id."""
         meeting_id = meeting_id or str(uuid.uuid4())
         self.meetings[(account_id, meeting_id)] = _fresh(deep_merge(DEFAULT_DOCUMENT, fields))
-        now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        now = _stamp()
         self.meta[(account_id, meeting_id)] = {"created_at": now, "updated_at": now, "status": "ACTIVE"}
         if self.learns_extra_fields:
             self.extra_fields.update(unknown_paths(fields))
@@ -160,7 +166,7 @@ class FakeApi:
         """Someone else's change (a colleague in the dashboard): merged in, ``updated_at`` moves."""
         key = (account_id, meeting_id)
         self.meetings[key] = _fresh(deep_merge(self.meetings[key], fields))
-        self.meta[key]["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        self._touch_stamp(key)
 
     # -- the application ----------------------------------------------------------
 
@@ -334,7 +340,10 @@ class FakeApi:
         problems = validate_body(known_part(body))
         if problems:
             return service_error(400, "; ".join(str(p) for p in problems))
-        self.meetings[key] = _fresh(apply(self.meetings[key], body))
+        before = self.meetings[key]
+        self.meetings[key] = _fresh(apply(before, body))
+        for path in self.ignores_fields:  # answered 200, kept as it was
+            _keep_path(self.meetings[key], before, path.split("."))
         if self.trims_titles and isinstance(self.meetings[key].get("title"), str):
             self.meetings[key]["title"] = self.meetings[key]["title"].strip()
         if status:
@@ -345,7 +354,15 @@ class FakeApi:
 
     def _touch(self, key: tuple[str, str]) -> None:
         self.puts[key[1]] += 1
-        self.meta[key]["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        self._touch_stamp(key)
+
+    def _touch_stamp(self, key: tuple[str, str]) -> None:
+        """A change moves ``updated_at`` (milliseconds, and always forward: two changes in one
+        millisecond still differ, so a stamp compared by ``verify`` always shows a change)."""
+        old, now = self.meta[key].get("updated_at"), _stamp()
+        if isinstance(old, str) and now <= old and len(old) == len(now):
+            now = _stamp(_parse_stamp(old) + 0.001)
+        self.meta[key]["updated_at"] = now
 
     async def list_meetings(self, request: web.Request) -> web.Response:
         """GET the list endpoint: paged and filtered as ``self.listing`` says (see ``fake/listing.py``)."""
@@ -404,6 +421,33 @@ async def start(api: FakeApi, host: str = "127.0.0.1", port: int = 0) -> tuple[w
     await site.start()
     bound = runner.addresses[0][1]  # public API (BaseRunner.addresses): (host, port) of each bound socket
     return runner, bound
+
+
+def _stamp(at: float | None = None) -> str:
+    """An ``updated_at`` as the API writes it, to the millisecond."""
+    ms = round((time.time() if at is None else at) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+
+
+def _parse_stamp(stamp: str) -> float:
+    """The Unix time of a ``_stamp`` string."""
+    return calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")) + int(stamp[20:23]) / 1000
+
+
+def _keep_path(new: dict[str, Any], old: dict[str, Any], keys: list[str]) -> None:
+    """Put ``old``'s value at the dotted path ``keys`` back into ``new`` (absent there: absent)."""
+    head, rest = keys[0], keys[1:]
+    if not rest:
+        if head in old:
+            new[head] = _fresh({"v": old[head]})["v"]
+        else:
+            new.pop(head, None)
+        return
+    sub_new, sub_old = new.get(head), old.get(head)
+    if isinstance(sub_new, dict) and isinstance(sub_old, dict):
+        _keep_path(sub_new, sub_old, rest)
+    elif isinstance(sub_new, dict) and head not in old:
+        _keep_path(sub_new, {}, rest)
 
 
 def _masked(document: dict[str, Any]) -> dict[str, Any]:

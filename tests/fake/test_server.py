@@ -195,3 +195,32 @@ def test_chaos_from_the_command_line_is_a_json_object_of_spec_fields() -> None:
 def test_a_bad_chaos_option_is_a_usage_error_naming_the_keys(text: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fake-api", "--port", "0", "--chaos", text]) == 2
     assert "p_apply_then_drop" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+async def test_a_field_the_server_ignores_is_answered_200_and_keeps_its_old_value(method: str) -> None:
+    """``ignores_fields``: the gap ``run --canary`` exists to find (a field the account does not support)."""
+    async for fake in _fake(ignores_fields=["transcribe_on_end", "ai_config.transcription.language"]):
+        fake.api.edit(ACCOUNT, LOWER_ID, {"transcribe_on_end": False})
+        body = {"title": "new", "transcribe_on_end": True, "ai_config": {"transcription": {"language": "fr"}}}
+        status, doc = await fake.call(method, LOWER_ID, body)
+        assert status == 200 and doc["data"]["title"] == "new"
+        assert doc["data"]["transcribe_on_end"] is False
+        assert doc["data"]["ai_config"]["transcription"]["language"] == "en-US"
+
+
+async def test_every_change_moves_updated_at_forward_to_the_millisecond(fake: Fake) -> None:
+    stamps = []
+    for title in ("a", "b", "c"):
+        status, doc = await fake.call("PUT", LOWER_ID, {"title": title})
+        stamps.append(doc["data"]["updated_at"])
+    fake.api.edit(ACCOUNT, LOWER_ID, {"title": "theirs"})
+    stamps.append(fake.api.meta[(ACCOUNT, LOWER_ID)]["updated_at"])
+    assert stamps == sorted(set(stamps)) and all(len(s) == 24 and s.endswith("Z") for s in stamps)
+
+
+def test_the_command_line_names_the_fields_the_server_ignores() -> None:
+    from batcher.cli.main import build_parser
+
+    args = build_parser().parse_args(["fake-api", "--ignores-fields", "transcribe_on_end,title"])
+    assert args.ignores_fields == "transcribe_on_end,title"
