@@ -55,6 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_job_options(run)
     add_set_option(run)
     tools.add_html_option(run)
+    run.add_argument(
+        "--canary",
+        type=int,
+        default=0,
+        metavar="N",
+        help="write the first N rows (and one of each other account) first, read each back and stop (exit 3) "
+        "on any field that is not as sent (default 0: no canary)",
+    )
+    run.add_argument(
+        "--canary-only",
+        action="store_true",
+        help="stop after a clean canary (exit 0); the same command without it goes on",
+    )
 
     plan = sub.add_parser(
         "plan", help="show what run would change, without any PUT", epilog=EXAMPLES["run"], formatter_class=fmt

@@ -155,6 +155,10 @@ class JobConfig:
     budget_path: str | None = None  # the shared rate budget file (http/budget.py); None: per-token default
     # --set PATH=VALUE, typed: merged into every row's patch; part of the job's identity
     set_values: tuple[tuple[str, Any], ...] = ()
+    # run --canary N: the first N rows (and one of each other account) written first and read back;
+    # not part of the job's identity (the same command without it goes on)
+    canary: int = 0
+    canary_only: bool = False  # stop (exit 0) after a clean canary
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "set_values", tuple(tuple(pair) for pair in self.set_values or ()))
@@ -167,6 +171,10 @@ class JobConfig:
             raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if self.concurrency < 1:
             raise UsageError("--concurrency must be at least 1")
+        if self.canary < 0:
+            raise UsageError("--canary must be 0 (no canary) or more rows")
+        if self.canary_only and self.canary < 1:
+            raise UsageError("--canary-only needs --canary N (N >= 1): the rows to write and read back first")
         if self.max_attempts < 1:
             raise UsageError("--max-attempts must be at least 1")
         check_seconds(self.timeout_s, "--timeout")

@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -52,6 +52,7 @@ from ..report.console import Console, Progress
 from ..report.outputs import ResultsStream, human_summary, summary, write_failure_report
 from ..state import runs
 from ..state.store import Store
+from . import canary
 from .announce import say_estimate
 from .intake import Intake, Prepared
 from .live import publish_live
@@ -109,6 +110,8 @@ class Job:
         self.early_stop = EarlyStop(config)
         self._counted = (0, 0, time.monotonic())  # requests, retries, clock at the last count
         self.is_prepared = False  # the state is this job's and pre-flight is done
+        self.watch: canary.Watch | None = None  # run --canary: its rows' reads and outcomes (run/canary.py)
+        self.is_canary_only = False  # --canary-only stopped the job after a clean canary
 
     # -- sending ----------------------------------------------------------------
 
@@ -126,6 +129,8 @@ class Job:
             if isinstance(reading, CallResult):
                 return self.finish_call(row, reading)
             current, attempts, status = reading.document, got.attempts, got.status
+            if self.watch is not None:
+                self.watch.read(row.number, current)
         decision = decide(cfg.mode, current, row.patch, self.options)
         if isinstance(decision, Unchanged):
             if current is not None:  # a resumed run may see the job's own pending/unknown write: it landed
@@ -226,6 +231,8 @@ class Job:
     ) -> None:
         """Record one row's outcome (group-committed), stream it, count it."""
         self.timeline.row(outcome, error)
+        if self.watch is not None:
+            self.watch.finished(row.number, outcome, error)
         waiting = self.store.record(
             row.number,
             outcome,
@@ -322,7 +329,10 @@ class Job:
                     self.progress.resume(prepared.counts, prepared.to_send)
                     say_estimate(self.console, cfg, prepared.to_send, progress=self.progress)
                 rows = prepared.rows(source)
-                await pump(rows, self.handle, cfg.concurrency, self.control, on_tick=self.heartbeat, ready=source.ready)
+                if await self.canary_first(prepared, source, rows):
+                    await pump(
+                        rows, self.handle, cfg.concurrency, self.control, on_tick=self.heartbeat, ready=source.ready
+                    )
         except BaseException as exc:
             # Cancelled, an edited input (exit 2), a crash: the job stops here, and its rows,
             # failure report and summary are still written before the error goes on.
@@ -339,11 +349,31 @@ class Job:
         run.exit_code = result.exit_code
         return result
 
+    async def canary_first(self, prepared: Prepared, source: Source, rows: Iterator[Any]) -> bool:
+        """``--canary N`` (run/canary.py): write and judge the canary's rows; True when the rest may go."""
+        cfg = self.config
+        if not cfg.canary or canary.is_done(self.store):
+            return True
+        if prepared.counts is None:  # stdin: the first N rows read
+            picked = await canary.take_first(rows, cfg.canary, source.ready, self.control.stop)
+        else:  # a file: chosen from the state, read in a pass of their own
+            numbers = set(self.store.canary_rows(cfg.canary, cfg.retry_failed))
+            picked = await self._in_thread(self._canary_rows, numbers=numbers) if numbers else []
+        if not await canary.Canary(self).run(picked):
+            return False
+        self.is_canary_only = cfg.canary_only
+        return not cfg.canary_only
+
+    def _canary_rows(self, numbers: set[int]) -> list[Row]:
+        cfg = self.config
+        with Source(cfg.input, cfg.input_format, None, cfg.set_values) as source:
+            return canary.pick_from_file(self.intake.rows_to_send(source), numbers)
+
     def wrap_up(self, started: float) -> JobResult:
         """Mark what was not reached, write the report and summary, choose the exit code."""
         paths, store = self.config.paths, self.store
         elapsed = time.monotonic() - started
-        if self.control.stopping:
+        if self.control.stopping or self.is_canary_only:
             self.timeline.row("skipped", count=store.mark_unfinished_skipped())
         self.count_requests()
         totals = store.end_run()
@@ -357,6 +387,9 @@ class Job:
             return JobResult(self.control.halt.exit_code, doc, f"{text}\n{self.control.halt}")
         if self.control.interrupted:
             return JobResult(Interrupted.exit_code, doc, text)
+        if self.is_canary_only:  # stopped on purpose after a clean canary, so that a person can look
+            text += "\n  --canary-only: stopped after a clean canary; run the same command without it to go on"
+            return JobResult(0 if doc["failed"] == 0 else 1, doc, text)
         is_complete = doc["succeeded"] + doc["unchanged"] == doc["total"]
         return JobResult(0 if is_complete else 1, doc, text)
 

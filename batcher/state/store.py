@@ -229,6 +229,21 @@ class Store(SnapshotsMixin):
                 yield RowRecord(*found)
             last = batch[-1][0]
 
+    def canary_rows(self, n: int, retry_failed: bool) -> list[int]:
+        """``run --canary N``: the first ``n`` rows still to send, and the first such row of every
+        other account among them (the canary spreads over the input's accounts), ascending."""
+        where = _todo_where(retry_failed)
+        first = [r for (r,) in self.db.execute(f"SELECT row FROM rows WHERE {where} ORDER BY row LIMIT ?", (n,))]
+        if not first:
+            return []
+        per_account = self.db.execute(
+            f"SELECT MIN(row) FROM rows WHERE {where} AND meeting_id IS NOT NULL AND account_id IS NOT NULL"
+            " AND account_id NOT IN (SELECT account_id FROM rows WHERE row IN"
+            f" ({','.join('?' * len(first))}) AND account_id IS NOT NULL) GROUP BY account_id",
+            first,
+        )
+        return sorted({*first, *(r for (r,) in per_account)})
+
     def record(
         self,
         row: int,

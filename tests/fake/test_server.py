@@ -212,7 +212,7 @@ async def test_a_field_the_server_ignores_is_answered_200_and_keeps_its_old_valu
 async def test_every_change_moves_updated_at_forward_to_the_millisecond(fake: Fake) -> None:
     stamps = []
     for title in ("a", "b", "c"):
-        status, doc = await fake.call("PUT", LOWER_ID, {"title": title})
+        _status, doc = await fake.call("PUT", LOWER_ID, {"title": title})
         stamps.append(doc["data"]["updated_at"])
     fake.api.edit(ACCOUNT, LOWER_ID, {"title": "theirs"})
     stamps.append(fake.api.meta[(ACCOUNT, LOWER_ID)]["updated_at"])
