@@ -16,6 +16,7 @@ from typing import IO, Any
 
 import orjson
 
+from ..state import normalised as normalised_tally
 from ..state.readers import ResultRecord, RunStats
 from ..state.store import Store
 
@@ -111,10 +112,15 @@ class ResultsStream:
         status: int | None,
         attempts: int,
         error: str | None = None,
+        *,
+        normalised: list[str] | None = None,
     ) -> None:
-        """Queue one finished row; it is written by the next ``flush()`` (after the commit)."""
+        """Queue one finished row; it is written by the next ``flush()`` (after the commit).
+
+        ``normalised``: the paths where the write's answer holds another value than the row sent
+        (the line then carries them; lines caught up from the state after a kill do not)."""
         if self._out is not None:
-            self._lines.append(_result_line(row, meeting_id, account_id, outcome, status, attempts, error))
+            self._lines.append(_result_line(row, meeting_id, account_id, outcome, status, attempts, error, normalised))
 
     def flush(self) -> None:
         """Write and push out the queued lines: call only once their outcomes are committed."""
@@ -208,10 +214,15 @@ def _result_line(
     status: int | None,
     attempts: int,
     error: str | None = None,
+    normalised: list[str] | None = None,
 ) -> bytes:
-    doc = dict(zip(RESULT_FIELDS, (row, meeting_id, account_id, outcome, status, attempts), strict=True))
+    doc: dict[str, Any] = dict(
+        zip(RESULT_FIELDS, (row, meeting_id, account_id, outcome, status, attempts), strict=True)
+    )
     if error is not None:
         doc["error"] = error  # rollback lines say why a meeting was not restored
+    if normalised:
+        doc["normalised"] = normalised  # the server holds another value than sent at these paths
     return orjson.dumps(doc) + b"\n"
 
 
@@ -227,6 +238,11 @@ def summary(store: Store, totals: RunStats) -> dict[str, Any]:
         "requests": int(totals.get("requests", 0)),
         "retries": int(totals.get("retries", 0)),
         "elapsed_s": round(float(totals.get("elapsed_s", 0.0)), 3),
+        # paths where a write's answer held another value than sent: rows, and one example (sent, held)
+        "normalised": {
+            path: {"rows": entry["rows"], "example": {"sent": entry["sent"], "held": entry["held"]}}
+            for path, entry in sorted(normalised_tally.read(store.db).items())
+        },
     }
 
 
@@ -237,6 +253,12 @@ def human_summary(doc: dict[str, Any], store: Store, report_path: str, this_run:
         f"{doc['failed']} failed, {doc['skipped']} skipped",
         f"  {doc['requests']} requests ({doc['retries']} retries) over the whole job; {this_run}",
     ]
+    for path, entry in doc.get("normalised", {}).items():
+        example = entry["example"]
+        lines.append(
+            f"  normalised {path}: {entry['rows']} succeeded rows hold another value than sent - e.g. sent "
+            f"{orjson.dumps(example['sent']).decode()}, the server holds {orjson.dumps(example['held']).decode()}"
+        )
     if doc["failed"]:
         kinds: Counter[str | None] = Counter()
         messages: dict[str | None, Counter[str]] = {}

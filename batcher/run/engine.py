@@ -37,10 +37,12 @@ from typing import IO, Any
 
 import orjson
 
+from ..core.canary import normalised
 from ..core.config import JobConfig
 from ..core.decide import READS_FIRST, Options, Refuse, Send, Unchanged, decide
 from ..core.documents import carried_unknown, mask_secrets, project, shows
 from ..core.earlystop import EarlyStop
+from ..core.readings import Reading, read
 from ..core.redaction import redacted_patch_json, scrub, secret_values
 from ..core.rows import Row, RowError
 from ..core.timings import Timeline
@@ -50,6 +52,7 @@ from ..http.pacer import Pacer
 from ..input.source import Source
 from ..report.console import Console, Progress
 from ..report.outputs import ResultsStream, human_summary, summary, write_failure_report
+from ..state import normalised as normalised_tally
 from ..state import runs
 from ..state.store import Store
 from . import canary
@@ -112,6 +115,7 @@ class Job:
         self.is_prepared = False  # the state is this job's and pre-flight is done
         self.watch: canary.Watch | None = None  # run --canary: its rows' reads and outcomes (run/canary.py)
         self.is_canary_only = False  # --canary-only stopped the job after a clean canary
+        self.normalised = normalised_tally.Tally(store)  # rows whose write's answer holds other values (by path)
 
     # -- sending ----------------------------------------------------------------
 
@@ -178,7 +182,19 @@ class Job:
             result.message = f"outcome unknown: {result.message}"
         elif result.status == 400 and current is not None:
             result.message += _carried_note(pending.body, row.patch, result.message)
-        self.finish_call(row, result)
+        self.finish_call(row, result, self.normalised_paths(row, result))
+
+    def normalised_paths(self, row: Row, result: CallResult) -> list[str]:
+        """A 2xx whose answer (the meeting's) holds another value than the row sent at a path it set:
+        still ``succeeded``; counted by path in the job's tally, named on the row's results line."""
+        if not result.is_ok or result.data is None:
+            return []
+        answer = read(row.meeting_id, result.data, self.control.clock())
+        if not isinstance(answer, Reading):
+            return []
+        found = normalised(row.patch, answer.document)
+        self.normalised.add([(d.path, d.sent, d.held) for d in found])
+        return [d.path for d in found]
 
     def redecider(self, row: Row) -> Redecide:
         """After a wait: decide the row again on what the server holds now (``writes.merge_redecider``)."""
@@ -195,10 +211,11 @@ class Job:
 
         return check
 
-    def finish_call(self, row: Row, result: CallResult) -> None:
-        """Record a row whose outcome is the result of its last request."""
+    def finish_call(self, row: Row, result: CallResult, normalised: list[str] | None = None) -> None:
+        """Record a row whose outcome is the result of its last request (``normalised``: the paths
+        its write's answer holds otherwise than sent)."""
         if result.is_ok:
-            self.finish(row, "succeeded", status=result.status, attempts=result.attempts)
+            self.finish(row, "succeeded", status=result.status, attempts=result.attempts, normalised=normalised)
             return
         message = scrub(result.message, secret_values(row.patch))
         self.finish(
@@ -228,6 +245,7 @@ class Job:
         message: str | None = None,
         attempts: int = 0,
         patch: dict[str, Any] | None = None,
+        normalised: list[str] | None = None,
     ) -> None:
         """Record one row's outcome (group-committed), stream it, count it."""
         self.timeline.row(outcome, error)
@@ -245,7 +263,9 @@ class Job:
         if waiting >= self.config.concurrency:
             self.flush()
         if self.results.is_on:
-            self.results.emit(row.number, row.meeting_id, row.account_id, outcome, status, attempts)
+            self.results.emit(
+                row.number, row.meeting_id, row.account_id, outcome, status, attempts, normalised=normalised or None
+            )
         self.progress.advance(outcome)
         if isinstance(row, Row) and (halt := self.early_stop.watch(outcome, error, self.progress.total)):
             self.control.halt_with(halt)
