@@ -27,7 +27,9 @@ async def trimming() -> Any:
 @pytest.mark.parametrize("mode", ["merge", "patch", "replace"])
 async def test_a_normalised_value_is_succeeded_and_counted_by_path_with_one_example(trimming, tmp_path, mode):
     ids = trimming.add(5, title="old")
-    rows = [{"meeting_id": m, "title": "  new  " if i < 3 else "plain", "persist_chat": True} for i, m in enumerate(ids)]
+    rows = [
+        {"meeting_id": m, "title": "  new  " if i < 3 else "plain", "persist_chat": True} for i, m in enumerate(ids)
+    ]
     cfg = config(tmp_path, trimming, write_jsonl(tmp_path / "in.jsonl", rows), mode=mode)
     result = await run_job(cfg)
     assert result.exit_code == 0 and result.summary["succeeded"] == 5
