@@ -79,7 +79,7 @@ import orjson
 
 from ..core.config import DEFAULT_BASE_URL, JobConfig
 from ..core.decide import Options, Refuse, Send, Unchanged, restore
-from ..core.documents import same
+from ..core.documents import project, same
 from ..core.readings import Reading
 from ..core.timings import Timeline
 from ..errors import AuthError, HaltError, UsageError
@@ -88,8 +88,8 @@ from ..http.pacer import Pacer
 from ..report.console import Console, Progress
 from ..report.outputs import ResultsStream, write_report
 from ..run.pool import Control, pump, show_pause
-from ..run.writes import Pending, Redecide, reading_of, refresher
-from ..state import rollback_log, runs
+from ..run.writes import Pending, Redecide, after_of, reading_of, refresher
+from ..state import rollback_log, runs, verify_log
 from ..state.rollback_log import SnapshotRecord
 from ..state.store import Store
 
@@ -241,7 +241,9 @@ class Rollback:
             return
         options = Options(force=self.config.force, allow_credential_reset=self.config.allow_credential_reset)
         decision = restore(snap.write_state, snap.before, snap.after, reading.document, options, snap.landed_after)
-        if isinstance(decision, Unchanged):
+        if isinstance(decision, Unchanged):  # as before: what the rollback leaves there, for verify
+            left = (project(reading.document), reading.updated_at)
+            verify_log.record_restored(self.store, snap.account_id, snap.meeting_id, snap.row, snap.seq, *left)
             if snap.restoring:
                 # This rollback's own PUT, sent by a run stopped before its outcome was kept, landed:
                 # the meeting was restored, not found as before.
@@ -258,6 +260,8 @@ class Rollback:
         put = await self.client.call(decision.method, url, decision.body, None, refresh)
         attempts = got.attempts + put.attempts
         if put.is_ok:
+            after, stamp = after_of(pending, put, self.control.clock())  # the restore's answer, for verify
+            verify_log.record_restored(self.store, snap.account_id, snap.meeting_id, snap.row, snap.seq, after, stamp)
             return self.record(snap, "succeeded", status=put.status, attempts=attempts)
         failed_read = pending.failed_read
         if failed_read is not None and failed_read.error == "auth":

@@ -229,7 +229,7 @@ def _result_line(
 def summary(store: Store, totals: RunStats) -> dict[str, Any]:
     """The ``--summary-json`` document: counts over the whole job plus request totals."""
     counts = store.counts()
-    return {
+    doc: dict[str, Any] = {
         "total": counts["total"],
         "succeeded": counts["succeeded"],
         "unchanged": counts["unchanged"],
@@ -238,12 +238,14 @@ def summary(store: Store, totals: RunStats) -> dict[str, Any]:
         "requests": int(totals.get("requests", 0)),
         "retries": int(totals.get("retries", 0)),
         "elapsed_s": round(float(totals.get("elapsed_s", 0.0)), 3),
-        # paths where a write's answer held another value than sent: rows, and one example (sent, held)
-        "normalised": {
-            path: {"rows": entry["rows"], "example": {"sent": entry["sent"], "held": entry["held"]}}
-            for path, entry in sorted(normalised_tally.read(store.db).items())
-        },
     }
+    if found := normalised_tally.read(store.db):
+        # paths where a write's answer held another value than sent: rows, and one example (sent, held)
+        doc["normalised"] = {
+            path: {"rows": entry["rows"], "example": {"sent": entry["sent"], "held": entry["held"]}}
+            for path, entry in sorted(found.items())
+        }
+    return doc
 
 
 def human_summary(doc: dict[str, Any], store: Store, report_path: str, this_run: str) -> str:

@@ -53,7 +53,7 @@ from ..input.source import Source
 from ..report.console import Console, Progress
 from ..report.outputs import ResultsStream, human_summary, summary, write_failure_report
 from ..state import normalised as normalised_tally
-from ..state import runs
+from ..state import runs, verify_log
 from ..state.store import Store
 from . import canary
 from .announce import say_estimate
@@ -115,6 +115,7 @@ class Job:
         self.is_prepared = False  # the state is this job's and pre-flight is done
         self.watch: canary.Watch | None = None  # run --canary: its rows' reads and outcomes (run/canary.py)
         self.is_canary_only = False  # --canary-only stopped the job after a clean canary
+        self.left = verify_log.LeftRecords(store)  # replace/patch writes' answers, for batcher verify
         self.normalised = normalised_tally.Tally(store)  # rows whose write's answer holds other values (by path)
 
     # -- sending ----------------------------------------------------------------
@@ -166,6 +167,9 @@ class Job:
                 self.store.mark_write(account, row.meeting_id, "landed", after, stamp)
             else:
                 self.store.mark_write(account, row.meeting_id, "unknown" if is_unknown else "failed")
+        elif result.is_ok:  # replace/patch: no snapshot; what the write left is kept for verify
+            after, stamp = after_of(pending, result, self.control.clock())
+            self.left.add(account, row.meeting_id, row.number, after, stamp)
         if pending.failed_read is not None and pending.failed_read.error == "auth" and not result.is_ok:
             result.status, result.error, result.message = (
                 pending.failed_read.status,

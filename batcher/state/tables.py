@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 from ..errors import StateMismatchError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 ROWS = """CREATE TABLE IF NOT EXISTS rows (
     row INTEGER PRIMARY KEY,
@@ -83,8 +83,28 @@ TIMELINE = """CREATE TABLE IF NOT EXISTS timeline (
     PRIMARY KEY (run, start)
 ) WITHOUT ROWID"""
 
+# What a write left on a meeting where no snapshot says it (v3): a replace or patch job's writes
+# (they read nothing first, so they keep no snapshot), and a rollback's restores (for ``verify``).
+LEFT = """CREATE TABLE IF NOT EXISTS left_records (
+    account_id TEXT NOT NULL, meeting_id TEXT NOT NULL, row INTEGER,
+    source TEXT NOT NULL,            -- run (a replace/patch write) | rollback (a restore, or found as before)
+    document BLOB NOT NULL,          -- the server's answer (read-only fields dropped, credentials "***"), zlib'd JSON
+    updated_at TEXT,                 -- its updated_at (NULL: the answer gave none)
+    seq INTEGER NOT NULL DEFAULT 0,  -- rollback: the snapshots.seq it judged (a later write of the job supersedes it)
+    PRIMARY KEY (account_id, meeting_id)
+)"""
+
+# The latest ``batcher verify`` pass: one verdict per meeting judged (a resumed pass skips them).
+VERIFY = """CREATE TABLE IF NOT EXISTS verify (
+    account_id TEXT NOT NULL, meeting_id TEXT NOT NULL, row INTEGER,
+    verdict TEXT NOT NULL,           -- as_written | drifted | missing | unknown
+    changes TEXT NOT NULL,           -- JSON [{path, written, now}], credentials never included
+    message TEXT,                    -- why a meeting is unknown
+    PRIMARY KEY (account_id, meeting_id)
+)"""
+
 # The schema of a new file (SCHEMA_VERSION), in creation order.
-TABLES = (ROWS, META, KEYS, SNAPSHOTS, SNAPSHOTS_ROW, SNAPSHOTS_KEY, ROLLBACK, RUNS, TIMELINE)
+TABLES = (ROWS, META, KEYS, SNAPSHOTS, SNAPSHOTS_ROW, SNAPSHOTS_KEY, ROLLBACK, RUNS, TIMELINE, LEFT, VERIFY)
 
 # Only while a --force rebuild runs (Store.archive_rows): the old rows, matched by meeting.
 ROWS_OLD_MEETING = "CREATE INDEX IF NOT EXISTS rows_old_meeting ON rows_old (meeting_id)"
@@ -172,6 +192,20 @@ def _from_v1(db: sqlite3.Connection) -> int:
     return 2
 
 
+def _from_v2(db: sqlite3.Connection) -> int:
+    """2 -> 3: ``left_records`` (what replace/patch writes and rollback restores left) and ``verify``
+    (the latest verify pass). Writes made before them have no record there: a replace or patch job
+    run by an older batcher cannot be verified, a rollback made by one is verified as the job's writes."""
+    db.execute(_LEFT_V3)
+    db.execute(_VERIFY_V3)
+    return 3
+
+
+# The tables as version 3 made them (today's: copy their text here when LEFT or VERIFY change).
+_LEFT_V3 = LEFT
+_VERIFY_V3 = VERIFY
+
+
 # The snapshots table as version 1 made it (the v0 -> 1 step creates it so in a file that lacks it).
 _SNAPSHOTS_V1 = """CREATE TABLE IF NOT EXISTS snapshots (
     account_id TEXT NOT NULL, meeting_id TEXT NOT NULL, row INTEGER,
@@ -186,5 +220,5 @@ _SNAPSHOTS_V1 = """CREATE TABLE IF NOT EXISTS snapshots (
 
 
 # _STEPS[n] brings version n to n + 1 and returns n + 1.
-_STEPS: list[Callable[[sqlite3.Connection], int]] = [_from_v0, _from_v1]
+_STEPS: list[Callable[[sqlite3.Connection], int]] = [_from_v0, _from_v1, _from_v2]
 assert len(_STEPS) == SCHEMA_VERSION

@@ -70,7 +70,7 @@ def test_a_version_1_state_gains_the_stamp_of_what_the_job_left(tmp_path):
     assert tables.migrate(db) == 1
 
     columns = [name for _cid, name, *_ in db.execute("PRAGMA table_info(snapshots)")]
-    assert columns[-1] == "after_updated_at" and _version(path) == 2
+    assert columns[-1] == "after_updated_at" and _version(path) == tables.SCHEMA_VERSION
     db.close()
 
 
