@@ -116,6 +116,22 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.set_defaults(base_url=None, app_id=None, account_id=None)
     tools.add_html_option(rollback)
 
+    verify = sub.add_parser(
+        "verify",
+        help="compare every meeting a job changed with what the job left there (read-only)",
+        epilog=EXAMPLES["run"],
+        formatter_class=fmt,
+    )
+    add_job_options(verify, with_input=False)
+    verify.add_argument(
+        "--out", default="-", metavar="FILE", help="one JSON line a meeting with its verdict (default stdout)"
+    )
+    verify.add_argument("--force", action="store_true", help="verify against a server other than the job's")
+    verify.set_defaults(base_url=None, app_id=None, account_id=None)  # None: the job's recorded server
+    verify.add_argument(
+        "--html", dest="html_path", metavar="FILE", help="write the job's HTML report, verdicts included"
+    )
+
     add_fake_api_parser(sub, fmt)
     add_export_parser(sub, fmt)
     add_status_parser(sub, fmt)
@@ -314,6 +330,48 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return run_async(go())
 
 
+def cmd_verify(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """``batcher verify --state FILE``: 0 every meeting as written, 1 some not, 2 usage, 3 bad token."""
+    from ..commands.verify import verify_job
+    from ..run.pool import Control
+
+    if not args.state_path:
+        raise UsageError("verify needs --state FILE (the state file of the job to verify)")
+    if not os.path.exists(args.state_path):
+        raise UsageError(f"no state file at {args.state_path}")
+    outputs = [("--state", args.state_path), ("--out", None if args.out == "-" else args.out)]
+    outputs += [("--html", args.html_path), ("--budget-file", getattr(args, "budget_path", None))]
+    check_outputs(
+        None, outputs, [("--token-file", args.token_file), ("the job's input", recorded_input(args.state_path))]
+    )
+    check_state(args.state_path, must_exist=True)
+    console = _console(args)
+    env = Environment.read()
+    given = {
+        "base_url": args.base_url or env.base_url,
+        "app_id": args.app_id or env.app_id,
+        "account_id": args.account_id or env.account_id,
+    }
+    args.base_url, args.app_id, args.account_id = (
+        given["base_url"] or DEFAULT_BASE_URL,
+        given["app_id"],
+        given["account_id"],
+    )
+    config = _config(args, console, needs_token=True)
+
+    async def go() -> int:
+        control = Control()
+        install_signals(control, lambda: os._exit(130), lambda: console.say("interrupt", DRAINING))
+        result = await verify_job(config, args.out, control=control, console=console, given=given)
+        console.say("summary", result.message, verdicts=dict(result.counts), requests=result.requests)
+        tools.write_run_report(config.state_file, args.html_path, console.say)
+        if result.exit_code in (3, 130):
+            _say_resume(console, argv)
+        return result.exit_code
+
+    return run_async(go())
+
+
 def cmd_rollback(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """``batcher rollback --state FILE``."""
     from ..commands.rollback import rollback_job
@@ -388,6 +446,8 @@ def _main(argv: list[str]) -> int:
             return cmd_plan(args)
         if args.command == "rollback":
             return cmd_rollback(args, argv)
+        if args.command == "verify":
+            return cmd_verify(args, argv)
         if args.command == "export":
             return cmd_export(args)
         if args.command == "status":

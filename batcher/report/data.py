@@ -26,7 +26,7 @@ from typing import Any
 
 from ..core.timings import Bucket, percentile
 from ..errors import UsageError
-from ..state import readers, rollback_log
+from ..state import readers, rollback_log, verify_log
 from ..state.readers import AccountOutcome
 from ..state.readonly import foreign_tables, is_locked, open_read_only
 from ..state.runs import RunRecord, read_runs, read_timeline
@@ -120,6 +120,32 @@ class ReportData:
     rollback: Outcomes | None = None
     rollback_stats: dict[str, Any] | None = None
     running_pids: set[int] = field(default_factory=set)
+    verification: Verification | None = None  # the latest ``batcher verify`` pass (None: never verified)
+
+
+@dataclass
+class Verification:
+    """The latest verify pass: meetings per verdict, and the first meetings that are not as written."""
+
+    counts: dict[str, int]
+    is_complete: bool
+    examples: list[dict[str, Any]]  # verify's output lines (at most VERIFY_EXAMPLES), not as_written
+
+
+VERIFY_EXAMPLES = 50
+
+
+def _verification(db: sqlite3.Connection, meta: dict[str, Any]) -> Verification | None:
+    counts = verify_log.verdict_counts(db)
+    if not counts:
+        return None
+    examples = []
+    for line in verify_log.verdicts(db):
+        if line["verdict"] != "as_written":
+            examples.append(line)
+            if len(examples) >= VERIFY_EXAMPLES:
+                break
+    return Verification(counts, bool((meta.get("verify") or {}).get("complete")), examples)
 
 
 def run_status(run: RunRecord, running_pids: set[int]) -> str:
@@ -329,6 +355,7 @@ def read_report(path: str, now: float | None = None) -> ReportData:
         outcomes = _job_outcomes(db, job.get("app_id"))
         has_rollback = any(r.kind == "rollback" for r in runs) or rollback_log.has_outcomes(db)
         rollback = _rollback_outcomes(db, job.get("app_id")) if has_rollback else None
+        verification = _verification(db, meta)
     finally:
         db.close()
     running = _running_pids(path, runs)
@@ -348,4 +375,5 @@ def read_report(path: str, now: float | None = None) -> ReportData:
         rollback=rollback,
         rollback_stats=meta.get("rollback_stats"),
         running_pids=running,
+        verification=verification,
     )

@@ -12,6 +12,7 @@ HTML-escaped; no token, patch or credential is in the state to show.
 from __future__ import annotations
 
 import html
+import json
 import os
 import sys
 import tempfile
@@ -22,7 +23,7 @@ from .._version import __version__
 from ..core.estimate import duration_text
 from ..core.schema import masked_set_argument
 from . import charts
-from .data import Outcomes, ReportData, TimelineView, read_report, run_status
+from .data import Outcomes, ReportData, TimelineView, Verification, read_report, run_status
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 STYLE = """
@@ -236,8 +237,38 @@ def render_report(data: ReportData) -> str:
         if "rollback" in data.timelines:
             parts.append(_timeline_section(data.timelines["rollback"], "meetings"))
         parts.append(_outcomes_section(data.rollback, "meetings"))
+    if data.verification is not None:
+        parts.append(_verification_section(data.verification))
     parts.append("</main></body></html>\n")
     return "".join(parts)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _verification_section(found: Verification) -> str:
+    """``batcher verify``'s latest pass: verdicts, and the meetings not as written with their paths."""
+    total = sum(found.counts.values())
+    state = "" if found.is_complete else " (stopped before its end: run batcher verify again to finish it)"
+    counts = ", ".join(f"{found.counts.get(v, 0):,} {v}" for v in ("as_written", "drifted", "missing", "unknown"))
+    out = [f"<h2>Verification</h2><p class=sub>The latest batcher verify: {total:,} meetings{state}: {counts}.</p>"]
+    if not found.examples:
+        out.append('<p class="note">Every meeting the job changed is as the job left it.</p>')
+        return "".join(out)
+    rows = [
+        [
+            line["row"],
+            line["meeting_id"],
+            line["account_id"],
+            line["verdict"],
+            "; ".join(f"{c['path']}: {_json(c['written'])} -> {_json(c['now'])}" for c in line["changes"])
+            or line.get("message", ""),
+        ]
+        for line in found.examples
+    ]
+    out.append(_table(["row", "meeting", "account", "verdict", "what changed (written -> now)"], rows, {0}))
+    return "".join(out)
 
 
 def write_html_report(state_path: str, out_path: str, now: float | None = None) -> ReportData:
