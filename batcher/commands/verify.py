@@ -201,6 +201,12 @@ def summary_text(store: Store, requests: int, elapsed_s: float, notes: list[str]
         lines.append(
             f"  {line['verdict']}: meeting {line['meeting_id']} (row {line['row']}){': ' if paths else ''}{paths}"
         )
+    if not total:
+        notes = [
+            *notes,
+            "the state records no meeting the job changed (no write of it landed; a replace or patch job "
+            "run by a batcher older than verify kept no record of its writes)",
+        ]
     lines.extend(f"  note: {note}" for note in notes)
     return "\n".join(lines)
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from ..core.timings import Bucket, percentile
 from ..errors import UsageError
-from ..state import readers, rollback_log, verify_log
+from ..state import normalised, readers, rollback_log, verify_log
 from ..state.readers import AccountOutcome
 from ..state.readonly import foreign_tables, is_locked, open_read_only
 from ..state.runs import RunRecord, read_runs, read_timeline
@@ -121,6 +121,9 @@ class ReportData:
     rollback_stats: dict[str, Any] | None = None
     running_pids: set[int] = field(default_factory=set)
     verification: Verification | None = None  # the latest ``batcher verify`` pass (None: never verified)
+    normalised: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # path -> rows, sent, held (state/normalised.py)
 
 
 @dataclass
@@ -356,6 +359,7 @@ def read_report(path: str, now: float | None = None) -> ReportData:
         has_rollback = any(r.kind == "rollback" for r in runs) or rollback_log.has_outcomes(db)
         rollback = _rollback_outcomes(db, job.get("app_id")) if has_rollback else None
         verification = _verification(db, meta)
+        found_normalised = normalised.read(db)
     finally:
         db.close()
     running = _running_pids(path, runs)
@@ -376,4 +380,5 @@ def read_report(path: str, now: float | None = None) -> ReportData:
         rollback_stats=meta.get("rollback_stats"),
         running_pids=running,
         verification=verification,
+        normalised=found_normalised,
     )

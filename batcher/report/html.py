@@ -228,6 +228,13 @@ def render_report(data: ReportData) -> str:
     if "run" in data.timelines:
         parts += ["<h2>Timeline</h2>", _timeline_section(data.timelines["run"], "rows")]
     parts += ["<h2>Outcomes</h2>", _outcomes_section(data.outcomes, "rows")]
+    if data.normalised:
+        rows = [[path, e["rows"], _json(e["sent"]), _json(e["held"])] for path, e in sorted(data.normalised.items())]
+        parts.append(
+            "<h3>Normalised values</h3><p class=sub>Rows that succeeded, whose write's answer held another value "
+            "than the one sent at a path the row set (one example a path).</p>"
+            + _table(["path", "rows", "sent (example)", "held"], rows, {1})
+        )
     if data.rollback is not None:
         stats = data.rollback_stats or {}
         parts.append(

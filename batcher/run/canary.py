@@ -142,6 +142,14 @@ class Canary:
         if job.control.stopping:
             return False
         judged = len(self.verdicts)
+        if numbers and not judged:  # nothing was written and read back: nothing is proven yet
+            job.control.halt_with(
+                CanaryHalt(
+                    f"stopped by the canary: none of its {len(numbers)} rows could be written and read back "
+                    "(see the failure report); nothing more was written. Fix the cause and re-run the same command"
+                )
+            )
+            return False
         unjudged = sorted({path for _row, verdict in self.verdicts for path in verdict.unjudged})
         accounts = len({row.account_id for row, _verdict in self.verdicts})
         text = (

@@ -173,3 +173,13 @@ def test_credentials_are_never_compared() -> None:
 def test_normalised_names_each_path_the_answer_holds_otherwise() -> None:
     found = normalised({"title": "  a  ", "persist_chat": True}, {"title": "a", "persist_chat": True})
     assert [(d.path, d.sent, d.held) for d in found] == [("title", "  a  ", "a")]
+
+
+async def test_a_canary_none_of_whose_rows_could_be_written_stops_the_job(server, tmp_path):
+    """Nothing written and read back proves nothing: the job stops before the other rows."""
+    ids = server.add(5, title="old")
+    gone = ["00000000-0000-4000-8000-00000000000" + str(i) for i in range(2)]
+    src = write_jsonl(tmp_path / "in.jsonl", _rows([*gone, *ids], title="new"))
+    result = await run_job(config(tmp_path, server, src, canary=2))
+    assert result.exit_code == 3 and "none of its 2 rows could be written" in result.message
+    assert _written(server) == 0 and result.summary["skipped"] == 5

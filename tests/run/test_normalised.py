@@ -71,3 +71,16 @@ async def test_a_server_that_stores_what_was_sent_leaves_the_tally_empty(server,
     cfg = config(tmp_path, server, write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, "title": " x "} for m in ids]))
     result = await run_job(cfg)
     assert "normalised" not in result.summary and "normalised" not in result.message
+
+
+async def test_the_html_report_lists_the_normalised_paths(trimming, tmp_path):
+    from batcher.report.html import write_html_report
+
+    ids = trimming.add(2, title="old")
+    cfg = config(
+        tmp_path, trimming, write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, "title": " t "} for m in ids])
+    )
+    await run_job(cfg)
+    write_html_report(cfg.state_file, str(tmp_path / "r.html"))
+    page = (tmp_path / "r.html").read_text()
+    assert "Normalised values" in page and "&quot; t &quot;" in page
