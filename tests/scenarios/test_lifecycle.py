@@ -1,8 +1,10 @@
 """The whole migration as a user runs it, every step a real ``batcher`` process.
 
-export (filtered, several pages, --full) -> the export seeds a rehearsal fake API
--> an ids-only stream with --set -> status --json while the job is paused on
-Retry-After and after it ends -> rollback.
+export (filtered, several pages, --full) -> a canary against a copy whose account ignores a field
+(exit 3), and a clean --canary-only then the rest against a healthy copy -> the export seeds a
+rehearsal fake API -> an ids-only stream with --set -> status --json while the job is paused on
+Retry-After and after it ends -> verify (as written; then someone else's change is drifted) ->
+rollback -> verify against what the rollback left.
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ async def test_export_seed_set_status_rollback(tmp_path):
     code, _, err = await batcher("validate", str(export))  # the export is also a valid run input
     assert code == 0 and "6 rows: 6 valid, 0 invalid" in err
 
+    # A canary first, against a copy whose account ignores the language: stopped after its first row.
+    await _canary_steps(tmp_path, export)
+
     # The export seeds a rehearsal API; its first PUTs are answered 429 with a short Retry-After.
     rehearsal = FakeApi(seed=2)
     assert rehearsal.load_seed(export.read_bytes().splitlines()) == 6
@@ -118,11 +123,66 @@ async def test_export_seed_set_status_rollback(tmp_path):
             assert doc["ai_config"]["transcription"]["language"] == "fr"
             assert doc["ai_config"]["summarization"]["word_limit"] == 700
 
+        # Proven after: every meeting as the job left it; then a colleague's change shows, path by path.
+        verify = ["verify", "--state", state, "--app-id", APP, "--base-url", base]
+        code, out, err = await batcher(*verify)
+        assert code == 0, err
+        assert [json.loads(line)["verdict"] for line in out.splitlines()] == ["as_written"] * 6
+        rehearsal.edit(ACCOUNT, paris[2], {"persist_chat": True})
+        code, out, err = await batcher(
+            *verify, "--out", str(tmp_path / "verify.jsonl"), "--html", str(tmp_path / "r.html")
+        )
+        assert code == 1 and f"drifted: meeting {paris[2]}" in err, err
+        [drifted] = [line for line in read_jsonl(tmp_path / "verify.jsonl") if line["verdict"] != "as_written"]
+        assert drifted["changes"] == [{"path": "persist_chat", "written": False, "now": True}]
+        assert "<h2>Verification</h2>" in (tmp_path / "r.html").read_text()
+        rehearsal.edit(ACCOUNT, paris[2], {"persist_chat": False})  # put back: the rollback may restore it
+
         code, _, err = await batcher("rollback", "--state", state, "--app-id", APP, "--base-url", base)
         assert code == 0, err
         for meeting in paris:
             doc = rehearsal.meetings[(ACCOUNT, meeting)]
             assert doc["ai_config"]["transcription"]["language"] == "en-US"
             assert doc["ai_config"]["summarization"]["word_limit"] == 700
+        code, out, err = await batcher(*verify)  # after the rollback: compared with what it left
+        assert code == 0, err
+        assert [json.loads(line)["verdict"] for line in out.splitlines()] == ["as_written"] * 6
     finally:
         await runner.cleanup()
+
+
+async def _canary_steps(tmp_path, export) -> None:
+    """run --canary: stopped (exit 3) by a server that ignores a field; clean, --canary-only, then the rest."""
+    ignoring = FakeApi(seed=3, ignores_fields=("ai_config.transcription.language",))
+    ignoring.load_seed(export.read_bytes().splitlines())
+    healthy = FakeApi(seed=4)
+    healthy.load_seed(export.read_bytes().splitlines())
+    (ignoring_runner, ignoring_port), (healthy_runner, healthy_port) = await start(ignoring), await start(healthy)
+    ids = tmp_path / "ids.jsonl"  # ids only: the change comes from --set
+    ids.write_bytes(
+        b"".join(
+            json.dumps({"meeting_id": line["meeting_id"], "account_id": line["account_id"]}).encode() + b"\n"
+            for line in read_jsonl(export)
+        )
+    )
+    try:
+        job = ["run", str(ids), "--app-id", APP, "--set", "ai_config.transcription.language=fr"]
+        job += ["--concurrency", "1", "--canary", "2"]
+        ignored = [*job, "--state", str(tmp_path / "ignored.db"), "--base-url", f"http://127.0.0.1:{ignoring_port}"]
+        code, _, err = await batcher(*ignored)
+        assert code == 3, err
+        assert 'ai_config.transcription.language: sent "fr", the server holds "en-US"' in err
+        assert sum(ignoring.puts.values()) == 1  # the canary's first row, read back: nothing after it
+
+        clean = [*job, "--state", str(tmp_path / "clean.db"), "--base-url", f"http://127.0.0.1:{healthy_port}"]
+        code, _, err = await batcher(*clean, "--canary-only")
+        assert code == 0 and "every field as sent" in err, err
+        assert sum(healthy.puts.values()) == 2
+        code, _, err = await batcher(*clean)  # the same command without --canary-only goes on
+        assert code == 0, err
+        assert sorted(healthy.puts.values()) == [1] * 6  # the canary's rows were not written again
+        code, _, err = await batcher("verify", *clean[clean.index("--state") :], "--app-id", APP)
+        assert code == 0, err
+    finally:
+        await ignoring_runner.cleanup()
+        await healthy_runner.cleanup()
