@@ -56,6 +56,12 @@ class Watch:
         if number in self.rows:
             self.reads.setdefault(number, document)
 
+    def built(self, number: int, document: dict[str, Any]) -> None:
+        """Row ``number``'s write was (finally) built from ``document``: a read made after a wait,
+        with a colleague's change merged in, replaces the first read as what the write must keep."""
+        if number in self.rows:
+            self.reads[number] = document
+
     def finished(self, number: int, outcome: str, error: str | None) -> None:
         """Row ``number`` ended as ``outcome``."""
         if number in self.rows:

@@ -160,6 +160,8 @@ class Job:
             verify = self.confirmer(url, send.confirm)
         result = await self.client.call(send.method, url, send.body, verify, refresh)
         result.attempts += attempts
+        if self.watch is not None and current is not None:
+            self.watch.built(row.number, pending.built_from)  # decided again after a wait: from this read
         is_unknown = not result.is_ok and result.is_unknown  # the client judged it (see client.call)
         if current is not None:
             if result.is_ok:

@@ -183,3 +183,15 @@ async def test_a_canary_none_of_whose_rows_could_be_written_stops_the_job(server
     result = await run_job(config(tmp_path, server, src, canary=2))
     assert result.exit_code == 3 and "none of its 2 rows could be written" in result.message
     assert _written(server) == 0 and result.summary["skipped"] == 5
+
+
+async def test_a_colleagues_change_merged_in_after_a_wait_is_not_a_canary_difference(server, tmp_path):
+    """The write was built from the read made after the wait: the canary expects what it kept."""
+    ids = server.add(3, title="old", record_on_start=False)
+    server.api.faults.append(
+        {"kind": "status", "status": 429, "method": "PUT", "retry_after": 0, "edit": {"record_on_start": True}}
+    )
+    src = write_jsonl(tmp_path / "in.jsonl", _rows(ids, title="new"))
+    result = await run_job(config(tmp_path, server, src, canary=1, concurrency=1))
+    assert result.exit_code == 0, result.message
+    assert (server.doc(ids[0])["title"], server.doc(ids[0])["record_on_start"]) == ("new", True)
