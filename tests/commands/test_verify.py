@@ -206,3 +206,15 @@ def test_verify_without_a_state_is_a_usage_error() -> None:
 
     result = cli("verify")
     assert result.returncode == 2 and "--state" in result.stderr
+
+
+async def test_verify_is_paced_by_rate_like_every_other_request(server, tmp_path):
+    from ..fake_time import VirtualTime
+
+    ids = server.add(12, title="old")
+    assert (await run_job(_job(tmp_path, server, ids))).exit_code == 0
+    paced = _job(tmp_path, server, ids, rate="5/60")
+    control = VirtualTime()
+    result = await verify_job(paced, str(tmp_path / "v.jsonl"), control=Control(control.clock, control.sleep))
+    assert result.exit_code == 0 and result.requests == 12
+    assert control.now >= 120  # 12 starts at 5 per 60 s: the third window opens at 120 s
