@@ -30,6 +30,7 @@ _EXPORTS = {
     "UsageError": "errors",
     "plan_job": "commands.plan",
     "rollback_job": "commands.rollback",
+    "verify_job": "commands.verify",
 }
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
