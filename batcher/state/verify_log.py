@@ -42,12 +42,12 @@ _TARGETS = (
     " FROM snapshots s"
     " LEFT JOIN left_records l ON l.account_id = s.account_id AND l.meeting_id = s.meeting_id AND l.source = 'rollback'"
     " LEFT JOIN rollback r ON r.account_id = s.account_id AND r.meeting_id = s.meeting_id"
-    " WHERE (s.write_state != 'failed' OR s.maybe_landed) AND s.row > ?"
+    " WHERE (s.write_state != 'failed' OR s.maybe_landed)"
     " UNION ALL"
     " SELECT account_id, meeting_id, row, 'run', updated_at FROM left_records"
-    " WHERE source = 'run' AND row > ? AND NOT EXISTS"
+    " WHERE source = 'run' AND NOT EXISTS"
     "  (SELECT 1 FROM snapshots s WHERE s.account_id = left_records.account_id AND s.meeting_id = left_records.meeting_id)"
-    " ORDER BY 3 LIMIT ?"
+    " ORDER BY 3, 1, 2"
 )
 _SAVE_LEFT = (
     "INSERT OR REPLACE INTO left_records (account_id, meeting_id, row, source, document, updated_at, seq)"
@@ -65,16 +65,11 @@ class Target(NamedTuple):
     updated_at: str | None  # the answer's updated_at; None: unknown (a GET must judge it)
 
 
-def targets(db: sqlite3.Connection, chunk: int = 1000) -> Iterator[Target]:
-    """Every meeting the job (or its rollback) left something on, in row order, in chunks."""
-    last = 0
-    while True:
-        batch = db.execute(_TARGETS, (last, last, chunk)).fetchall()
-        if not batch:
-            return
-        for found in batch:
-            yield Target(*found)
-        last = batch[-1][2]
+def targets(db: sqlite3.Connection) -> Iterator[Target]:
+    """Every meeting the job (or its rollback) left something on, in row order (one cursor, read
+    lazily: consume it before writing to the same connection)."""
+    for found in db.execute(_TARGETS):
+        yield Target(*found)
 
 
 def document_of(db: sqlite3.Connection, target: Target) -> dict[str, Any]:
