@@ -88,9 +88,12 @@ class Engine(Protocol):
 
 
 def is_done(store: Store) -> bool:
-    """Whether this job's canary was already judged clean (a resumed job goes straight on)."""
+    """Whether this job's canary was already judged clean (a resumed job goes straight on). A job
+    whose identity changed since (``--force`` with another input or options) judges a new one."""
     found = store.get_meta(META_KEY)
-    return isinstance(found, dict) and bool(found.get("clean"))
+    if not isinstance(found, dict) or not found.get("clean"):
+        return False
+    return bool(found.get("job") == store.get_meta("fingerprint"))
 
 
 async def take_first(
@@ -165,7 +168,10 @@ class Canary:
         if unjudged:
             text += f"; not judged (a replace job does not know them): {', '.join(unjudged)}"
         job.console.say("canary", text, judged=judged, rows=len(numbers), unjudged=unjudged)
-        job.store.set_meta(META_KEY, {"clean": True, "rows": sorted(numbers), "judged": judged})
+        job.store.set_meta(
+            META_KEY,
+            {"clean": True, "rows": sorted(numbers), "judged": judged, "job": job.store.get_meta("fingerprint")},
+        )
         return True
 
     async def one(self, item: Row | RowError) -> None:

@@ -195,3 +195,14 @@ async def test_a_colleagues_change_merged_in_after_a_wait_is_not_a_canary_differ
     result = await run_job(config(tmp_path, server, src, canary=1, concurrency=1))
     assert result.exit_code == 0, result.message
     assert (server.doc(ids[0])["title"], server.doc(ids[0])["record_on_start"]) == ("new", True)
+
+
+async def test_a_forced_run_with_another_input_judges_a_new_canary(server, ignoring, tmp_path):
+    """A clean canary counts for the job it judged: --force with a changed input is judged afresh."""
+    ids = ignoring.add(6, transcribe_on_end=False, title="old")
+    src = write_jsonl(tmp_path / "in.jsonl", _rows(ids, title="new"))
+    first = await run_job(config(tmp_path, ignoring, src, canary=2, canary_only=True))
+    assert first.exit_code == 0
+    write_jsonl(src, _rows(ids, title="new", transcribe_on_end=True))
+    again = await run_job(config(tmp_path, ignoring, src, canary=2, force=True))
+    assert again.exit_code == 3 and "transcribe_on_end" in again.message
