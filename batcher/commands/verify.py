@@ -171,15 +171,18 @@ def _todo(store: Store, done: set[tuple[str, str]]) -> dict[str, dict[str, Targe
 
 
 def write_out(store: Store, out_path: str) -> int:
-    """The pass's verdicts, one JSON line a meeting, to ``out_path`` (``-``: stdout)."""
-    lines = [orjson.dumps(line) + b"\n" for line in verify_log.verdicts(store.db)]
-    if out_path == "-":
-        sys.stdout.buffer.write(b"".join(lines))
-        sys.stdout.buffer.flush()
-    else:
-        with open(out_path, "wb") as fh:
-            fh.write(b"".join(lines))
-    return len(lines)
+    """The pass's verdicts, one JSON line a meeting, to ``out_path`` (``-``: stdout), streamed."""
+    count = 0
+    out = sys.stdout.buffer if out_path == "-" else open(out_path, "wb")  # noqa: SIM115 - closed below
+    try:
+        for line in verify_log.verdicts(store.db):
+            out.write(orjson.dumps(line) + b"\n")
+            count += 1
+        out.flush()
+    finally:
+        if out is not sys.stdout.buffer:
+            out.close()
+    return count
 
 
 def summary_text(store: Store, requests: int, elapsed_s: float, notes: list[str]) -> str:

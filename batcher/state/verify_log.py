@@ -174,9 +174,9 @@ def verdicts(db: sqlite3.Connection) -> Iterator[dict[str, Any]]:
     """The current pass's verdicts as output lines, in row order (nothing when there is no pass:
     a state from before verify)."""
     try:
-        rows = db.execute(
+        rows = db.execute(  # a lazy cursor: memory stays flat however many meetings
             "SELECT row, meeting_id, account_id, verdict, changes, message FROM verify ORDER BY row, meeting_id"
-        ).fetchall()
+        )
     except sqlite3.OperationalError:  # no such table: a file from an older batcher, read read-only
         return
     for row, meeting, account, verdict, changes, message in rows:
