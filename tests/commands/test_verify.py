@@ -218,3 +218,55 @@ async def test_verify_is_paced_by_rate_like_every_other_request(server, tmp_path
     result = await verify_job(paced, str(tmp_path / "v.jsonl"), control=Control(control.clock, control.sleep))
     assert result.exit_code == 0 and result.requests == 12
     assert control.now >= 120  # 12 starts at 5 per 60 s: the third window opens at 120 s
+
+
+async def test_each_account_of_the_job_is_swept_on_its_own_list(server, tmp_path):
+    a = server.add(150, title="old")
+    b = server.add(150, account="acct-2", title="old")
+    rows = [{"meeting_id": m, "title": "new"} for m in a] + [
+        {"meeting_id": m, "account_id": "acct-2", "title": "new"} for m in b
+    ]
+    cfg = config(tmp_path, server, write_jsonl(tmp_path / "in.jsonl", rows), app_id="app-1")
+    assert (await run_job(cfg)).exit_code == 0
+    server.api.edit("acct-2", b[7], {"title": "theirs"})
+    before = _requests(server)
+    result, lines = await _verify(cfg, tmp_path)
+    assert result.exit_code == 1 and result.counts == {"as_written": 299, "drifted": 1}
+    assert [(line["account_id"], line["meeting_id"]) for line in lines if line["verdict"] == "drifted"] == [
+        ("acct-2", b[7])
+    ]
+    assert _requests(server) - before <= 0.05 * 300 + 1
+
+
+async def test_a_job_that_touched_few_meetings_of_a_large_app_reads_them_one_by_one(server, tmp_path):
+    """Sweeping 10 pages to settle 2 meetings would cost more than 2 GETs: after the first page, GETs."""
+    server.add(1000, title="other")
+    ids = server.add(2, title="old")
+    cfg = _job(tmp_path, server, ids, app_id="app-1")
+    assert (await run_job(cfg)).exit_code == 0
+    before = _requests(server)
+    result, _lines = await _verify(cfg, tmp_path)
+    assert result.exit_code == 0 and result.counts == {"as_written": 2}
+    assert _requests(server) - before <= 2 + 2  # at most the page-0 probe and one page, then a GET each
+    assert "read one by one" in result.message
+
+
+async def test_a_list_that_misbehaves_is_left_and_the_rest_read_one_by_one(tmp_path):
+    """A list that serves its first page for every page number: the walk stops, verify GETs the rest."""
+    from batcher.fake.listing import Listing
+    from batcher.fake.server import FakeApi, start
+
+    api = FakeApi(seed=1, listing=Listing(quirk="repeat"))
+    runner, port = await start(api)
+    try:
+        server = Server(api, port)
+        ids = server.add(250, title="old")
+        cfg = _job(tmp_path, server, ids, app_id="app-1")
+        assert (await run_job(cfg)).exit_code == 0
+        server.api.edit(ACCOUNT, ids[200], {"title": "theirs"})
+        result, lines = await _verify(cfg, tmp_path)
+        assert result.exit_code == 1 and result.counts == {"as_written": 249, "drifted": 1}
+        assert [line["meeting_id"] for line in lines if line["verdict"] == "drifted"] == [ids[200]]
+        assert "repeated" in result.message
+    finally:
+        await runner.cleanup()
