@@ -333,6 +333,15 @@ class Pacer:
         """True when a request may start right now without waiting or counting."""
         return self.rate is None and self.gate.until == 0.0 and self.server.left is None
 
+    @property
+    def held_s(self) -> float:
+        """Seconds from now before which nothing starts: this process's pause, or one the token's
+        shared budget holds (another process's Retry-After, an earlier run's, the server's reset)."""
+        held = self.gate.remaining_s
+        if self.budget is not None:
+            held = max(held, self.budget.held_until - self.budget.clock())
+        return held
+
     def pause_for(self, seconds: float) -> None:
         """Hold every worker (and, with a budget, every process of the token) for ``seconds``."""
         self.gate.pause_for(seconds)
