@@ -7,16 +7,19 @@ import io
 import os
 import sqlite3
 import sys
+import uuid
 from pathlib import Path
 
 import orjson
 import pytest
 
 from batcher.commands.export import ExportOptions, export_line, export_meetings, options_path, parse_fields
+from batcher.core.rows import Row, RowError, parse_row
 from batcher.errors import AuthError, UsageError
 from batcher.fake.listing import Listing
 from batcher.fake.server import FakeApi, start
 from batcher.report.console import Console
+from batcher.run.engine import run_job
 from batcher.run.pool import Control
 
 from ..conftest import ACCOUNT, TOKEN, Server, cli, config, read_jsonl
@@ -252,3 +255,33 @@ def test_export_refuses_an_out_file_that_is_not_an_export_and_leaves_it_untouche
         )
         assert done.returncode == 2 and "not a meeting exported by batcher" in done.stderr, done.stderr
         assert victim.read_bytes() == before
+
+
+async def test_a_full_backup_of_meetings_with_fields_the_schema_does_not_know_restores_through_run(tmp_path, server):
+    """batcher's own backup is a run input: fields the API grew are carried as the export listed
+    them (``_carried``), not refused as patch fields; every field the schema knows is still checked."""
+    ids = server.add(3, noise_cancellation={"mode": "strong"}, ai_config={"transcription": {"language": "fr"}, "beta": 1})
+    code, lines, _ = await export(tmp_path, server, is_full=True)
+    assert code == 0 and all(line["_carried"] == ["ai_config.beta", "noise_cancellation"] for line in lines)
+    backup = tmp_path / "backup.jsonl"
+    backup.write_bytes((tmp_path / "out.jsonl").read_bytes())
+    drifted = server.doc(ids[0])  # someone changes a meeting after the backup
+    drifted["noise_cancellation"] = {"mode": "off"}
+    drifted["title"] = "changed since"
+    result = await run_job(config(tmp_path, server, backup, app_id="app-1"))
+    assert result.exit_code == 0, result.message
+    assert (result.summary["succeeded"], result.summary["unchanged"], result.summary["failed"]) == (1, 2, 0)
+    restored = server.doc(ids[0])
+    assert restored["noise_cancellation"] == {"mode": "strong"} and restored["title"] == lines[0]["title"]
+    assert server.doc(ids[1])["ai_config"]["beta"] == 1
+
+
+def test_only_the_fields_a_line_lists_as_carried_escape_the_schema():
+    data = {"meeting_id": str(uuid.uuid4()), "noise_cancellation": {"mode": "x"}, "titel": "typo"}
+    listed = parse_row(1, {**data, "_carried": ["noise_cancellation"]}, ACCOUNT)
+    assert isinstance(listed, RowError) and [e.field for e in listed.errors] == ["titel"]
+    assert isinstance(parse_row(1, {**data, "titel": None} | {"_carried": ["noise_cancellation", "titel"]}, ACCOUNT), Row)
+    unlisted = parse_row(1, data, ACCOUNT)
+    assert isinstance(unlisted, RowError) and {e.field for e in unlisted.errors} == {"noise_cancellation", "titel"}
+    bad = parse_row(1, {**data, "_carried": "noise_cancellation"}, ACCOUNT)
+    assert isinstance(bad, RowError) and "_carried" in {e.field for e in bad.errors}
