@@ -2,7 +2,7 @@
 
 The list endpoint's paging is undocumented and has been seen to misbehave, so
 the walk over it trusts nothing it cannot check: every page and stop rule is in
-``core.paging.PageWalk`` (page 0 or 1 first, repeats, ``total_count``, a cap);
+``core.paging.PageWalk`` (page 1 first and its ``start_offset``, repeats, ``total_count``, a cap);
 this module only fetches the pages it asks for and writes what they bring. It
 says how many meetings it listed against ``total_count``.
 

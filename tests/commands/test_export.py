@@ -65,6 +65,7 @@ async def test_every_meeting_is_exported_once_whatever_the_page_base_and_size(tm
     assert code == 0, err
     assert sorted(line["meeting_id"] for line in lines) == sorted(ids)
     assert "listed 23 meetings of total_count 23" in err
+    assert set(server.api.statuses) == {200}, "no request the server refuses: page 1 first, its offsets read"
 
 
 async def test_filters_go_to_the_list_endpoint_and_listed_items_lack_ai_config(tmp_path, server):
@@ -96,7 +97,7 @@ async def test_full_gets_each_meeting_for_its_whole_document(tmp_path, server):
     assert code == 0
     assert {line["meeting_id"] for line in lines} == set(ids)
     assert all(line["ai_config"]["transcription"]["language"] == "fr" for line in lines)
-    assert list_requests(server) == 1 + 2 + 6  # refused page 0, two pages, one GET per meeting
+    assert list_requests(server) == 2 + 6  # two pages from page 1, one GET per meeting
 
 
 async def test_fields_projects_each_line(tmp_path, server):
@@ -163,7 +164,7 @@ async def test_a_killed_full_export_resumes_without_reading_again_what_it_wrote(
     code, lines, err = await export(tmp_path, server, per_page=100, is_full=True)
     assert code == 0, err
     assert sorted(line["meeting_id"] for line in lines) == sorted(ids)  # each once, the cut line gone
-    assert server.api.requests["GET"] == 2 + 4  # page 0 refused, one page, only the 4 missing meetings
+    assert server.api.requests["GET"] == 1 + 4  # one page, only the 4 missing meetings
     assert "6 meetings already in" in err
 
 
@@ -172,7 +173,7 @@ async def test_every_route_is_served_under_client_v4_too(tmp_path, server):
     server.base_url += "/client/v4"
     code, lines, _ = await export(tmp_path, server, is_full=True)
     assert code == 0 and len(lines) == 3
-    assert server.api.requests["GET"] == 2 + 3 and set(server.api.statuses) == {200, 400}
+    assert server.api.requests["GET"] == 1 + 3 and set(server.api.statuses) == {200}
     assert {line["meeting_id"] for line in lines} == set(ids)
 
 
@@ -226,7 +227,7 @@ async def test_export_is_paced_by_rate_like_every_other_request(tmp_path, server
     opts = ExportOptions(out_path=str(tmp_path / "out.jsonl"), is_full=True)
     result = await export_meetings(cfg, opts, control=control, console=Console(io.StringIO()))
     assert result.exit_code == 0 and result.written == 12
-    assert server.api.requests["GET"] == 14  # refused page 0, one page, 12 meetings
+    assert server.api.requests["GET"] == 13  # one page, 12 meetings
     assert control.now >= 120  # 14 starts at 5 per 60 s: the third window opens at 120 s
 
 
