@@ -127,7 +127,9 @@ class PageWalk:
         if page_no == 1 and self.pages == 1:
             start = paging.get("start_offset")
             self._has_offsets = isinstance(start, int)
-            counts_from_0 = (not items and bool(self.total_count)) or (isinstance(start, int) and bool(items) and start > 1)
+            counts_from_0 = (not items and bool(self.total_count)) or (
+                isinstance(start, int) and bool(items) and start > 1
+            )
             if counts_from_0:  # page 1 is the second page: page 0 next, then on from page 2
                 self._take(items, ids)
                 self._previous = ids

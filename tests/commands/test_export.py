@@ -261,7 +261,9 @@ def test_export_refuses_an_out_file_that_is_not_an_export_and_leaves_it_untouche
 async def test_a_full_backup_of_meetings_with_fields_the_schema_does_not_know_restores_through_run(tmp_path, server):
     """batcher's own backup is a run input: fields the API grew are carried as the export listed
     them (``_carried``), not refused as patch fields; every field the schema knows is still checked."""
-    ids = server.add(3, noise_cancellation={"mode": "strong"}, ai_config={"transcription": {"language": "fr"}, "beta": 1})
+    ids = server.add(
+        3, noise_cancellation={"mode": "strong"}, ai_config={"transcription": {"language": "fr"}, "beta": 1}
+    )
     code, lines, _ = await export(tmp_path, server, is_full=True)
     assert code == 0 and all(line["_carried"] == ["ai_config.beta", "noise_cancellation"] for line in lines)
     backup = tmp_path / "backup.jsonl"
@@ -281,7 +283,9 @@ def test_only_the_fields_a_line_lists_as_carried_escape_the_schema():
     data = {"meeting_id": str(uuid.uuid4()), "noise_cancellation": {"mode": "x"}, "titel": "typo"}
     listed = parse_row(1, {**data, "_carried": ["noise_cancellation"]}, ACCOUNT)
     assert isinstance(listed, RowError) and [e.field for e in listed.errors] == ["titel"]
-    assert isinstance(parse_row(1, {**data, "titel": None} | {"_carried": ["noise_cancellation", "titel"]}, ACCOUNT), Row)
+    assert isinstance(
+        parse_row(1, {**data, "titel": None} | {"_carried": ["noise_cancellation", "titel"]}, ACCOUNT), Row
+    )
     unlisted = parse_row(1, data, ACCOUNT)
     assert isinstance(unlisted, RowError) and {e.field for e in unlisted.errors} == {"noise_cancellation", "titel"}
     bad = parse_row(1, {**data, "_carried": "noise_cancellation"}, ACCOUNT)
