@@ -2,7 +2,7 @@
 
 The list endpoint's paging is undocumented and has been seen to misbehave, so
 the walk over it trusts nothing it cannot check: every page and stop rule is in
-``core.paging.PageWalk`` (page 0 or 1 first, repeats, ``total_count``, a cap);
+``core.paging.PageWalk`` (page 1 first and its ``start_offset``, repeats, ``total_count``, a cap);
 this module only fetches the pages it asks for and writes what they bring. It
 says how many meetings it listed against ``total_count``.
 
@@ -29,9 +29,11 @@ import orjson
 from yarl import URL
 
 from ..core.config import JobConfig
+from ..core.documents import unknown_paths
 from ..core.paging import PageAnswer, PageRequest, PageWalk, Stop
 from ..core.readings import Foreign, read
 from ..core.rows import check_meeting_id
+from ..core.schema import CARRIED_KEY
 from ..core.times import list_time
 from ..errors import AuthError, Interrupted, UsageError
 from ..http.client import CallResult, Client
@@ -124,11 +126,17 @@ def parse_fields(text: str | None, is_full: bool) -> tuple[str, ...]:
 
 
 def export_line(account_id: str, doc: dict[str, Any], fields: tuple[str, ...] = ()) -> dict[str, Any]:
-    """One output line: ids first, read-only fields dropped, projected to ``fields`` when given."""
+    """One output line: ids first, read-only fields dropped, projected to ``fields`` when given.
+
+    Fields the schema does not know (the API grew) are listed under ``_carried``, so that ``run``
+    takes the line back as the backup it is: those fields carried as they are, not refused."""
     body = {k: v for k, v in doc.items() if k not in READ_ONLY}
     if fields:
         body = project_paths(body, fields)
-    return {"account_id": account_id, "meeting_id": doc["id"], **body}
+    line = {"account_id": account_id, "meeting_id": doc["id"], **body}
+    if carried := sorted(unknown_paths(body)):
+        line[CARRIED_KEY] = carried
+    return line
 
 
 def project_paths(doc: dict[str, Any], paths: tuple[str, ...]) -> dict[str, Any]:

@@ -327,6 +327,8 @@ async def rollback_job(
         progress.done = progress.initial = judged
         pacer = Pacer(config.pacing.rate, control.clock, control.sleep)
         timeline = Timeline(wall_clock_from(control.clock))
+        now = timeline.now()  # the job's earlier starts count, whatever token this rollback has
+        pacer.inherit(*runs.recent_activity(store.db, now - pacer.lookback_s, now), now)
         with runs.recording(store, timeline, "rollback", runs.describe(config)) as run:
             async with Client(config.http, pacer, control.sleep, on_retry=console.debug, timeline=timeline) as client:
                 rollback = Rollback(config, store, control, progress, client, results, timeline)

@@ -52,6 +52,22 @@ def known_fields(document: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def unknown_paths(document: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{dotted path: value}`` of every field of ``document`` the schema does not know.
+
+    The walk stops at the first unknown key: ``ai_config.beta_translate`` with
+    an object value is one path, however deep the object.
+    """
+    out: dict[str, Any] = {}
+    for key, value in document.items():
+        path = prefix + key
+        if path not in FIELDS:
+            out[path] = value
+        elif path in _OBJECT_PATHS and isinstance(value, dict):
+            out.update(unknown_paths(value, path + "."))
+    return out
+
+
 def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     """``patch`` over ``base``: objects merge key by key; arrays, scalars and null replace."""
     out = dict(base)

@@ -5,14 +5,19 @@ it are undocumented: whether ``page_no`` starts at 0 or 1, and the largest
 ``per_page``. Cloudflare's own paginators have stopped after one page or never
 stopped. So the walk trusts nothing it cannot check (every rule is in ``next``):
 
-- it asks for page 0 first: a server that counts from 1 either refuses it
-  (400, 404, 422), answers it empty (while claiming meetings), or answers it
-  as page 1 (the next page then repeats it, which is allowed once); the walk
-  hands each id to the caller once whatever the server does;
+- it asks for page 1 first, and reads the answer's ``paging.start_offset`` (1-based, as the API
+  counts it): a page 1 that starts past the first meeting, or that is empty while
+  ``total_count`` claims meetings, comes from a server counting from 0, and page 0 is asked for
+  next. A page 1 without a ``start_offset`` leaves the base open: page 0 is asked for only if the
+  walk ends with fewer meetings listed than ``total_count`` claims. No answer is a paging hint
+  but a 2xx one: a refused request (4xx) stops the walk with its message;
 - it stops on an empty page, once ``total_count`` meetings are listed, on a page
   that repeats the previous one, on a page with no id not seen before, and
   after a hard cap of pages derived from ``total_count`` and the real page size;
-- a failed answer (the client has already retried it) stops the walk.
+- a failed answer (the client has already retried it) stops the walk, except a refused page 0
+  asked for on a guess (no ``start_offset``): the server counts from 1 after all.
+
+The walk hands each id to the caller once whatever the server does.
 
 As dlt's ``BasePaginator`` (``update_state`` / ``has_next_page`` /
 ``update_request``) in one call: ``PageWalk.next(answer)`` returns a
@@ -26,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 UNBOUNDED_PAGE_CAP = 100_000  # when the server gives no total_count: 10 million meetings at 100 a page
-REFUSALS = frozenset({400, 404, 422})  # how a server counting from 1 may refuse page 0
+REFUSALS = frozenset({400, 404, 422})  # how a server counting from 1 refuses page 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +65,26 @@ _COMPLETE = Stop()
 class PageWalk:
     """The state of one walk over the pages; ``new_items`` are the meetings the last page brought."""
 
-    __slots__ = ("_cap", "_page_no", "_previous", "new_items", "pages", "per_page", "seen", "total_count")
+    __slots__ = (
+        "_after_zero",
+        "_cap",
+        "_has_offsets",
+        "_page_no",
+        "_previous",
+        "new_items",
+        "pages",
+        "per_page",
+        "seen",
+        "total_count",
+    )
 
     def __init__(self, per_page: int) -> None:
         self.per_page = per_page  # what is asked for; the server may serve fewer
-        self._page_no = 0  # the page asked for last
+        self._page_no = 1  # the page asked for last
         self._previous: list[Any] | None = None  # the ids of the page before: a repeat is a loop
         self._cap = UNBOUNDED_PAGE_CAP  # pages at most, from total_count and the page size really served
+        self._has_offsets = False  # page 1 said where it starts (start_offset): the base is known
+        self._after_zero: PageRequest | Stop | None = None  # where the walk goes on once page 0 answered
         self.pages = 0  # pages that answered a data list
         self.total_count: int | None = None  # the server's count, from its latest page that gave one
         self.seen: set[Any] = set()  # ids listed by this walk
@@ -78,7 +96,7 @@ class PageWalk:
         return len(self.seen)
 
     def first(self) -> PageRequest:
-        """The first page to ask for: page 0 (see the module docstring)."""
+        """The first page to ask for: page 1 (see the module docstring)."""
         return PageRequest(self._page_no, self.per_page)
 
     def next(self, answer: PageAnswer) -> PageRequest | Stop:
@@ -92,28 +110,39 @@ class PageWalk:
         envelope = answer.envelope
         items = envelope.get("data") if envelope is not None else None
         if not answer.is_ok or envelope is None or not isinstance(items, list):
-            if page_no == 0 and answer.status in REFUSALS:
-                return self._ask(1)  # a server that counts pages from 1 and refuses page 0
+            if page_no == 0 and not self._has_offsets and answer.status in REFUSALS and self._after_zero:
+                return self._go_on()  # page 0 was a guess: the server counts from 1 after all
             why = answer.message or "the answer has no data list"
             return Stop(f"listing stopped at page_no={page_no}: {why}")
         self.pages += 1
         paging = envelope.get("paging")
-        total = paging.get("total_count") if isinstance(paging, dict) else None
+        paging = paging if isinstance(paging, dict) else {}
+        total = paging.get("total_count")
         if isinstance(total, int) and total >= 0:
             self.total_count = total
-        if not items:
-            if page_no == 0 and self.total_count:
-                return self._ask(1)  # page 0 answered empty by a server that counts from 1
-            return _COMPLETE
         ids = [item.get("id") if isinstance(item, dict) else None for item in items]
-        if ids == self._previous and not (page_no == 1 and self.pages == 2):
-            # page 1 may repeat page 0 once (a 1-based server answering page 0 as page 1); any other repeat is a loop
+        if page_no == 0:  # the first page of a server counting from 0: take what is new, go on
+            self._take(items, ids)
+            return self._go_on()
+        if page_no == 1 and self.pages == 1:
+            start = paging.get("start_offset")
+            self._has_offsets = isinstance(start, int)
+            counts_from_0 = (not items and bool(self.total_count)) or (
+                isinstance(start, int) and bool(items) and start > 1
+            )
+            if counts_from_0:  # page 1 is the second page: page 0 next, then on from page 2
+                self._take(items, ids)
+                self._previous = ids
+                self._after_zero = self._ask(2) if items else _COMPLETE
+                return self._ask(0)
+        if not items:
+            return self._end(_COMPLETE)
+        if ids == self._previous:
             return _early(f"page_no={page_no} repeated the page before it")
         new = [item for item, meeting_id in zip(items, ids, strict=True) if meeting_id not in self.seen]
-        if not new and ids != self._previous:
+        if not new:
             return _early(f"page_no={page_no} listed no meeting not seen before")
-        self.seen.update(ids)
-        self.new_items = new
+        self._take(items, ids)
         if self.total_count is not None:
             if self.listed >= self.total_count:
                 return _COMPLETE
@@ -122,6 +151,25 @@ class PageWalk:
             return _early(f"{self.pages} pages is the most total_count allows")
         self._previous = ids
         return self._ask(page_no + 1)
+
+    def _take(self, items: list[Any], ids: list[Any]) -> None:
+        self.new_items = [item for item, meeting_id in zip(items, ids, strict=True) if meeting_id not in self.seen]
+        self.seen.update(ids)
+
+    def _end(self, stop: Stop) -> PageRequest | Stop:
+        """The forward walk ends: unless page 1 said where it starts, a list short of ``total_count``
+        may lack a page 0 (a server counting from 0 that gives no offsets): ask it once."""
+        short = self.total_count is not None and self.listed < self.total_count
+        if not self._has_offsets and short and self._after_zero is None:
+            self._after_zero = stop
+            return self._ask(0)
+        return stop
+
+    def _go_on(self) -> PageRequest | Stop:
+        after, self._after_zero = self._after_zero or _COMPLETE, _COMPLETE  # page 0 is asked once
+        if isinstance(after, PageRequest):
+            self._page_no = after.page_no
+        return after
 
     def _ask(self, page_no: int) -> PageRequest:
         self._page_no = page_no

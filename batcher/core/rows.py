@@ -17,7 +17,7 @@ from pydantic_core import ErrorDetails
 
 from .config import ACCOUNT_RE
 from .rowrules import FieldError, status_problem
-from .schema import FIELDS, SECRET_FIELDS, STORAGE_PATH, MeetingBody, closest_path, unwrap_annotation
+from .schema import CARRIED_KEY, FIELDS, SECRET_FIELDS, STORAGE_PATH, MeetingBody, closest_path, unwrap_annotation
 
 # -- rows -------------------------------------------------------------------
 
@@ -178,7 +178,13 @@ def parse_row(
         return RowError(number, None, None, errors, data or None)
     meeting_id = data.get("meeting_id")
     account_id = data.get("account_id")
-    patch = {k: v for k, v in data.items() if k != "meeting_id" and k != "account_id"}
+    patch = {k: v for k, v in data.items() if k != "meeting_id" and k != "account_id" and k != CARRIED_KEY}
+    carried = data.get(CARRIED_KEY)
+    if carried is not None and not (isinstance(carried, list) and all(isinstance(p, str) for p in carried)):
+        errors.append(
+            FieldError(CARRIED_KEY, "must be a list of dotted field paths (export writes it; leave it as written)")
+        )
+        carried = None
     if not (isinstance(meeting_id, str) and UUID_RE.fullmatch(meeting_id)):
         errors.append(FieldError("meeting_id", check_meeting_id(meeting_id) or ""))
     if account_id is None or account_id == "":
@@ -188,7 +194,8 @@ def parse_row(
     status = patch.pop("status", _NO_STATUS) if mode is not None else _NO_STATUS
     if status is not _NO_STATUS and (why := status_problem(status, mode or "")):
         errors.append(FieldError("status", why))
-    errors.extend(validate_body(patch, defer_required=defer_required))
+    problems_of_body = validate_body(patch, defer_required=defer_required)
+    errors.extend(without_carried(problems_of_body, carried) if carried else problems_of_body)
     errors.extend(masked_credentials(patch))
     if mode == "patch":
         errors.extend(patch_nulls(patch))
@@ -201,6 +208,19 @@ def parse_row(
         shown_account = account_id if isinstance(account_id, str) and ACCOUNT_RE.fullmatch(account_id) else None
         return RowError(number, shown_id, shown_account, errors, patch)
     return Row(number, meeting_id, account_id, patch)  # as the row spells it: servers may compare exactly
+
+
+def without_carried(errors: list[FieldError], carried: list[str]) -> list[FieldError]:
+    """``errors`` but those saying a field the line carries from an export is unknown.
+
+    ``export`` lists in ``_carried`` the fields of a meeting the schema does not know (the API
+    grew): the line is a backup, and restoring it must send them as they were. Only unknown-field
+    errors at (or under) those paths go; every field the schema knows is still checked."""
+
+    def is_carried(path: str) -> bool:
+        return any(path == c or path.startswith(c + ".") for c in carried)
+
+    return [e for e in errors if not (e.reason.startswith("unknown field") and is_carried(e.field))]
 
 
 # Nullable in the PUT body but not in the PATCH body (Cloudflare's schema): null is a PUT-only value there.

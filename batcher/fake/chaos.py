@@ -20,10 +20,7 @@ import random
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ..core.schema import FIELDS
 from ..errors import UsageError
-
-_OBJECT_PATHS = frozenset(p for p, s in FIELDS.items() if s.kind == "object")
 
 
 @dataclass(frozen=True)
@@ -125,33 +122,6 @@ class Chaos:
 
 
 # -- fields the schema does not know ---------------------------------------------------
-
-
-def unknown_paths(document: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{dotted path: value}`` of every field of ``document`` the schema does not know.
-
-    The walk stops at the first unknown key: ``ai_config.beta_translate`` with
-    an object value is one path, however deep the object.
-    """
-    out: dict[str, Any] = {}
-    for key, value in document.items():
-        path = prefix + key
-        if path not in FIELDS:
-            out[path] = value
-        elif path in _OBJECT_PATHS and isinstance(value, dict):
-            out.update(unknown_paths(value, path + "."))
-    return out
-
-
-def known_part(document: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``document`` without the fields the schema does not know (what the schema validates)."""
-    out: dict[str, Any] = {}
-    for key, value in document.items():
-        path = prefix + key
-        if path not in FIELDS:
-            continue
-        out[key] = known_part(value, path + ".") if path in _OBJECT_PATHS and isinstance(value, dict) else value
-    return out
 
 
 def is_known_extra(path: str, extra_fields: set[str]) -> bool:

@@ -49,10 +49,10 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..core.documents import deep_merge, strip_secrets
+from ..core.documents import deep_merge, known_fields, strip_secrets, unknown_paths
 from ..core.rows import check_account_id, check_meeting_id, validate_body
-from ..core.schema import DEFAULT_DOCUMENT, SECRET_FIELDS
-from .chaos import Chaos, ChaosSpec, is_known_extra, known_part, unknown_paths
+from ..core.schema import CARRIED_KEY, DEFAULT_DOCUMENT, SECRET_FIELDS
+from .chaos import Chaos, ChaosSpec, is_known_extra
 from .faults import DROPPED, apply_fault, drop, gateway_error, json_response, next_fault, service_error
 from .listing import Listing, list_page
 
@@ -148,6 +148,7 @@ class FakeApi:
                 account = doc.pop("account_id")
                 meeting = doc.pop("id", None) or doc.pop("meeting_id")
                 doc.pop("meeting_id", None)
+                doc.pop(CARRIED_KEY, None)  # an export's note on its unknown fields, not a field
                 meta = {k: doc.pop(k) for k in ("status", "created_at", "updated_at") if k in doc}
                 self.add_meeting(account, meeting, **doc)
                 self.meta[(account, meeting)].update(meta)
@@ -337,7 +338,7 @@ class FakeApi:
         unknown = [p for p in unknown_paths(body) if not is_known_extra(p, self.extra_fields)]
         if unknown:
             return service_error(400, f"unknown field: {', '.join(sorted(unknown))}")
-        problems = validate_body(known_part(body))
+        problems = validate_body(known_fields(body))
         if problems:
             return service_error(400, "; ".join(str(p) for p in problems))
         before = self.meetings[key]

@@ -351,6 +351,18 @@ class Budget:
             self._db.execute("COMMIT")
 
     @property
+    def held_until(self) -> float:
+        """The wall-clock time before which no process of the token may start (0 or past when none):
+        a pause any process recorded, the server's word that no budget is left before its reset, or
+        this process's wait for a deleted file's holders. Read only: nothing is granted or logged."""
+        with self._lock:
+            meta: dict[str, float] = dict(self._db.execute(_GRANT_META).fetchall())
+        held = max(meta.get("paused_until", 0.0), self._hold_until)
+        if meta.get("server_left", -1.0) == 0:
+            held = max(held, meta.get("server_reset_at", 0.0))
+        return held
+
+    @property
     def paused_until(self) -> float:
         """The wall-clock time until which every process waits (0 or past when none)."""
         with self._lock:

@@ -284,6 +284,7 @@ class Pacer:
         self.adaptive = AdaptiveRate(rate, clock) if rate and rate.is_auto else None
         self.window = SlidingWindow(rate.max_requests, rate.window_s) if rate and not rate.is_auto else None
         self.budget: Budget | None = None
+        self._earlier: SlidingWindow | None = None  # the job's starts before this process (``inherit``)
         self._gates: tuple[Gate, ...] = ()
         self._lock = asyncio.Lock()  # FIFO: waiters are granted in arrival order
         self.granted = 0  # starts so far; a start's number is its ticket
@@ -300,12 +301,46 @@ class Pacer:
             else self.window
         )
         # order: the cheap in-memory answers first; the window last (its 0 is the grant, see gate.py)
-        self._gates = tuple(g for g in (self.gate, self.server, self.adaptive, window) if g is not None)
+        gates = (self.gate, self.server, self.adaptive, self._earlier, window)
+        self._gates = tuple(g for g in gates if g is not None)
+
+    @property
+    def lookback_s(self) -> float:
+        """How far back the job's earlier starts matter to this pacer (its window, with the grace)."""
+        return window_span_s(self.rate.window_s) if self.rate is not None else 0.0
+
+    def inherit(self, starts: list[float], paused_until: float, wall_now: float) -> None:
+        """Count the job's own earlier starts (wall-clock times, from its state) and honour its pause.
+
+        The token's budget file counts the token's starts; a job resumed with another token (a
+        401's fix) has an empty file, but Cloudflare counts per user: so this process also keeps
+        its rate over the job's earlier starts, in a window of its own beside the shared one.
+        """
+        offset = self.clock() - wall_now
+        if paused_until > wall_now:
+            self.gate.pause_for(paused_until - wall_now)
+        rate = self.rate
+        if not starts or rate is None or rate.is_auto:
+            return
+        earlier = SlidingWindow(rate.max_requests, rate.window_s)
+        for start in sorted(starts)[-rate.max_requests :]:
+            earlier.on_start(start + offset, 0)
+        self._earlier = earlier
+        self.attach_budget(self.budget)
 
     @property
     def is_free(self) -> bool:
         """True when a request may start right now without waiting or counting."""
         return self.rate is None and self.gate.until == 0.0 and self.server.left is None
+
+    @property
+    def held_s(self) -> float:
+        """Seconds from now before which nothing starts: this process's pause, or one the token's
+        shared budget holds (another process's Retry-After, an earlier run's, the server's reset)."""
+        held = self.gate.remaining_s
+        if self.budget is not None:
+            held = max(held, self.budget.held_until - self.budget.clock())
+        return held
 
     def pause_for(self, seconds: float) -> None:
         """Hold every worker (and, with a budget, every process of the token) for ``seconds``."""

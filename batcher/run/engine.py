@@ -348,6 +348,8 @@ class Job:
         try:
             prepared = await self.prepare()
             run = recorded.enter_context(runs.recording(self.store, self.timeline, "run", runs.describe(cfg)))
+            now = self.timeline.now()  # the job's earlier starts count, whatever token this run has
+            self.pacer.inherit(*runs.recent_activity(self.store.db, now - self.pacer.lookback_s, now), now)
             # results of rows committed by an earlier (killed) run, before anything is sent
             self.results.catch_up(lambda written: self.store.finished_rows(cfg.retry_failed, written))
             with Source(cfg.input, cfg.input_format, self.stdin, cfg.set_values, is_threaded=True) as source:

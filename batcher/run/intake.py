@@ -40,7 +40,7 @@ from ..core.config import JobConfig
 from ..core.identity import patch_hash
 from ..core.redaction import redacted_patch_json
 from ..core.rows import Row, RowError
-from ..core.schema import ROW_KEYS, is_secret_path
+from ..core.schema import CARRIED_KEY, ROW_KEYS, is_secret_path
 from ..errors import InputChangedError, Interrupted, ValidationFailed
 from ..input.checks import KeyLog, check_row, duplicate_errors, iter_checked
 from ..input.digest import file_digest
@@ -116,7 +116,7 @@ def _as_recorded(number: int, data: dict[str, Any], default_account: str | None,
         return None
     if record.patch_hash is None:
         return None
-    patch = {k: v for k, v in data.items() if k not in ROW_KEYS}
+    patch = {k: v for k, v in data.items() if k not in ROW_KEYS and k != CARRIED_KEY}
     if patch_hash(patch) != record.patch_hash:
         return None
     return Row(number, meeting_id, account_id, patch)

@@ -42,7 +42,7 @@ def publish_live(store: Store, config: JobConfig, stats: Stats, pacer: Pacer) ->
     while len(live.samples) > 2 and now - live.samples[0][0] > RECENT_S:
         live.samples.popleft()
     (t0, r0), (t1, r1) = live.samples[0], live.samples[-1]
-    pause_s = pacer.gate.remaining_s
+    pause_s = pacer.held_s  # a pause inherited through the token's budget file too
     doc = {
         "pid": os.getpid(),
         "runs_before": live.runs_before,

@@ -195,6 +195,6 @@ async def pump(
 
 def show_pause(progress: Progress, pacer: Pacer, control: Control) -> None:
     """Tell the progress display about a Retry-After pause (in wall-clock time), then redraw."""
-    left = pacer.gate.remaining_s
+    left = pacer.held_s  # this process's pause, or one the token's budget holds
     progress.paused_until = time.time() + left if left > 0 else None
     progress.tick()

@@ -152,3 +152,25 @@ def read_timeline(db: sqlite3.Connection) -> list[tuple[int, int, int, Bucket]]:
     if not has_table(db, "timeline"):
         return []
     return list(load_buckets(db.execute("SELECT run, start, width, data FROM timeline ORDER BY start").fetchall()))
+
+
+PAUSE_LOOKBACK_S = 86400.0  # a pause recorded that long ago has ended (Cloudflare's lockouts last 5 minutes)
+
+
+def recent_activity(db: sqlite3.Connection, since: float, now: float) -> tuple[list[float], float]:
+    """What the job's earlier runs (of any kind) did, for the rate promise across tokens: the requests
+    they started after ``since``, each at its bucket's end (the latest it may have started, never
+    after ``now``), and the end of the latest pause they recorded (0.0 when none)."""
+    if not has_table(db, "timeline"):
+        return [], 0.0
+    starts: list[float] = []
+    paused_until = 0.0
+    rows = db.execute(
+        "SELECT 0, start, width, data FROM timeline WHERE start + width > ? ORDER BY start",
+        (min(since, now - PAUSE_LOOKBACK_S),),
+    )
+    for _, start, width, bucket in load_buckets(rows.fetchall()):
+        if start + width > since:
+            starts += [min(float(start + width), now)] * bucket.requests
+        paused_until = max([paused_until, *(begin + seconds for begin, seconds in bucket.spans)])
+    return starts, paused_until

@@ -7,16 +7,19 @@ import io
 import os
 import sqlite3
 import sys
+import uuid
 from pathlib import Path
 
 import orjson
 import pytest
 
 from batcher.commands.export import ExportOptions, export_line, export_meetings, options_path, parse_fields
+from batcher.core.rows import Row, RowError, parse_row
 from batcher.errors import AuthError, UsageError
 from batcher.fake.listing import Listing
 from batcher.fake.server import FakeApi, start
 from batcher.report.console import Console
+from batcher.run.engine import run_job
 from batcher.run.pool import Control
 
 from ..conftest import ACCOUNT, TOKEN, Server, cli, config, read_jsonl
@@ -62,6 +65,7 @@ async def test_every_meeting_is_exported_once_whatever_the_page_base_and_size(tm
     assert code == 0, err
     assert sorted(line["meeting_id"] for line in lines) == sorted(ids)
     assert "listed 23 meetings of total_count 23" in err
+    assert set(server.api.statuses) == {200}, "no request the server refuses: page 1 first, its offsets read"
 
 
 async def test_filters_go_to_the_list_endpoint_and_listed_items_lack_ai_config(tmp_path, server):
@@ -93,7 +97,7 @@ async def test_full_gets_each_meeting_for_its_whole_document(tmp_path, server):
     assert code == 0
     assert {line["meeting_id"] for line in lines} == set(ids)
     assert all(line["ai_config"]["transcription"]["language"] == "fr" for line in lines)
-    assert list_requests(server) == 1 + 2 + 6  # refused page 0, two pages, one GET per meeting
+    assert list_requests(server) == 2 + 6  # two pages from page 1, one GET per meeting
 
 
 async def test_fields_projects_each_line(tmp_path, server):
@@ -160,7 +164,7 @@ async def test_a_killed_full_export_resumes_without_reading_again_what_it_wrote(
     code, lines, err = await export(tmp_path, server, per_page=100, is_full=True)
     assert code == 0, err
     assert sorted(line["meeting_id"] for line in lines) == sorted(ids)  # each once, the cut line gone
-    assert server.api.requests["GET"] == 2 + 4  # page 0 refused, one page, only the 4 missing meetings
+    assert server.api.requests["GET"] == 1 + 4  # one page, only the 4 missing meetings
     assert "6 meetings already in" in err
 
 
@@ -169,7 +173,7 @@ async def test_every_route_is_served_under_client_v4_too(tmp_path, server):
     server.base_url += "/client/v4"
     code, lines, _ = await export(tmp_path, server, is_full=True)
     assert code == 0 and len(lines) == 3
-    assert server.api.requests["GET"] == 2 + 3 and set(server.api.statuses) == {200, 400}
+    assert server.api.requests["GET"] == 1 + 3 and set(server.api.statuses) == {200}
     assert {line["meeting_id"] for line in lines} == set(ids)
 
 
@@ -223,7 +227,7 @@ async def test_export_is_paced_by_rate_like_every_other_request(tmp_path, server
     opts = ExportOptions(out_path=str(tmp_path / "out.jsonl"), is_full=True)
     result = await export_meetings(cfg, opts, control=control, console=Console(io.StringIO()))
     assert result.exit_code == 0 and result.written == 12
-    assert server.api.requests["GET"] == 14  # refused page 0, one page, 12 meetings
+    assert server.api.requests["GET"] == 13  # one page, 12 meetings
     assert control.now >= 120  # 14 starts at 5 per 60 s: the third window opens at 120 s
 
 
@@ -252,3 +256,37 @@ def test_export_refuses_an_out_file_that_is_not_an_export_and_leaves_it_untouche
         )
         assert done.returncode == 2 and "not a meeting exported by batcher" in done.stderr, done.stderr
         assert victim.read_bytes() == before
+
+
+async def test_a_full_backup_of_meetings_with_fields_the_schema_does_not_know_restores_through_run(tmp_path, server):
+    """batcher's own backup is a run input: fields the API grew are carried as the export listed
+    them (``_carried``), not refused as patch fields; every field the schema knows is still checked."""
+    ids = server.add(
+        3, noise_cancellation={"mode": "strong"}, ai_config={"transcription": {"language": "fr"}, "beta": 1}
+    )
+    code, lines, _ = await export(tmp_path, server, is_full=True)
+    assert code == 0 and all(line["_carried"] == ["ai_config.beta", "noise_cancellation"] for line in lines)
+    backup = tmp_path / "backup.jsonl"
+    backup.write_bytes((tmp_path / "out.jsonl").read_bytes())
+    drifted = server.doc(ids[0])  # someone changes a meeting after the backup
+    drifted["noise_cancellation"] = {"mode": "off"}
+    drifted["title"] = "changed since"
+    result = await run_job(config(tmp_path, server, backup, app_id="app-1"))
+    assert result.exit_code == 0, result.message
+    assert (result.summary["succeeded"], result.summary["unchanged"], result.summary["failed"]) == (1, 2, 0)
+    restored = server.doc(ids[0])
+    assert restored["noise_cancellation"] == {"mode": "strong"} and restored["title"] == lines[0]["title"]
+    assert server.doc(ids[1])["ai_config"]["beta"] == 1
+
+
+def test_only_the_fields_a_line_lists_as_carried_escape_the_schema():
+    data = {"meeting_id": str(uuid.uuid4()), "noise_cancellation": {"mode": "x"}, "titel": "typo"}
+    listed = parse_row(1, {**data, "_carried": ["noise_cancellation"]}, ACCOUNT)
+    assert isinstance(listed, RowError) and [e.field for e in listed.errors] == ["titel"]
+    assert isinstance(
+        parse_row(1, {**data, "titel": None} | {"_carried": ["noise_cancellation", "titel"]}, ACCOUNT), Row
+    )
+    unlisted = parse_row(1, data, ACCOUNT)
+    assert isinstance(unlisted, RowError) and {e.field for e in unlisted.errors} == {"noise_cancellation", "titel"}
+    bad = parse_row(1, {**data, "_carried": "noise_cancellation"}, ACCOUNT)
+    assert isinstance(bad, RowError) and "_carried" in {e.field for e in bad.errors}

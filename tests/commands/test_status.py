@@ -16,6 +16,7 @@ import pytest
 from batcher.commands.status import CONTRACT_KEYS, read_status, resume_command, status_text
 from batcher.core.config import parse_rate
 from batcher.errors import UsageError
+from batcher.http.budget import Budget
 from batcher.http.client import Stats
 from batcher.http.pacer import Pacer
 from batcher.run.engine import run_job
@@ -191,3 +192,29 @@ async def test_status_does_not_call_a_killed_job_running_because_its_pid_was_reu
         assert read_status(cfg.state_file)["running"] is True
     finally:
         store.close()
+
+
+def test_status_shows_a_pause_the_job_inherited_through_the_tokens_budget(tmp_path):
+    """Another process of the token (or the job's own earlier run) was told Retry-After: 40: this
+    job sends nothing for 40 s, and status says so, with the ETA after it."""
+    path = str(tmp_path / "s.db")
+    store = Store.open(path)
+    store.set_meta("fingerprint", {"input": "in.csv", "mode": "replace"})
+    store.add_rows([RowRecord(1, "a", "m", None, "succeeded"), RowRecord(2, "a", "m2", None, "pending")])
+    cfg = config(tmp_path, None, "in.csv", rate="1200/300")
+    budget_path = tmp_path / "budget.db"
+    other = Budget(budget_path, watch_s=None)
+    other.pause_until(time.time() + 40)
+    pacer = Pacer(cfg.rate, Control().clock, budget=Budget(budget_path, watch_s=None))
+    try:
+        assert pacer.gate.remaining_s == 0, "this process itself was told nothing"
+        store.count_requests(1, 0, 1.0)
+        store.flush()
+        publish_live(store, cfg, Stats(requests=1), pacer)
+        doc = read_status(path)
+    finally:
+        store.close()
+        other.close()
+        pacer.budget.close()
+    assert doc["running"] is True and doc["paused_until"] is not None
+    assert doc["eta_s"] == pytest.approx(40 + 1 / 4.0, abs=1.5)

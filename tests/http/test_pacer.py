@@ -46,3 +46,18 @@ async def test_with_no_rate_of_its_own_batcher_starts_nothing_the_servers_header
     result = await run_job(config(tmp_path, server, src, rate=None, concurrency=8))
     assert result.exit_code == 0
     assert server.api.statuses.get(429, 0) == 0, "every start after the first answer kept within the server's r"
+
+
+async def test_a_pacer_counts_the_jobs_earlier_starts_and_honours_its_earlier_pause():
+    t = FakeTime()
+    t.now = 50.0
+    pacer = Pacer(RateSpec(3, 10.0), t.clock, t.sleep)
+    wall_now = 5000.0  # the state's times are wall-clock; the pacer's clock is another
+    pacer.inherit([4980.0, 4995.0, 4999.0, 4999.0], 0.0, wall_now)  # three in the last 10 s
+    await pacer.acquire()
+    assert t.now >= 55.0, "the next start waits for the earliest of the three to leave the window (4995 + 10)"
+    paused = Pacer(RateSpec(3, 10.0), t.clock, t.sleep)
+    before = t.now
+    paused.inherit([], wall_now + 40.0, wall_now)  # a Retry-After the earlier run was obeying
+    await paused.acquire()
+    assert t.now >= before + 40.0

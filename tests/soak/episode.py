@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ import orjson
 
 from batcher.fake.server import FakeApi
 
-from .plan import EDIT_MARKER, EpisodePlan, JobPlan, render_input
+from .plan import COLLEAGUE_FIELD, EDIT_MARKER, EpisodePlan, JobPlan, render_input
 from .server import ServerThread
 
 PROCESS_TIMEOUT_S = 180.0
@@ -75,6 +76,7 @@ class Record:
     status_json: dict[str, Any] = field(default_factory=dict)  # job -> status --json (None: no such command)
     chaos_drawn: dict[str, int] = field(default_factory=dict)
     edits: list[dict[str, Any]] = field(default_factory=list)  # {job, t, row, running_rc, resume_rc}
+    colleague: list[dict[str, Any]] = field(default_factory=list)  # {t, meeting, value}: the colleague's edits
     elapsed_s: float = 0.0
 
 
@@ -198,9 +200,11 @@ class Episode(Runner):
         for job in plan.jobs:
             self.files[job.name].input.write_bytes(render_input(job))
         server = self.start_server()
+        done = threading.Event()  # the colleague stops when it is set
         try:
             record = Record(plan, self.workdir, self.files, initial=server.meetings())
             self.record = record
+            colleague = _Thread(self.colleague, server, done) if plan.colleague_targets else None
             threads = [_Thread(self.job_flow, job, server) for job in plan.jobs]
             for thread in threads:
                 thread.join()
@@ -214,9 +218,13 @@ class Episode(Runner):
             record.rollback_from = time.time()
             for job in plan.jobs:
                 self.run_to_end(job, server, "rollback", self.job_argv(job, server, "rollback"))
+            done.set()
+            if colleague is not None:
+                colleague.join()
             record.after_rollback = server.meetings()
             record.log = server.log()
         finally:
+            done.set()
             server.stop()
         record.elapsed_s = round(time.time() - started, 2)
         return record
@@ -273,6 +281,18 @@ class Episode(Runner):
                 continue
             if proc.rc in (0, 1) or (proc.rc == 2 and edit is None):
                 return
+
+    def colleague(self, server: ServerThread, done: threading.Event) -> None:
+        """Someone editing meetings in the dashboard while the jobs, their resumes and the rollbacks
+        run: a field no row names, on meetings of merge and patch jobs, every ``colleague_every_s``."""
+        rng = random.Random(self.plan.seed)
+        count = 0
+        while not done.wait(self.plan.colleague_every_s):
+            count += 1
+            key = rng.choice(self.plan.colleague_targets)
+            value = f"colleague-{count}"
+            t = server.edit(key, {COLLEAGUE_FIELD: value})
+            self.record.colleague.append({"t": t, "meeting": key, "value": value})
 
     def edit(self, job: JobPlan) -> dict[str, Any]:
         """Change the last row of the input while the job runs (the job must refuse it)."""

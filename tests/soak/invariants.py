@@ -9,6 +9,7 @@ complain, and ``tests/soak/test_invariants_break.py`` shows that it does.
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from batcher.core.schema import DEFAULT_DOCUMENT
 from batcher.state.snapshots import _unpack
 
 from .episode import Record
-from .plan import EDIT_MARKER, JobPlan
+from .plan import COLLEAGUE_FIELD, EDIT_MARKER, JobPlan
 
 META = ("id", "account_id", "created_at", "updated_at")
 COUNT_KEYS = ("total", "succeeded", "unchanged", "failed", "skipped")
@@ -41,8 +42,9 @@ class Violation:
 
 
 def body(doc: dict[str, Any]) -> dict[str, Any]:
-    """A stored meeting without the fields only the server sets (status stays: a PUT must keep it)."""
-    return {k: v for k, v in doc.items() if k not in META}
+    """A stored meeting without the fields only the server sets (status stays: a PUT must keep it),
+    nor the colleague's field (``check_colleague`` judges it)."""
+    return {k: v for k, v in doc.items() if k not in META and k != COLLEAGUE_FIELD}
 
 
 def state_rows(path: Path) -> dict[int, dict[str, Any]]:
@@ -242,10 +244,13 @@ def check_rollback(record: Record) -> list[Violation]:
     out = []
     for job in record.plan.jobs:
         (proc,) = _job_procs(record, job, ("rollback",))
+        edited = {e["meeting"] for e in record.colleague}
         refused = {
             _key(e.get("account_id"), e.get("meeting_id"))
             for e in _jsonl(record.files[job.name].rollback_report)
+            # a meeting the colleague changed after the job is someone else's now: a conflict, kept
             if e.get("error") == "credential_guard"
+            or (e.get("error") == "conflict" and _key(e.get("account_id"), e.get("meeting_id")) in edited)
         }
         wrong = [
             _key(r.account_id, r.meeting_id)
@@ -265,6 +270,34 @@ def check_rollback(record: Record) -> list[Violation]:
             out.append(
                 Violation("rollback", f"{job.name} ({job.mode}): rollback exit 0 but {len(wrong)} meetings differ")
             )
+    return out
+
+
+def check_colleague(record: Record) -> list[Violation]:
+    """No write reverts a colleague's edit of a field no row names, but a write built from a read
+    made just before the edit (the meeting's request before the write is that read: no wait, no
+    failed attempt between them), which no API without conditional writes can avoid."""
+    out = []
+    last: dict[str, dict[str, Any]] = {}
+    for edit in sorted(record.colleague, key=lambda e: e["t"]):
+        last[edit["meeting"]] = edit
+    by_meeting: dict[str, list[dict[str, Any]]] = {}
+    for entry in sorted(record.log, key=lambda e: e["t"]):
+        by_meeting.setdefault(_key(entry["account"], entry["meeting"]), []).append(entry)
+    for key, edit in sorted(last.items()):
+        now = record.after_rollback.get(key, {}).get(COLLEAGUE_FIELD)
+        if now == edit["value"]:
+            continue
+        log = by_meeting.get(key, [])
+        raced = any(
+            read["method"] == "GET"
+            and read["t"] < edit["t"]
+            and write["method"] in ("PUT", "PATCH")
+            and write["applied"]
+            for read, write in itertools.pairwise(log)
+        )
+        if not raced:
+            out.append(Violation("colleague", f"{key}: the colleague set {edit['value']!r}, the server holds {now!r}"))
     return out
 
 
@@ -342,6 +375,7 @@ CHECKS = (
     check_rate,
     check_counters,
     check_rollback,
+    check_colleague,
     check_secrets,
     check_edits,
     check_processes,

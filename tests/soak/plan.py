@@ -111,6 +111,10 @@ class EpisodePlan:
     timeout_s: float
     token: str
     secrets: list[str] = field(default_factory=list)
+    # a colleague editing meetings in the dashboard while the jobs and rollbacks run: the meetings
+    # ("account/id") it edits, how often, and the field it sets (one no row names: the server knows it)
+    colleague_targets: list[str] = field(default_factory=list)
+    colleague_every_s: float = 0.0
 
 
 def _meeting(rng: random.Random, account: str, secrets: list[str], without: frozenset[str]) -> dict[str, Any]:
@@ -150,7 +154,8 @@ def _patch(rng: random.Random, seeded: dict[str, Any], fmt: str, secrets: list[s
     return patch
 
 
-WITHOUT = frozenset({"unknown_fields", "upper_ids", "interrupts", "faults", "second_process"})
+WITHOUT = frozenset({"unknown_fields", "upper_ids", "interrupts", "faults", "second_process", "colleague"})
+COLLEAGUE_FIELD = "colleague_note"  # a field of the server's that batcher's schema does not know: no row names it
 
 
 def draw_episode(
@@ -216,6 +221,15 @@ def draw_episode(
     )
     n, t = rng.choice([(50, 1.0), (100, 1.0), (20, 0.5), (200, 2.0), (400, 1.0)])
     server_rate = (n * 2, t) if rng.random() < 0.5 else None
+    # The colleague draws from its own generator: episodes drawn before it existed stay as they were.
+    crng = random.Random(seed * 7919 + 17)
+    colleague_targets: list[str] = []
+    if crng.random() < 0.5 and "colleague" not in without:
+        # merge and patch rows keep what they do not name; a replace row is the whole document by design
+        kept = [r for job in jobs if job.mode != "replace" for r in job.rows]
+        colleague_targets = sorted({f"{r.account_id}/{r.meeting_id}" for r in crng.sample(kept, min(len(kept), 12))})
+        for key in colleague_targets:
+            by_id[key.split("/", 1)[1]][COLLEAGUE_FIELD] = "seeded"
     return EpisodePlan(
         seed=seed,
         accounts=accounts,
@@ -228,6 +242,8 @@ def draw_episode(
         timeout_s=timeout_s,
         token=f"soak-token-{seed}-CANARY-{rng.getrandbits(32):08x}",
         secrets=secrets,
+        colleague_targets=colleague_targets,
+        colleague_every_s=crng.choice([0.05, 0.1, 0.3]) if colleague_targets else 0.0,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import orjson
@@ -40,6 +41,18 @@ class ServerThread:
     def log(self) -> list[dict[str, Any]]:
         """The request log so far (entries still waiting for an answer show ``status`` None)."""
         return self.read(lambda api: api.log)
+
+    def edit(self, key: str, fields: dict[str, Any]) -> float:
+        """A colleague's change to meeting ``key`` ("account/id"), made on the server's loop; returns
+        the server's wall-clock time of it (the request log's clock)."""
+
+        async def go() -> float:
+            account, meeting = key.split("/", 1)
+            self.api.edit(account, meeting, fields)
+            return time.time()
+
+        result: float = self._call(go())
+        return result
 
     def write_counter(self, meetings: set[str]) -> WriteCounter:
         """A progress probe that reads only the log entries it has not seen yet."""

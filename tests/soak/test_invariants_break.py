@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import shutil
 import sqlite3
 import zlib
@@ -32,6 +33,7 @@ def clean(tmp_path_factory: pytest.TempPathFactory) -> Record:
     plan = draw_episode(CANARY_SEED, (12, 12))
     plan.chaos, plan.rate, plan.server_rate, plan.x_ratelimit = ChaosSpec(), (1000, 1.0), None, False
     plan.jobs = plan.jobs[:1]
+    plan.colleague_targets, plan.colleague_every_s = [], 0.0  # the colleague's edits are added by its tests
     job = plan.jobs[0]
     job.mode, job.fmt, job.interrupts, job.retry_failed, job.edit_after = "merge", "jsonl", [], [False], None
     named = {r.meeting_id for r in job.rows}
@@ -248,3 +250,33 @@ def test_a_traceback_breaks_processes(clean: Record, tmp_path: Path) -> None:
         Proc("job0", "resume", ["run"], rc=1, stderr="Traceback (most recent call last):\n  x\nTypeError: boom")
     )
     assert invariants(r) == {"processes"}
+
+
+def _read_then_write(record: Record) -> tuple[str, dict, dict]:
+    """A meeting whose log has a GET followed at once by an applied write: (key, the GET, the write)."""
+    for index in range(len(record.plan.jobs[0].rows)):
+        key = _key(record, index)
+        log = sorted((e for e in record.log if f"{e['account']}/{e['meeting']}" == key), key=lambda e: e["t"])
+        for read, write in itertools.pairwise(log):
+            if read["method"] == "GET" and write["method"] == "PUT" and write["applied"]:
+                return key, read, write
+    raise AssertionError("the clean episode wrote no meeting after reading it")
+
+
+def test_a_colleagues_edit_that_a_write_reverted_breaks_colleague(clean: Record, tmp_path: Path) -> None:
+    r = clone(clean, tmp_path)
+    key, read, _ = _read_then_write(r)
+    r.colleague = [{"t": read["t"] - 1.0, "meeting": key, "value": "colleague-1"}]  # before the job even read it
+    assert invariants(r) == {"colleague"}
+
+
+def test_a_colleagues_edit_between_a_read_and_its_write_is_the_race_no_api_can_close(
+    clean: Record, tmp_path: Path
+) -> None:
+    r = clone(clean, tmp_path)
+    key, read, write = _read_then_write(r)
+    r.colleague = [{"t": read["t"] + 1e-6, "meeting": key, "value": "colleague-1"}]
+    assert invariants(r) == set(), "a write built from the read just before the edit: the documented limit"
+    # ... but not when the write was sent again after a failed attempt, from the same read (a stale re-send)
+    r.log.append({**write, "t": (read["t"] + write["t"]) / 2, "status": 429, "applied": False})
+    assert invariants(r) == {"colleague"}
