@@ -30,8 +30,10 @@ from ..core.config import JobConfig
 from ..core.rows import Row, RowError
 from ..errors import HaltError
 from ..http.client import CallResult, Client
+from ..input.source import Source
 from ..report.console import Console
 from ..state.store import Store
+from .intake import Intake, InThread, Prepared
 from .pool import TICK, Control, pump
 from .writes import reading_of
 
@@ -76,7 +78,9 @@ class Engine(Protocol):
     client: Client
     control: Control
     console: Console
+    intake: Intake
     watch: Watch | None
+    is_canary_only: bool
 
     async def handle(self, item: Row | RowError) -> None: ...
 
@@ -85,6 +89,29 @@ class Engine(Protocol):
     def heartbeat(self) -> None: ...
 
     def flush(self) -> None: ...
+
+
+async def first(job: Engine, prepared: Prepared, source: Source, rows: Iterator[Any], in_thread: InThread) -> bool:
+    """The canary of ``job`` before its other rows (``Job.canary_first``): True when the rest may go
+    (no canary, one judged clean before, or clean now without ``--canary-only``)."""
+    cfg = job.config
+    if not cfg.canary or is_done(job.store):
+        return True
+    if prepared.counts is None:  # stdin: the first N rows read
+        picked = await take_first(rows, cfg.canary, source.ready, job.control.stop)
+    else:  # a file: chosen from the state, read in a pass of their own (off the loop)
+        numbers = set(job.store.canary_rows(cfg.canary, cfg.retry_failed))
+        picked = await in_thread(_from_file, job=job, numbers=numbers) if numbers else []
+    if not await Canary(job).run(picked):
+        return False
+    job.is_canary_only = cfg.canary_only
+    return not cfg.canary_only
+
+
+def _from_file(job: Engine, numbers: set[int]) -> list[Row]:
+    cfg = job.config
+    with Source(cfg.input, cfg.input_format, None, cfg.set_values) as source:
+        return pick_from_file(job.intake.rows_to_send(source), numbers)
 
 
 def is_done(store: Store) -> bool:

@@ -37,7 +37,6 @@ from typing import IO, Any
 
 import orjson
 
-from ..core.canary import normalised
 from ..core.config import JobConfig
 from ..core.decide import READS_FIRST, Options, Refuse, Send, Unchanged, decide
 from ..core.documents import carried_unknown, mask_secrets, project, shows
@@ -196,11 +195,7 @@ class Job:
         if not result.is_ok or result.data is None:
             return []
         answer = read(row.meeting_id, result.data, self.control.clock())
-        if not isinstance(answer, Reading):
-            return []
-        found = normalised(row.patch, answer.document)
-        self.normalised.add([(d.path, d.sent, d.held) for d in found])
-        return [d.path for d in found]
+        return self.normalised.add(row.patch, answer.document) if isinstance(answer, Reading) else []
 
     def redecider(self, row: Row) -> Redecide:
         """After a wait: decide the row again on what the server holds now (``writes.merge_redecider``)."""
@@ -379,23 +374,7 @@ class Job:
 
     async def canary_first(self, prepared: Prepared, source: Source, rows: Iterator[Any]) -> bool:
         """``--canary N`` (run/canary.py): write and judge the canary's rows; True when the rest may go."""
-        cfg = self.config
-        if not cfg.canary or canary.is_done(self.store):
-            return True
-        if prepared.counts is None:  # stdin: the first N rows read
-            picked = await canary.take_first(rows, cfg.canary, source.ready, self.control.stop)
-        else:  # a file: chosen from the state, read in a pass of their own
-            numbers = set(self.store.canary_rows(cfg.canary, cfg.retry_failed))
-            picked = await self._in_thread(self._canary_rows, numbers=numbers) if numbers else []
-        if not await canary.Canary(self).run(picked):
-            return False
-        self.is_canary_only = cfg.canary_only
-        return not cfg.canary_only
-
-    def _canary_rows(self, numbers: set[int]) -> list[Row]:
-        cfg = self.config
-        with Source(cfg.input, cfg.input_format, None, cfg.set_values) as source:
-            return canary.pick_from_file(self.intake.rows_to_send(source), numbers)
+        return await canary.first(self, prepared, source, rows, self._in_thread)
 
     def wrap_up(self, started: float) -> JobResult:
         """Mark what was not reached, write the report and summary, choose the exit code."""

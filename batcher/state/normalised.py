@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from ..core.canary import normalised
 from .readers import meta_value
 from .store import Store
 
@@ -34,12 +35,17 @@ class Tally:
         self.is_changed = False
         store.flush_extras.append(self._statements)
 
-    def add(self, found: list[tuple[str, Any, Any]]) -> None:
-        """One row's normalised paths: (path, sent, held) each."""
-        for path, sent, held in found:
-            entry = self.totals.setdefault(path, {"rows": 0, "sent": sent, "held": held})
+    def add(self, patch: dict[str, Any], answer: dict[str, Any]) -> list[str]:
+        """Count the paths where a row's write answer (the meeting's document) holds another value
+        than its ``patch`` sent (``core.canary.normalised``); returns them."""
+        found = normalised(patch, answer)
+        for difference in found:
+            entry = self.totals.setdefault(
+                difference.path, {"rows": 0, "sent": difference.sent, "held": difference.held}
+            )
             entry["rows"] += 1
             self.is_changed = True
+        return [d.path for d in found]
 
     def _statements(self) -> list[tuple[str, tuple[Any, ...]]]:
         if not self.is_changed:
