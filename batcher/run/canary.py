@@ -6,8 +6,8 @@ such row of every other account among the input's rows (an account may behave di
 go through the engine's own ``handle`` (the same read, decision, snapshot and write as every row),
 then each meeting is read back with a GET and compared with what it must hold
 (``core.canary.expected_after``/``judge``): merge jobs with the document their write was decided
-from, patch jobs with a GET made just before the write, replace jobs with the row over the spec's
-defaults. Any difference halts the job (exit 3) before another row is written, naming the meeting
+from (the engine's read; the canary's own GET before the write where the engine made none), patch
+jobs with a GET made just before the write, replace jobs with the row over the spec's defaults. Any difference halts the job (exit 3) before another row is written, naming the meeting
 and each path with what was sent and what the server holds.
 
 A file job knows its rows at pre-flight (the state): the canary's row numbers are chosen there and
@@ -209,7 +209,8 @@ class Canary:
         cfg, row = job.config, item
         url = cfg.meeting_url(row.account_id or "", row.meeting_id)
         before: dict[str, Any] | None = None
-        if cfg.mode == "patch":  # PATCH reads nothing first: the canary does, to know what must stay
+        if cfg.mode != "replace":  # what must stay: PATCH reads nothing first, and a merge may be decided
+            # from a listed item (no GET the canary can watch); the engine's own read wins where it made one
             got = await job.client.call("GET", url)
             reading = reading_of(row.meeting_id, got, job.control.clock())
             if isinstance(reading, CallResult):
@@ -220,8 +221,8 @@ class Canary:
         outcome, _error = watch.outcomes.get(row.number, ("failed", None)) if watch else ("failed", None)
         if outcome not in ("succeeded", "unchanged"):
             return  # a failed row is reported as any failed row; there is nothing to judge
-        if cfg.mode == "merge" and watch is not None:
-            before = watch.reads.get(row.number)
+        if watch is not None:
+            before = watch.reads.get(row.number, before)
         got = await job.client.call("GET", url)
         back = reading_of(row.meeting_id, got, job.control.clock())
         if isinstance(back, CallResult):
