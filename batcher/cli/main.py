@@ -330,6 +330,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return run_async(go())
 
 
+# the shared job options verify accepts (one command line for every command) but has no use for
+_NOT_FOR_VERIFY = (("--max-failures", "max_failures"), ("--allow-credential-reset", "allow_credential_reset"))
+
+
 def cmd_verify(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """``batcher verify --state FILE``: 0 every meeting as written, 1 some not, 2 usage, 3 bad token."""
     from ..commands.verify import verify_job
@@ -341,11 +345,15 @@ def cmd_verify(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise UsageError(f"no state file at {args.state_path}")
     outputs = [("--state", args.state_path), ("--out", None if args.out == "-" else args.out)]
     outputs += [("--html", args.html_path), ("--budget-file", getattr(args, "budget_path", None))]
+    outputs += [("--summary-json", args.summary_path)]
     check_outputs(
         None, outputs, [("--token-file", args.token_file), ("the job's input", recorded_input(args.state_path))]
     )
     check_state(args.state_path, must_exist=True)
     console = _console(args)
+    unused = [flag for flag, dest in _NOT_FOR_VERIFY if getattr(args, dest, None)]
+    if unused:  # accepted with the shared options; said, so that nobody counts on them
+        console.say("warning", f"batcher: verify writes nothing; {', '.join(unused)} have no effect here")
     env = Environment.read()
     given = {
         "base_url": args.base_url or env.base_url,

@@ -20,7 +20,8 @@ Read-only towards the server, paced by the token's shared budget like every comm
 resumable: verdicts are kept in the state file (table ``verify``), so a stopped verify, run again,
 judges only the meetings it had not; a verify that finished is started afresh by the next one.
 ``--out`` (default stdout) gets one JSON line a meeting once the pass ends (resumed or not, the
-whole pass); the human summary goes to stderr. Exit 0 when every meeting is ``as_written``, 1 when
+whole pass); the human summary goes to stderr, and with ``--summary-json`` ``{"total", "as_written",
+"drifted", "missing", "unknown", "requests", "elapsed_s"}`` (``requests``: this run's). Exit 0 when every meeting is ``as_written``, 1 when
 any is not, 2 for usage errors, 3 when the token is refused, 130 interrupted.
 """
 
@@ -31,6 +32,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -268,7 +270,12 @@ async def verify_job(
             verify_log.end_pass(store, number)
         written = write_out(store, out_path)
         counts = Counter(verify_log.verdict_counts(store.db))
-        text = summary_text(store, requests, time.monotonic() - started, verifier.notes)
+        elapsed_s = time.monotonic() - started
+        text = summary_text(store, requests, elapsed_s, verifier.notes)
+        if config.summary_path:
+            doc: dict[str, Any] = {"total": sum(counts.values()), **{v: counts[v] for v in VERDICTS}}
+            doc.update(requests=requests, elapsed_s=round(elapsed_s, 3))
+            Path(config.summary_path).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
     finally:
         store.close()
     if control.halt is not None:

@@ -270,3 +270,34 @@ async def test_a_list_that_misbehaves_is_left_and_the_rest_read_one_by_one(tmp_p
         assert "repeated" in result.message
     finally:
         await runner.cleanup()
+
+
+async def test_summary_json_counts_the_verdicts_and_this_runs_requests(server, tmp_path):
+    import orjson
+
+    ids = server.add(4, title="old")
+    cfg = _job(tmp_path, server, ids, summary_path=str(tmp_path / "s.json"))
+    assert (await run_job(_job(tmp_path, server, ids))).exit_code == 0
+    server.api.edit(ACCOUNT, ids[0], {"title": "theirs"})
+    result, _lines = await _verify(cfg, tmp_path)
+    doc = orjson.loads((tmp_path / "s.json").read_bytes())
+    assert {k: doc[k] for k in ("total", "as_written", "drifted", "missing", "unknown", "requests")} == {
+        "total": 4,
+        "as_written": 3,
+        "drifted": 1,
+        "missing": 0,
+        "unknown": 0,
+        "requests": 4,
+    }
+    assert result.exit_code == 1
+
+
+async def test_the_options_verify_has_no_use_for_are_named_in_a_warning(server, tmp_path):
+    from ..conftest import run_cli
+
+    ids = server.add(2, title="old")
+    assert (await run_job(_job(tmp_path, server, ids))).exit_code == 0
+    code, _out, err = await run_cli(
+        "verify", "--state", str(tmp_path / "job.state.db"), "--max-failures", "3", base_url=server.base_url
+    )
+    assert code == 0 and "--max-failures have no effect here" in err
