@@ -7,15 +7,17 @@ go through the engine's own ``handle`` (the same read, decision, snapshot and wr
 then each meeting is read back with a GET and compared with what it must hold
 (``core.canary.expected_after``/``judge``): merge jobs with the document their write was decided
 from (the engine's read; the canary's own GET before the write where the engine made none), patch
-jobs with a GET made just before the write, replace jobs with the row over the spec's defaults. Any difference halts the job (exit 3) before another row is written, naming the meeting
-and each path with what was sent and what the server holds.
+jobs with a GET made just before the write, replace jobs with the row over the spec's defaults.
+Any difference halts the job (exit 3) before another row is written, naming the meeting and each
+path with what was sent and what the server holds.
 
 A file job knows its rows at pre-flight (the state): the canary's row numbers are chosen there and
 read from the file in a pass of their own (re-validated like every row sent). A stdin job cannot
 look ahead: its canary is the first N valid rows read, whatever their accounts.
 
-A clean canary is kept in the state (meta ``canary``), so a resumed job does not judge it again;
-its rows are done like any other (``succeeded``/``unchanged``) and are not sent again.
+A clean canary is kept in the state (meta ``canary``, with the job's identity), so a resumed job
+does not judge it again; its rows are done like any other (``succeeded``/``unchanged``) and are not
+sent again. A ``--force`` run with another input or options judges a new one.
 """
 
 from __future__ import annotations
@@ -202,7 +204,7 @@ class Canary:
         return True
 
     async def one(self, item: Row | RowError) -> None:
-        """One canary row: (patch: read first) write through the engine, read back, judge."""
+        """One canary row: read (merge and patch), write through the engine, read back, judge."""
         job = self.job
         if not isinstance(item, Row):
             return await job.handle(item)
