@@ -8,8 +8,8 @@ import sys
 import uuid
 from asyncio.subprocess import PIPE
 
-from batcher.core.config import Secret
 from batcher.commands.rollback import rollback_job
+from batcher.core.config import Secret
 from batcher.run.engine import run_job
 
 from ..conftest import ACCOUNT, TOKEN, config, write_jsonl
