@@ -10,6 +10,7 @@ the confirming GET all use that one rule.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from .schema import FIELDS, SECRET_FIELDS, STORAGE_PATH
@@ -66,6 +67,11 @@ def unknown_paths(document: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         elif path in _OBJECT_PATHS and isinstance(value, dict):
             out.update(unknown_paths(value, path + "."))
     return out
+
+
+def is_under(path: str, roots: Iterable[str]) -> bool:
+    """Whether the dotted ``path`` is one of ``roots`` or inside one of them."""
+    return any(path == root or path.startswith(root + ".") for root in roots)
 
 
 def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

@@ -8,9 +8,10 @@ stopped. So the walk trusts nothing it cannot check (every rule is in ``next``):
 - it asks for page 1 first, and reads the answer's ``paging.start_offset`` (1-based, as the API
   counts it): a page 1 that starts past the first meeting, or that is empty while
   ``total_count`` claims meetings, comes from a server counting from 0, and page 0 is asked for
-  next. A page 1 without a ``start_offset`` leaves the base open: page 0 is asked for only if the
-  walk ends with fewer meetings listed than ``total_count`` claims. No answer is a paging hint
-  but a 2xx one: a refused request (4xx) stops the walk with its message;
+  next. A page 1 that proves nothing (no ``start_offset``, or one meeting at offset 1, which either
+  base gives) leaves the base open: page 0 is asked for once at the end, if fewer meetings were
+  listed than ``total_count`` claims or no count was given, and a refusal of it means "counts
+  from 1". No other answer is a paging hint: a refused request (4xx) stops the walk with its message;
 - it stops on an empty page, once ``total_count`` meetings are listed, on a page
   that repeats the previous one, on a page with no id not seen before, and
   after a hard cap of pages derived from ``total_count`` and the real page size;
@@ -83,7 +84,7 @@ class PageWalk:
         self._page_no = 1  # the page asked for last
         self._previous: list[Any] | None = None  # the ids of the page before: a repeat is a loop
         self._cap = UNBOUNDED_PAGE_CAP  # pages at most, from total_count and the page size really served
-        self._has_offsets = False  # page 1 said where it starts (start_offset): the base is known
+        self._has_offsets = False  # page 1 proved where it starts (start_offset, or counts): the base is known
         self._after_zero: PageRequest | Stop | None = None  # where the walk goes on once page 0 answered
         self.pages = 0  # pages that answered a data list
         self.total_count: int | None = None  # the server's count, from its latest page that gave one
@@ -126,10 +127,12 @@ class PageWalk:
             return self._go_on()
         if page_no == 1 and self.pages == 1:
             start = paging.get("start_offset")
-            self._has_offsets = isinstance(start, int)
-            counts_from_0 = (not items and bool(self.total_count)) or (
-                isinstance(start, int) and bool(items) and start > 1
-            )
+            start = start if isinstance(start, int) and not isinstance(start, bool) else None
+            # page 1 is the first page when it starts at offset 0 or 1 (whichever base the offsets
+            # count from); one item at offset 1 could be either, so that proves nothing
+            is_first = start == 0 or (start == 1 and len(items) > 1)
+            counts_from_0 = (not items and bool(self.total_count)) or (start is not None and start > 1)
+            self._has_offsets = is_first or counts_from_0 or (not items and self.total_count == 0)
             if counts_from_0:  # page 1 is the second page: page 0 next, then on from page 2
                 self._take(items, ids)
                 self._previous = ids
@@ -157,9 +160,10 @@ class PageWalk:
         self.seen.update(ids)
 
     def _end(self, stop: Stop) -> PageRequest | Stop:
-        """The forward walk ends: unless page 1 said where it starts, a list short of ``total_count``
-        may lack a page 0 (a server counting from 0 that gives no offsets): ask it once."""
-        short = self.total_count is not None and self.listed < self.total_count
+        """The forward walk ends: unless page 1 proved where it starts, a list short of
+        ``total_count`` (or with no count to judge by) may lack a page 0 (a server counting from 0
+        that gives no offsets): ask it once, and take a refusal as "counts from 1"."""
+        short = self.total_count is None or self.listed < self.total_count
         if not self._has_offsets and short and self._after_zero is None:
             self._after_zero = stop
             return self._ask(0)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from .config import ACCOUNT_RE
+from .documents import is_under
 from .rowrules import FieldError, status_problem
 from .schema import CARRIED_KEY, FIELDS, SECRET_FIELDS, STORAGE_PATH, MeetingBody, closest_path, unwrap_annotation
 
@@ -185,6 +186,12 @@ def parse_row(
             FieldError(CARRIED_KEY, "must be a list of dotted field paths (export writes it; leave it as written)")
         )
         carried = None
+    if carried and (known := [p for p in carried if p in FIELDS]):
+        # only what the schema does not know is carried: a known object listed would let typos under it through
+        errors.append(
+            FieldError(CARRIED_KEY, f"lists {', '.join(known)}: batcher checks those; only unknown fields are carried")
+        )
+        carried = None
     if not (isinstance(meeting_id, str) and UUID_RE.fullmatch(meeting_id)):
         errors.append(FieldError("meeting_id", check_meeting_id(meeting_id) or ""))
     if account_id is None or account_id == "":
@@ -217,10 +224,7 @@ def without_carried(errors: list[FieldError], carried: list[str]) -> list[FieldE
     grew): the line is a backup, and restoring it must send them as they were. Only unknown-field
     errors at (or under) those paths go; every field the schema knows is still checked."""
 
-    def is_carried(path: str) -> bool:
-        return any(path == c or path.startswith(c + ".") for c in carried)
-
-    return [e for e in errors if not (e.reason.startswith("unknown field") and is_carried(e.field))]
+    return [e for e in errors if not (e.reason.startswith("unknown field") and is_under(e.field, carried))]
 
 
 # Nullable in the PUT body but not in the PATCH body (Cloudflare's schema): null is a PUT-only value there.

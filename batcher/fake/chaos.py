@@ -20,6 +20,7 @@ import random
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from ..core.documents import is_under
 from ..errors import UsageError
 
 
@@ -126,4 +127,4 @@ class Chaos:
 
 def is_known_extra(path: str, extra_fields: set[str]) -> bool:
     """Whether the server knows ``path`` (or an object above it) as an extra field."""
-    return any(path == extra or path.startswith(extra + ".") for extra in extra_fields)
+    return is_under(path, extra_fields)

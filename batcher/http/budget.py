@@ -44,14 +44,18 @@ benchmark's setting) never calls it.
 
 A file deleted under a running job (a cache cleaner) would split the token's window in two: the
 running process keeps its handle on the deleted file while the next job creates a fresh one and
-sees an empty window. So each process checks, every ``WATCH_S`` and before its grants, that the
-path still names the file it holds (device and inode); when it does not, it *rejoins*: it opens
-the path (creating it if need be) and copies there the starts and the pause its old file held
-(skipping starts already there), so every process of the token again counts every start. A
-process that creates the file in a folder that already existed (a cleaner deleted it, or another
-token's file lives there) grants nothing for ``REJOIN_GRACE_S``, long enough for the processes
-still holding a deleted file to rejoin first: without that wait its first N starts could fall in
-a window another process had just filled.
+sees an empty window. So each process checks, every ``WATCH_S`` (a watcher thread) and before
+its grants, that the path still names the file it holds (device and inode); when it does not, it
+*rejoins*: it opens the path (creating it if need be) and copies there the starts and the pause
+its old file held, once per deleted file (the first holder to rejoin marks the new file with the
+old one's identity; the others find the mark), so every process of the token again counts every
+start. A deleted file's journals (``-wal``, ``-shm``) stay at the path while a job holds the file
+open, and SQLite would read them as a new file's: the process that makes the file removes them
+first (under ``PATH.lock``), and then grants nothing for ``REJOIN_GRACE_S``, long enough for the
+processes still holding the deleted file to rejoin first: without that wait its first N starts
+could fall in a window another process had just filled. (A folder removed whole takes the
+journals with it: then the running job makes the file again at its next check, and a job started
+within that quarter second is the one case not covered.)
 """
 
 from __future__ import annotations
@@ -88,7 +92,17 @@ BUSY_RETRY_S = 0.005
 # that created the file in an existing folder waits before its first grant (see the docstring).
 WATCH_S = 0.25
 REJOIN_GRACE_S = 1.0
+REJOIN_TIMEOUT_S = 0.1  # a rejoin waits no longer than this for the new file (then: the next check)
 _GRANT_META = "SELECT key, value FROM meta WHERE key IN ('paused_until', 'server_left', 'server_reset_at')"
+
+
+def _held(meta: Mapping[str, float]) -> float:
+    """The wall-clock time before which the file grants nothing (0.0: none), from its ``_GRANT_META``:
+    a pause, or the server's reset while its last word was that no budget is left."""
+    held = meta.get("paused_until", 0.0)
+    if meta.get("server_left", -1.0) == 0:
+        held = max(held, meta.get("server_reset_at", 0.0))
+    return held
 
 
 @contextlib.contextmanager
@@ -133,7 +147,6 @@ class Budget:
         self._grants = 0
         self._pause_due = 0.0  # a pause not yet written: the file was busy
         self.last_start = 0.0  # wall-clock time of this process's last granted start
-        self._carry: tuple[list[tuple[float]], float] | None = None  # a rejoin's copy not yet made
         self.rejoined = 0  # times the path was found to name another file (or none) and was rejoined
         # a file made where a deleted one's journals lay: let the processes holding it rejoin first
         self._hold_until = clock() + REJOIN_GRACE_S if took_over else 0.0
@@ -141,7 +154,7 @@ class Budget:
         if watch_s is not None:
             threading.Thread(target=self._watch, args=(watch_s,), name="batcher-budget", daemon=True).start()
 
-    def _connect(self) -> tuple[sqlite3.Connection, tuple[int, int], bool]:
+    def _connect(self, timeout_s: float = SETUP_TIMEOUT_S) -> tuple[sqlite3.Connection, tuple[int, int], bool]:
         """Open (or create) the file at ``path``: the connection, the file's identity, and whether a
         deleted file's journals lay there (a process may still hold that file).
 
@@ -179,36 +192,40 @@ class Budget:
             with contextlib.suppress(UsageError):  # the path cannot be opened now: try again next time
                 self.rejoin_if_moved()
 
+    def _moved(self) -> bool:
+        """Whether the path names another file than the one held, or none."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return True  # gone: made again, with what the old file knows
+        return (st.st_dev, st.st_ino) != self._identity
+
     def rejoin_if_moved(self) -> bool:
         """If the path no longer names the file held (deleted, replaced), rejoin the one it names.
 
         The starts of the last retention period and the pause the old file held are copied into
         the file now at the path (creating it if none is there), once: every process holding the
-        deleted file holds the same log, so the first to rejoin copies it and marks the file.
-        Returns True when it rejoined.
+        deleted file holds the same log, so the first to rejoin copies it and marks the file. The
+        old file is let go only once the copy is committed; a new file that cannot be opened or
+        written now (busy, a folder being removed) leaves everything as it was, for the next check.
+        It never waits long (``REJOIN_TIMEOUT_S``): the event loop may be the caller. Returns True
+        when it rejoined.
         """
-        try:
-            st = os.stat(self.path)
-            if (st.st_dev, st.st_ino) == self._identity:
-                return False
-        except OSError:
-            pass  # gone: create it again, with what the old file knows
+        if not self._moved():
+            return False
         with self._lock:
-            if self._closed.is_set():
+            if self._closed.is_set() or not self._moved():  # another thread rejoined meanwhile
                 return False
-            if self._carry is None:  # what the old file knows (kept if the new one cannot be opened)
-                since = self.clock() - max(_MIN_RETENTION_S, self._meta("retention_s"))
-                starts = self._db.execute("SELECT t FROM starts WHERE t > ?", (since,)).fetchall()
-                self._carry = (starts, max(self._meta("paused_until"), self._pause_due))
-                self._db.close()  # first: its journals must not be taken for the new file's
-            starts, pause = self._carry
-            gone = self._identity
-            self._db, self._identity, _ = self._connect()  # a UsageError here: the next check tries again
-            self._carry = None
+            since = self.clock() - max(_MIN_RETENTION_S, self._meta("retention_s"))
+            starts = self._db.execute("SELECT t FROM starts WHERE t > ?", (since,)).fetchall()
+            pause = max(self._meta("paused_until"), self._pause_due)
             # every holder of the deleted file copies the same log: the first one's copy is the copy
+            gone = self._identity
             mark = f"copied {gone[0]}:{gone[1]}"
-            db = self._db
-            db.execute(f"PRAGMA busy_timeout = {int(SETUP_TIMEOUT_S * 1000)}")  # rare: may wait like set-up
+            try:
+                db, identity, _ = self._connect(REJOIN_TIMEOUT_S)
+            except UsageError:
+                return False
             try:
                 db.execute("BEGIN IMMEDIATE")
                 try:
@@ -216,13 +233,20 @@ class Budget:
                         db.executemany("INSERT INTO starts VALUES (?)", starts)
                         db.execute("INSERT INTO meta VALUES (?, ?)", (mark, len(starts)))
                     if pause:
-                        self._write_pause(pause)
-                finally:
+                        db.execute(
+                            "INSERT INTO meta VALUES ('paused_until', ?1)"
+                            " ON CONFLICT (key) DO UPDATE SET value = max(value, ?1)",
+                            (pause,),
+                        )
                     db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise UsageError(f"cannot rejoin the rate budget file {self.path}: {exc}") from None
-            finally:
-                db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error:
+                db.close()
+                return False
+            self._db.close()
+            self._db, self._identity, self._pause_due = db, identity, 0.0
             self.rejoined += 1
             return True
 
@@ -262,15 +286,12 @@ class Budget:
             if self._pause_due:
                 self._write_pause(self._pause_due)
             meta: dict[str, float] = dict(db.execute(_GRANT_META).fetchall())  # one look-up for the three
-            paused_until = meta.get("paused_until", 0.0)
-            if paused_until > now:
-                return paused_until - now
-            left, reset_at = meta.get("server_left", -1.0), meta.get("server_reset_at", 0.0)
-            if left >= 0 and reset_at <= now:  # the server's window has renewed
+            if (held := _held(meta)) > now:
+                return held - now
+            left = meta.get("server_left", -1.0)
+            if left >= 0 and meta.get("server_reset_at", 0.0) <= now:  # the server's window has renewed
                 db.execute("DELETE FROM meta WHERE key IN ('server_left', 'server_reset_at', 'server_seen')")
                 left = -1.0
-            if left == 0:
-                return reset_at - now
             self._grants += 1
             if self._grants % _PRUNE_EVERY == 1:
                 retention = max(_MIN_RETENTION_S, span_s, self._meta("retention_s"))
@@ -357,10 +378,7 @@ class Budget:
         this process's wait for a deleted file's holders. Read only: nothing is granted or logged."""
         with self._lock:
             meta: dict[str, float] = dict(self._db.execute(_GRANT_META).fetchall())
-        held = max(meta.get("paused_until", 0.0), self._hold_until)
-        if meta.get("server_left", -1.0) == 0:
-            held = max(held, meta.get("server_reset_at", 0.0))
-        return held
+        return max(_held(meta), self._hold_until)
 
     @property
     def paused_until(self) -> float:

@@ -290,3 +290,12 @@ def test_only_the_fields_a_line_lists_as_carried_escape_the_schema():
     assert isinstance(unlisted, RowError) and {e.field for e in unlisted.errors} == {"noise_cancellation", "titel"}
     bad = parse_row(1, {**data, "_carried": "noise_cancellation"}, ACCOUNT)
     assert isinstance(bad, RowError) and "_carried" in {e.field for e in bad.errors}
+
+
+def test_a_carried_list_naming_a_field_batcher_knows_is_refused():
+    """Only what the schema does not know is carried: listing ``recording_config`` would let a typo
+    under it (``bukcet``) through unchecked."""
+    row = {"meeting_id": str(uuid.uuid4()), "recording_config": {"storage_config": {"type": "aws", "bukcet": "b"}}}
+    refused = parse_row(1, {**row, "_carried": ["recording_config"]}, ACCOUNT)
+    assert isinstance(refused, RowError)
+    assert {e.field for e in refused.errors} == {"_carried", "recording_config.storage_config.bukcet"}

@@ -68,7 +68,26 @@ ROWS = [
         [(0, []), (COMPLETE, ["a", "b"])],
     ),
     ("an empty page 1 with nothing claimed is an empty list", [page([], 0)], [(COMPLETE, None)]),
-    ("an empty page 1 with no total_count is an empty list", [page([])], [(COMPLETE, None)]),
+    (
+        "an empty page 1 with no total_count or offsets asks for page 0 once: a server counting from 0, under a page",
+        [page([]), page(["a"])],
+        [(0, None), (COMPLETE, ["a"])],
+    ),
+    (
+        "an empty page 1 with no total_count, whose page 0 is refused, is an empty list",
+        [page([]), failed(400)],
+        [(0, None), (COMPLETE, None)],
+    ),
+    (
+        "offsets counted from 0: a page 1 at offset 0 is the first page",
+        [page(["a", "b"], 3, start=0), page(["c"], 3, start=2)],
+        [(2, ["a", "b"]), (COMPLETE, ["c"])],
+    ),
+    (
+        "one meeting at offset 1 proves no base: page 0 is asked for once the walk ends short",
+        [page(["b"], 2, start=1), page([], 2), page(["a"], 2)],
+        [(2, ["b"]), (0, None), (COMPLETE, ["a"])],
+    ),
     (
         "without offsets, a list that ends short of total_count asks for page 0 once",
         [page(["c", "d"], 4), page([], 4), page(["a", "b"], 4)],

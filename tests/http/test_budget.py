@@ -8,8 +8,10 @@ import shutil
 import sqlite3
 import threading
 
+import pytest
+
 from batcher.core.config import RateSpec
-from batcher.http.budget import BUSY_RETRY_S, Budget, default_budget_path
+from batcher.http.budget import BUSY_RETRY_S, REJOIN_GRACE_S, Budget, default_budget_path
 from batcher.http.pacer import Pacer
 
 from ..fake_time import FakeTime, OverlappingTime, worst_window
@@ -234,3 +236,39 @@ async def test_two_jobs_holding_one_deleted_budget_file_copy_its_starts_once(tmp
         os.unlink(f"{path}{suffix}")
     assert one.budget.rejoin_if_moved() and two.budget.rejoin_if_moved()
     assert sqlite3.connect(path).execute("SELECT count(*) FROM starts").fetchone() == (2,), "each start once"
+
+
+async def test_a_job_that_makes_the_file_where_a_deleted_ones_journals_lie_waits_for_its_holders(tmp_path):
+    t = FakeTime()
+    t.now = 1000.0
+    path = tmp_path / "budget.db"
+    await _three_starts(path, t)  # a running job, whose file is about to be deleted
+    os.unlink(path)
+    newcomer = Budget(path, t.clock, watch_s=None)
+    assert newcomer.try_start(3, 10.0) == pytest.approx(REJOIN_GRACE_S), "nothing granted before the holders rejoin"
+    assert newcomer.held_until == pytest.approx(1000.0 + REJOIN_GRACE_S)
+
+
+async def test_a_rejoin_that_cannot_open_the_new_file_keeps_the_old_one_working(tmp_path):
+    t = FakeTime()
+    t.now = 1000.0
+    path = tmp_path / "budget.db"
+    running = await _three_starts(path, t)
+    os.unlink(path)
+    os.mkdir(path)  # the cleaner's own folder where the file was: nothing can be opened there now
+    assert not running.budget.rejoin_if_moved() and running.budget.rejoined == 0
+    assert running.budget.try_start(3, 10.0) > 0, "still counting its own starts in the old file"
+    assert running.budget.held_until == 0.0
+    os.rmdir(path)
+    assert running.budget.rejoin_if_moved(), "the next check rejoins"
+    assert sqlite3.connect(path).execute("SELECT count(*) FROM starts").fetchone() == (3,)
+
+
+def test_held_until_is_the_servers_reset_while_it_said_no_budget_is_left(tmp_path):
+    t = FakeTime()
+    t.now = 1000.0
+    budget = Budget(tmp_path / "budget.db", t.clock, watch_s=None)
+    assert budget.held_until == 0.0
+    budget.note_server(0, 30.0, started_at=999.0)
+    assert budget.held_until == pytest.approx(1030.0), "status shows it as a pause"
+    assert budget.try_start(5, 10.0) == pytest.approx(30.0)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
+from batcher.core.config import RateSpec
 from batcher.errors import Interrupted
-from batcher.run.pool import Control, pump
+from batcher.http.budget import Budget
+from batcher.http.pacer import Pacer
+from batcher.report.console import Progress
+from batcher.run.pool import Control, pump, show_pause
 
 from ..fake_time import VirtualTime
 
@@ -58,3 +63,19 @@ async def test_control_sleeps_on_the_injected_clock_and_wakes_on_stop():
     control.interrupt()
     with pytest.raises(Interrupted):
         await control.sleep(1)
+
+
+def test_the_progress_line_shows_a_pause_the_tokens_budget_holds(tmp_path):
+    """Another process of the token was told Retry-After: 40; this one sends nothing meanwhile, and
+    its progress line says so (``show_pause`` reads the pacer's ``held_s``, budget included)."""
+    path = tmp_path / "budget.db"
+    other = Budget(path, watch_s=None)
+    other.pause_until(time.time() + 40)
+    pacer = Pacer(RateSpec(10, 1.0), budget=Budget(path, watch_s=None))
+    progress = Progress(10)
+    try:
+        show_pause(progress, pacer, Control())
+        assert progress.paused_until is not None and progress.paused_until > time.time() + 35
+    finally:
+        other.close()
+        pacer.budget.close()

@@ -8,6 +8,7 @@ import sys
 import uuid
 from asyncio.subprocess import PIPE
 
+from batcher.commands.rollback import rollback_job
 from batcher.core.config import Secret
 from batcher.run.engine import run_job
 
@@ -47,3 +48,14 @@ async def test_a_job_resumed_with_a_new_token_keeps_its_rate_over_its_earlier_st
     second = await run_job(again)
     assert second.summary["succeeded"] == 12 and len(server.api.arrivals) == 18
     assert worst_window(server.api.arrivals, 2.0 - JITTER_S) <= 6, "6/2 across both runs, whatever the token"
+
+
+async def test_a_rollback_with_a_new_token_keeps_the_rate_over_the_jobs_own_starts(server, tmp_path):
+    server.api.arrivals = []
+    ids = server.add(6)
+    src = write_jsonl(tmp_path / "in.jsonl", [{"meeting_id": m, "title": "t"} for m in ids])
+    run = await run_job(config(tmp_path, server, src, rate="10/1", token=Secret("token-one")))
+    assert run.summary["succeeded"] == 6 and len(server.api.arrivals) == 12  # GET + PUT each
+    back = await rollback_job(config(tmp_path, server, src, rate="10/1", token=Secret("token-two")))
+    assert back.exit_code == 0 and all(server.doc(m)["title"] != "t" for m in ids)
+    assert worst_window(server.api.arrivals, 1.0 - JITTER_S) <= 10, "10/1 across the job and its rollback"

@@ -84,3 +84,22 @@ def test_a_run_of_a_job_begun_hours_ago_starts_with_wide_buckets(tmp_path):
         assert first.span(1_800_000_000.0)[1] == 1
     finally:
         store.close()
+
+
+def test_the_jobs_recent_activity_is_its_starts_in_the_window_and_the_end_of_its_latest_pause(tmp_path):
+    """What a resumed run with another token must honour (``Pacer.inherit``): each request at its
+    bucket's end (the latest it may have started, never after now), and a pause still under way."""
+    store = Store.open(str(tmp_path / "job.state.db"))
+    now = [T0]
+    timeline = Timeline(lambda: now[0])
+    with runs.recording(store, timeline, "run", {}):
+        timeline.request("PUT", T0 - 0.5, 200, None, False)  # an old one, outside the window asked for
+        now[0] = T0 + 20.25
+        for _ in range(3):
+            timeline.request("PUT", now[0], 200, None, False)
+        timeline.pause(300.0)  # a Cloudflare lockout, 5 minutes
+    starts, paused_until = runs.recent_activity(store.db, since=T0 + 10, now=T0 + 20.5)
+    assert starts == [T0 + 20.5] * 3, "each at the end of its 1-s bucket, capped at now"
+    assert paused_until == pytest.approx(T0 + 20.25 + 300.0)
+    assert runs.recent_activity(store.db, since=T0 + 400, now=T0 + 400) == ([], pytest.approx(T0 + 320.25))
+    store.close()
